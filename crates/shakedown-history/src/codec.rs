@@ -1,0 +1,167 @@
+//! Versioned JSON Lines: one header line, then one event per line.
+
+use crate::event::{Event, Header, FORMAT_NAME, FORMAT_VERSION};
+use crate::ops::{History, WellFormedError};
+use std::io::{BufRead, Write};
+
+/// Why a history could not be read; names the line where it went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("read history: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("line {line}: the history is empty (expected a header line)")]
+    Empty { line: usize },
+    #[error("line {line}: invalid header: {message}")]
+    Header { line: usize, message: String },
+    #[error("line {line}: unsupported history format {format:?} version {version} (this build reads {FORMAT_NAME:?} version {FORMAT_VERSION})")]
+    Version { line: usize, format: String, version: u32 },
+    #[error("line {line}: invalid event: {message}")]
+    Event { line: usize, message: String },
+    #[error("line {line}: {source}")]
+    WellFormed { line: usize, source: WellFormedError },
+}
+
+/// Writes the header line.
+pub fn write_header(out: &mut impl Write, header: &Header) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, header)?;
+    out.write_all(b"\n")
+}
+
+/// Writes one event line.
+pub fn write_event(out: &mut impl Write, event: &Event) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, event)?;
+    out.write_all(b"\n")
+}
+
+/// Writes a whole history.
+pub fn write_jsonl(out: &mut impl Write, history: &History) -> std::io::Result<()> {
+    write_header(out, &history.header)?;
+    history.events.iter().try_for_each(|e| write_event(out, e))
+}
+
+/// Reads and validates a whole history. Blank lines are ignored.
+pub fn read_jsonl(input: impl BufRead) -> Result<History, DecodeError> {
+    let mut header: Option<Header> = None;
+    let mut events = Vec::new();
+    let mut line_numbers = Vec::new();
+    for (i, line) in input.lines().enumerate() {
+        let line_no = i + 1;
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        if header.is_none() {
+            header = Some(parse_header(line_no, &line)?);
+            continue;
+        }
+        let event: Event = serde_json::from_str(&line)
+            .map_err(|e| DecodeError::Event { line: line_no, message: e.to_string() })?;
+        events.push(event);
+        line_numbers.push(line_no);
+    }
+    let header = header.ok_or(DecodeError::Empty { line: 1 })?;
+    let history = History { header, events };
+    history.validate().map_err(|source| {
+        let at = failing_event(&source).and_then(|i| line_numbers.get(i as usize).copied());
+        DecodeError::WellFormed { line: at.unwrap_or(0), source }
+    })?;
+    Ok(history)
+}
+
+fn parse_header(line_no: usize, line: &str) -> Result<Header, DecodeError> {
+    let value: serde_json::Value = serde_json::from_str(line)
+        .map_err(|e| DecodeError::Header { line: line_no, message: e.to_string() })?;
+    let format = value.get("format").and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+    if format != FORMAT_NAME || version != FORMAT_VERSION {
+        return Err(DecodeError::Version { line: line_no, format, version });
+    }
+    serde_json::from_value(value).map_err(|e| DecodeError::Header { line: line_no, message: e.to_string() })
+}
+
+fn failing_event(e: &WellFormedError) -> Option<u64> {
+    Some(match e {
+        WellFormedError::Index { expected, .. } => *expected,
+        WellFormedError::TimeBackwards { index, .. }
+        | WellFormedError::DoubleInvoke { index, .. }
+        | WellFormedError::RetiredProcess { index, .. }
+        | WellFormedError::OrphanCompletion { index, .. }
+        | WellFormedError::MismatchedF { index, .. }
+        | WellFormedError::UnmatchedFault { index, .. } => *index,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{HistoryBuilder, OpType, ProcessId};
+    use serde_json::json;
+
+    fn sample() -> History {
+        let mut b = HistoryBuilder::new(Header::new("t", 3));
+        b.invoke(1, ProcessId(0), "alice", "add", json!(1));
+        b.invoke(2, ProcessId(1), "bob", "read", json!(null));
+        b.complete(3, ProcessId(0), OpType::Ok, json!(1), None);
+        b.complete(4, ProcessId(1), OpType::Info, json!(null), Some("timeout".into()));
+        b.finish()
+    }
+
+    #[test]
+    fn round_trips() {
+        let h = sample();
+        let mut buf = Vec::new();
+        write_jsonl(&mut buf, &h).unwrap();
+        let back = read_jsonl(&buf[..]).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(back.ops().len(), 2);
+        assert_eq!(back.ops()[1].op_type(), OpType::Info);
+    }
+
+    fn decode(text: &str) -> Result<History, DecodeError> {
+        read_jsonl(text.as_bytes())
+    }
+
+    const HEADER: &str = r#"{"format":"shakedown-history","version":1,"scenario":"t","seed":1}"#;
+
+    #[test]
+    fn rejects_bad_input_naming_the_line() {
+        let cases = [
+            ("", "empty"),
+            ("not json", "line 1: invalid header"),
+            (r#"{"format":"shakedown-history","version":9,"scenario":"t","seed":1}"#, "version 9"),
+            (&format!("{HEADER}\n{{\"index\":0}}"), "line 2: invalid event"),
+            (
+                &format!("{HEADER}\n{}", r#"{"index":0,"time_ns":1,"type":"ok","process":0,"actor":"a","f":"add","value":1}"#),
+                "line 2: event 0: completion for process 0 has no pending invocation",
+            ),
+            (
+                &format!(
+                    "{HEADER}\n{}\n{}",
+                    r#"{"index":0,"time_ns":5,"type":"invoke","process":0,"actor":"a","f":"add","value":1}"#,
+                    r#"{"index":1,"time_ns":4,"type":"ok","process":0,"actor":"a","f":"add","value":1}"#
+                ),
+                "line 3: event 1: time 4 ns goes backwards",
+            ),
+            (
+                &format!(
+                    "{HEADER}\n{}\n{}\n{}",
+                    r#"{"index":0,"time_ns":1,"type":"invoke","process":0,"actor":"a","f":"add","value":1}"#,
+                    r#"{"index":1,"time_ns":2,"type":"info","process":0,"actor":"a","f":"add","value":1}"#,
+                    r#"{"index":2,"time_ns":3,"type":"invoke","process":0,"actor":"a","f":"add","value":2}"#
+                ),
+                "retired",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = decode(text).expect_err(text).to_string();
+            assert!(err.contains(want), "{text:?}: got {err:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "completes with nothing pending")]
+    fn builder_asserts_pairing() {
+        let mut b = HistoryBuilder::new(Header::new("t", 3));
+        b.complete(1, ProcessId(0), OpType::Ok, json!(1), None);
+    }
+}

@@ -1,0 +1,3 @@
+//! The `shakedown` command line.
+
+fn main() {}
