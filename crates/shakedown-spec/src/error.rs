@@ -1,0 +1,87 @@
+//! Spec errors that name the file, line and column and say what was expected.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// One problem in a scenario file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    /// Byte range in the source; `0..0` when the problem has no place (built in code).
+    pub span: Range<usize>,
+    /// Text to find in the source when there is no span, e.g. `service.kv`.
+    pub anchor: Option<String>,
+    pub message: String,
+}
+
+impl SpecError {
+    pub fn new(span: Range<usize>, message: impl Into<String>) -> SpecError {
+        SpecError { span, anchor: None, message: message.into() }
+    }
+
+    /// An error located at the first occurrence of `anchor` in the source.
+    pub fn near(anchor: impl Into<String>, message: impl Into<String>) -> SpecError {
+        SpecError { span: 0..0, anchor: Some(anchor.into()), message: message.into() }
+    }
+
+    /// Turns an anchor into a span within `text`.
+    pub(crate) fn locate(mut self, text: &str) -> SpecError {
+        if let (0, 0, Some(anchor)) = (self.span.start, self.span.end, &self.anchor) {
+            if let Some(i) = text.find(anchor.as_str()) {
+                self.span = i..i + anchor.len();
+            }
+        }
+        self
+    }
+}
+
+/// Every problem found in one scenario source, with the text to locate them in.
+#[derive(Debug, Clone)]
+pub struct SpecErrors {
+    /// The file name (or `<code>` for scenarios built in Rust).
+    pub origin: String,
+    pub text: Arc<str>,
+    pub errors: Vec<SpecError>,
+}
+
+impl SpecErrors {
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..floor_char_boundary(&self.text, offset)];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, col)
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            let (line, col) = self.line_col(e.span.start);
+            write!(f, "{}:{line}:{col}: {}", self.origin, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecErrors {}
+
+/// Why a scenario file could not be loaded at all.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("read scenario {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(#[from] SpecErrors),
+}

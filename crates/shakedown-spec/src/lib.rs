@@ -1,0 +1,74 @@
+//! Scenario files for shakedown: the model, TOML parsing and validation with
+//! errors that name the file, line and column.
+//!
+//! ```
+//! let text = r#"
+//! name = "doc"
+//! [service.kv]
+//! command = ["shakedown-testbed", "kv", "--listen", "127.0.0.1:{port}"]
+//! [[fault]]
+//! kind = "kill"
+//! target = "db"
+//! every = "2s"
+//! "#;
+//! let err = shakedown_spec::parse(text, "doc.toml").unwrap_err();
+//! assert!(err.to_string().starts_with("doc.toml:7:10: fault target `db` is not a defined service"));
+//! ```
+
+mod error;
+mod model;
+mod template;
+mod validate;
+mod values;
+
+pub use error::{LoadError, SpecError, SpecErrors};
+pub use model::*;
+pub use template::{Part, Template, TemplateError, Var, PLACEHOLDERS};
+pub use validate::signal_number;
+pub use values::{Dur, Names, Pattern, ResultParser, ResultSource, ResultSpec, ValueTemplate};
+
+use std::path::Path;
+use std::sync::Arc;
+
+/// Parses and validates a scenario; `origin` names the file in errors.
+pub fn parse(text: &str, origin: &str) -> Result<Scenario, SpecErrors> {
+    let fail = |errors| SpecErrors { origin: origin.to_string(), text: Arc::from(text), errors };
+    let scenario: Scenario = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        fail(vec![SpecError::new(span, toml_message(&e))])
+    })?;
+    let errors: Vec<SpecError> = validate::validate(&scenario).into_iter().map(|e| e.locate(text)).collect();
+    if errors.is_empty() {
+        Ok(scenario)
+    } else {
+        Err(fail(errors))
+    }
+}
+
+/// Reads, parses and validates a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, LoadError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
+    Ok(parse(&text, &path.display().to_string())?)
+}
+
+impl Scenario {
+    /// Validates a scenario built in code; errors carry no locations.
+    pub fn validate(&self) -> Result<(), SpecErrors> {
+        let errors = validate::validate(self);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(SpecErrors { origin: "<code>".into(), text: Arc::from(""), errors })
+        }
+    }
+}
+
+/// The parser's message, with the wording made to say what was expected.
+fn toml_message(e: &toml::de::Error) -> String {
+    let msg = e.message().trim();
+    if let Some(rest) = msg.strip_prefix("unknown field ") {
+        return format!("unknown key {rest}");
+    }
+    msg.to_string()
+}

@@ -1,0 +1,299 @@
+//! The scenario model: what a scenario file says, as Rust values.
+//!
+//! These types deserialize straight from TOML (unknown keys are rejected) and can
+//! be built in code. Fields that refer to other parts of the scenario carry spans
+//! so that [`crate::validate`] can point at them.
+
+use crate::template::Template;
+use crate::values::{Dur, Names, Pattern, ResultSpec, ValueTemplate};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::num::{NonZeroU64, NonZeroUsize};
+use toml::Spanned;
+
+fn positive_rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let rate = f64::deserialize(d)?;
+    if rate.is_finite() && rate > 0.0 {
+        Ok(Some(rate))
+    } else {
+        Err(serde::de::Error::custom(format!("invalid rate {rate}; expected operations per second above 0")))
+    }
+}
+
+/// One test: services, actors, a client, a workload, faults and checks.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    /// Drives every random choice; drawn and printed when absent.
+    pub seed: Option<u64>,
+    /// How long the workload runs (default 10s when no `ops` limit is set).
+    pub duration: Option<Dur>,
+    /// Number of concurrent client workers (default 1).
+    pub clients: Option<NonZeroUsize>,
+    /// Stop after this many operations.
+    pub ops: Option<NonZeroU64>,
+    /// Overall operations per second across all workers.
+    #[serde(default, deserialize_with = "positive_rate")]
+    pub rate: Option<f64>,
+    /// Actions run once each, in order, after the workload ends and faults heal.
+    #[serde(default)]
+    pub finally: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub build: Vec<BuildSpec>,
+    #[serde(default)]
+    pub service: BTreeMap<String, ServiceSpec>,
+    #[serde(default)]
+    pub actor: BTreeMap<String, ActorSpec>,
+    pub client: Option<ClientSpec>,
+    #[serde(default)]
+    pub action: Vec<ActionSpec>,
+    #[serde(default)]
+    pub fault: Vec<FaultSpec>,
+    #[serde(default)]
+    pub check: Vec<CheckSpec>,
+}
+
+/// A command run once before any service starts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSpec {
+    pub command: Vec<Template>,
+    /// Working directory; relative paths are relative to the scenario file.
+    pub dir: Option<Template>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Template>,
+    /// Default 10 minutes.
+    pub timeout: Option<Dur>,
+}
+
+/// A process of the system under test.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub command: Vec<Template>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Template>,
+    /// Working directory (default: the service's own directory in the run).
+    pub dir: Option<Template>,
+    /// Extra named ports; `port` is always allocated.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    pub ready: Option<ReadySpec>,
+    #[serde(default)]
+    pub stop: StopSpec,
+}
+
+/// How to tell a service is ready: exactly one of `tcp`, `http`, `log`, `exec`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadySpec {
+    /// A port (`"{port}"`) or `host:port` to connect to.
+    pub tcp: Option<Template>,
+    /// A URL that must answer with `status` (default: any 2xx).
+    pub http: Option<Template>,
+    pub status: Option<u16>,
+    /// A line of the service's output must match.
+    pub log: Option<Pattern>,
+    /// A command that must exit 0.
+    pub exec: Option<Vec<Template>>,
+    /// Default 30s.
+    pub timeout: Option<Dur>,
+    /// Delay between probe attempts (default 50ms).
+    pub interval: Option<Dur>,
+}
+
+/// How a service is stopped: `signal`, then SIGKILL after `grace`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopSpec {
+    /// TERM (default), INT, QUIT, HUP or KILL.
+    pub signal: Option<Spanned<String>>,
+    /// Default 2s.
+    pub grace: Option<Dur>,
+}
+
+/// A client identity with its own home directory and environment.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorSpec {
+    #[serde(default)]
+    pub env: BTreeMap<String, Template>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientKind {
+    /// A command per operation.
+    #[default]
+    Exec,
+    /// A long-running process per actor speaking JSON lines.
+    Driver,
+    /// HTTP requests.
+    Http,
+}
+
+/// How operations reach the system.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSpec {
+    pub kind: ClientKind,
+    /// http: the base URL requests are relative to.
+    pub base: Option<Spanned<Template>>,
+    /// driver: the command started once per actor.
+    pub command: Option<Spanned<Vec<Template>>>,
+    /// Environment for exec commands and drivers (besides the actor's).
+    #[serde(default)]
+    pub env: BTreeMap<String, Template>,
+    /// Per-operation timeout; a timed-out operation is `info` (default 5s).
+    pub timeout: Option<Dur>,
+}
+
+/// One kind of operation of the workload.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionSpec {
+    /// The operation's function name in the history (`add`, `read`, ...).
+    pub f: String,
+    /// Unique label (default: `f`).
+    pub name: Option<String>,
+    /// Relative weight in the random mix (default 1; 0 = only in `finally`).
+    pub weight: Option<u32>,
+    /// The operation's value, recorded in the history and available as `{value}`.
+    pub value: Option<Spanned<ValueTemplate>>,
+    /// http: the request to send.
+    pub request: Option<Spanned<RequestSpec>>,
+    /// exec: the command to run.
+    pub command: Option<Spanned<Vec<Template>>>,
+    /// exec: text fed to the command's stdin.
+    pub stdin: Option<Template>,
+    /// When the reply means success (default: 2xx status or exit 0).
+    pub ok: Option<OutcomeSpec>,
+    /// When the reply is an expected refusal: the op definitely did not happen.
+    pub fail: Option<OutcomeSpec>,
+    /// Where the completion value comes from, e.g. `"body:int"`, `"stdout:json:/id"`.
+    pub result: Option<Spanned<ResultSpec>>,
+    /// Add the completion value of an ok op to this pool.
+    pub capture: Option<String>,
+    /// Pick `{target}` from this pool; with an empty pool the op is skipped.
+    pub target: Option<Spanned<String>>,
+    /// Remove the target from its pool when the op is ok (a delete).
+    #[serde(default)]
+    pub remove: bool,
+    /// Overrides the client's timeout.
+    pub timeout: Option<Dur>,
+}
+
+impl ActionSpec {
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.f)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSpec {
+    /// Default GET.
+    pub method: Option<String>,
+    pub path: Template,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Template>,
+    pub body: Option<Template>,
+}
+
+/// A reply classification: all given conditions must hold.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeSpec {
+    /// http: accepted status codes.
+    #[serde(default)]
+    pub status: Vec<u16>,
+    /// exec: accepted exit codes.
+    #[serde(default)]
+    pub exit: Vec<i32>,
+    /// A pattern the reply (body or stdout+stderr) must match.
+    #[serde(rename = "match")]
+    pub matches: Option<Pattern>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultKind {
+    /// SIGKILL, then restart.
+    Kill,
+    /// SIGTERM with the stop profile's grace, then restart.
+    Terminate,
+    /// SIGINT, then restart.
+    Interrupt,
+    /// SIGSTOP for `for`, then SIGCONT.
+    Pause,
+    /// Stop with the stop profile, then start again.
+    Restart,
+}
+
+impl FaultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Terminate => "terminate",
+            FaultKind::Interrupt => "interrupt",
+            FaultKind::Pause => "pause",
+            FaultKind::Restart => "restart",
+        }
+    }
+}
+
+/// A fault on a fixed timeline (`at`) or drawn from the seed (`every`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub kind: FaultKind,
+    /// The service, or services to draw from.
+    pub target: Spanned<Names>,
+    /// Fire once at these offsets from the start of the workload.
+    pub at: Option<Spanned<Vec<Dur>>>,
+    /// Fire repeatedly, with intervals drawn from the seed in [every/2, 3*every/2].
+    pub every: Option<Spanned<Dur>>,
+    /// How long the fault lasts: downtime before restart, or pause length.
+    #[serde(rename = "for")]
+    pub duration: Option<Dur>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    /// Counts by action and result; unknown when an action never succeeded.
+    Stats,
+    /// No operation got a reply outside its ok and fail mappings.
+    Unexpected,
+    /// Every acknowledged add appears in the final read.
+    Set,
+}
+
+impl CheckKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::Stats => "stats",
+            CheckKind::Unexpected => "unexpected",
+            CheckKind::Set => "set",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    pub kind: CheckKind,
+    /// Default: the kind.
+    pub name: Option<String>,
+    /// set: the f of adds (default "add").
+    pub add: Option<Spanned<String>>,
+    /// set: the f of reads (default "read").
+    pub read: Option<Spanned<String>>,
+}
+
+impl CheckSpec {
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or(self.kind.as_str())
+    }
+}

@@ -1,0 +1,326 @@
+//! Semantic validation: references between parts of a scenario, and which
+//! placeholders make sense where. Syntax and types are checked by the parser.
+
+use crate::error::SpecError;
+use crate::model::*;
+use crate::template::{Template, Var};
+use crate::values::{ResultSource, ValueTemplate};
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+/// Where a template is used, which decides the placeholders it may hold.
+#[derive(Clone, Copy)]
+enum Ctx<'a> {
+    /// Build commands: no services have ports yet.
+    Build,
+    /// A service's command, env, dir or probe.
+    Service(&'a ServiceSpec),
+    /// Actor env, client base, driver command.
+    Actor,
+    /// An action's request, command or value.
+    Action,
+}
+
+struct Validator<'a> {
+    s: &'a Scenario,
+    errors: Vec<SpecError>,
+    pools: BTreeSet<&'a str>,
+}
+
+/// Every problem with the scenario, empty when it is valid.
+pub fn validate(s: &Scenario) -> Vec<SpecError> {
+    let pools = s.action.iter().filter_map(|a| a.capture.as_deref()).collect();
+    let mut v = Validator { s, errors: Vec::new(), pools };
+    v.top_level();
+    s.build.iter().for_each(|b| v.build(b));
+    s.service.iter().for_each(|(name, svc)| v.service(name, svc));
+    s.actor.iter().for_each(|(name, a)| v.actor(name, a));
+    v.client_and_actions();
+    s.fault.iter().for_each(|f| v.fault(f));
+    s.check.iter().for_each(|c| v.check(c));
+    v.errors
+}
+
+impl<'a> Validator<'a> {
+    fn err(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.errors.push(SpecError::new(span, message));
+    }
+
+    fn err_near(&mut self, anchor: String, message: impl Into<String>) {
+        self.errors.push(SpecError::near(anchor, message));
+    }
+
+    fn top_level(&mut self) {
+        if self.s.name.trim().is_empty() {
+            self.err_near("name".into(), "`name` is empty; expected the scenario's name");
+        }
+        let labels: BTreeSet<&str> = self.s.action.iter().map(|a| a.label()).collect();
+        for f in &self.s.finally {
+            if !labels.contains(f.get_ref().as_str()) {
+                let msg = format!("`finally` names action `{}`, which is not defined; {}", f.get_ref(), one_of("actions", &labels));
+                self.err(f.span(), msg);
+            }
+        }
+    }
+
+    fn build(&mut self, b: &BuildSpec) {
+        if b.command.is_empty() {
+            self.err_near("[[build]]".into(), "a `[[build]]` has an empty `command`; expected the program and its arguments");
+        }
+        self.templates(b.command.iter().chain(b.dir.iter()).chain(b.env.values()), Ctx::Build);
+    }
+
+    fn service(&mut self, name: &str, svc: &'a ServiceSpec) {
+        if !is_name(name) {
+            self.err_near(format!("service.{name}"), format!("service name `{name}` is not a name (letters, digits, `_` and `-`)"));
+        }
+        if svc.command.is_empty() {
+            self.err_near(format!("service.{name}"), format!("service `{name}` has an empty `command`; expected the program and its arguments"));
+        }
+        let ctx = Ctx::Service(svc);
+        self.templates(svc.command.iter().chain(svc.dir.iter()).chain(svc.env.values()), ctx);
+        if let Some(r) = &svc.ready {
+            self.ready(name, r, ctx);
+        }
+        for p in &svc.ports {
+            if p == "port" || !is_name(p) {
+                self.err_near(format!("service.{name}"), format!("service `{name}` port name `{p}` is reserved or not a name"));
+            }
+        }
+        if let Some(sig) = &svc.stop.signal {
+            if signal_number(sig.get_ref()).is_none() {
+                self.err(sig.span(), format!("unknown stop signal `{}`; expected one of TERM, INT, QUIT, HUP, KILL", sig.get_ref()));
+            }
+        }
+    }
+
+    fn ready(&mut self, name: &str, r: &'a ReadySpec, ctx: Ctx<'a>) {
+        let n = [r.tcp.is_some(), r.http.is_some(), r.log.is_some(), r.exec.is_some()].iter().filter(|b| **b).count();
+        if n != 1 {
+            self.err_near(format!("service.{name}"), format!("service `{name}`: `ready` needs exactly one of `tcp`, `http`, `log`, `exec` (found {n})"));
+        }
+        let exec = r.exec.iter().flatten();
+        self.templates(r.tcp.iter().chain(r.http.iter()).chain(exec), ctx);
+    }
+
+    fn actor(&mut self, name: &str, a: &'a ActorSpec) {
+        if !is_name(name) {
+            self.err_near(format!("actor.{name}"), format!("actor name `{name}` is not a name (letters, digits, `_` and `-`)"));
+        }
+        self.templates(a.env.values(), Ctx::Actor);
+    }
+
+    fn client_and_actions(&mut self) {
+        let Some(client) = &self.s.client else {
+            if !self.s.action.is_empty() {
+                self.err_near("[[action]]".into(), "actions are defined but there is no `[client]`; expected `[client]` with `kind = \"exec\"`, `\"driver\"` or `\"http\"`");
+            }
+            return;
+        };
+        self.templates(client.env.values(), Ctx::Actor);
+        match (client.kind, &client.base, &client.command) {
+            (ClientKind::Http, None, _) => self.err_near("[client]".into(), "`[client]` of kind http needs `base`, the URL requests are relative to"),
+            (ClientKind::Driver, _, None) => self.err_near("[client]".into(), "`[client]` of kind driver needs `command`, the driver to start per actor"),
+            _ => {}
+        }
+        if let Some(base) = &client.base {
+            self.template(base.get_ref(), Ctx::Actor);
+        }
+        if let Some(cmd) = &client.command {
+            self.templates(cmd.get_ref().iter(), Ctx::Actor);
+        }
+        let mut labels = BTreeSet::new();
+        for a in &self.s.action {
+            if !labels.insert(a.label()) {
+                self.err_near(format!("\"{}\"", a.label()), format!("two actions are labelled `{}`; give one a distinct `name`", a.label()));
+            }
+            self.action(client.kind, a);
+        }
+        let total: u64 = self.s.action.iter().map(|a| u64::from(a.weight.unwrap_or(1))).sum();
+        if !self.s.action.is_empty() && total == 0 {
+            self.err_near("[[action]]".into(), "every action has weight 0; expected at least one with a positive weight");
+        }
+    }
+
+    fn action(&mut self, kind: ClientKind, a: &'a ActionSpec) {
+        let label = a.label();
+        if a.f.trim().is_empty() {
+            self.err(0..0, "an action has an empty `f`; expected the operation's name, e.g. \"read\"");
+        }
+        match kind {
+            ClientKind::Http if a.request.is_none() => self.err_near(format!("\"{label}\""), format!("action `{label}` needs `request` for the http client")),
+            ClientKind::Exec if a.command.is_none() => self.err_near(format!("\"{label}\""), format!("action `{label}` needs `command` for the exec client")),
+            _ => {}
+        }
+        let misplaced = match kind {
+            ClientKind::Http => a.command.as_ref().map(|c| (c.span(), "command", "exec")),
+            ClientKind::Exec => a.request.as_ref().map(|r| (r.span(), "request", "http")),
+            ClientKind::Driver => a.request.as_ref().map(|r| (r.span(), "request", "http"))
+                .or(a.command.as_ref().map(|c| (c.span(), "command", "exec"))),
+        };
+        if let Some((span, field, for_kind)) = misplaced {
+            self.err(span, format!("action `{label}`: `{field}` is for the {for_kind} client, but `[client]` is {kind:?}"));
+        }
+        if let Some(r) = &a.request {
+            let r = r.get_ref();
+            self.templates(std::iter::once(&r.path).chain(r.headers.values()).chain(r.body.iter()), Ctx::Action);
+        }
+        if let Some(c) = &a.command {
+            self.templates(c.get_ref().iter(), Ctx::Action);
+        }
+        self.templates(a.stdin.iter(), Ctx::Action);
+        if let Some(v) = &a.value {
+            self.value(v.span(), v.get_ref());
+        }
+        if let Some(t) = &a.target {
+            self.pool(t.span(), t.get_ref());
+        }
+        if let Some(r) = &a.result {
+            self.result_source(kind, label, r.span(), r.get_ref().source);
+        }
+    }
+
+    fn result_source(&mut self, kind: ClientKind, label: &str, span: Range<usize>, source: ResultSource) {
+        let ok = match kind {
+            ClientKind::Http => matches!(source, ResultSource::Body | ResultSource::Status),
+            ClientKind::Exec => matches!(source, ResultSource::Stdout | ResultSource::Stderr | ResultSource::Exit),
+            ClientKind::Driver => false,
+        };
+        if !ok {
+            let hint = match kind {
+                ClientKind::Http => "body or status",
+                ClientKind::Exec => "stdout, stderr or exit",
+                ClientKind::Driver => "nothing: the driver replies with the value",
+            };
+            self.err(span, format!("action `{label}`: result source {source:?} does not apply to the {kind:?} client; expected {hint}"));
+        }
+    }
+
+    fn value(&mut self, span: Range<usize>, v: &'a ValueTemplate) {
+        for t in v.templates() {
+            self.vars(span.clone(), t, Ctx::Action);
+        }
+    }
+
+    fn pool(&mut self, span: Range<usize>, pool: &str) {
+        if !self.pools.contains(pool) {
+            let msg = format!("pool `{pool}` is never filled: no action has `capture = \"{pool}\"`; {}", one_of("pools", &self.pools));
+            self.err(span, msg);
+        }
+    }
+
+    fn fault(&mut self, f: &FaultSpec) {
+        for name in f.target.get_ref().iter() {
+            if !self.s.service.contains_key(name) {
+                let names = self.s.service.keys().map(String::as_str).collect();
+                let msg = format!("fault target `{name}` is not a defined service; {}", one_of("services", &names));
+                self.err(f.target.span(), msg);
+            }
+        }
+        if f.target.get_ref().0.is_empty() {
+            self.err(f.target.span(), "fault `target` is empty; expected a service name");
+        }
+        match (&f.at, &f.every) {
+            (Some(_), Some(every)) => self.err(every.span(), "a fault has both `at` and `every`; expected one schedule"),
+            (None, None) => self.err(f.target.span(), "a fault needs a schedule: `at = [\"3s\"]` (fixed) or `every = \"4s\"` (drawn from the seed)"),
+            (None, Some(every)) if every.get_ref().0.is_zero() => self.err(every.span(), "`every` must be above 0"),
+            _ => {}
+        }
+    }
+
+    fn check(&mut self, c: &CheckSpec) {
+        let fs: BTreeSet<&str> = self.s.action.iter().map(|a| a.f.as_str()).collect();
+        for field in [&c.add, &c.read].into_iter().flatten() {
+            if c.kind != CheckKind::Set {
+                self.err(field.span(), format!("`add` and `read` apply to the set check, not `{}`", c.kind.as_str()));
+            } else if !fs.contains(field.get_ref().as_str()) {
+                let msg = format!("check `{}` names f `{}`, which no action has; {}", c.label(), field.get_ref(), one_of("f names", &fs));
+                self.err(field.span(), msg);
+            }
+        }
+    }
+
+    fn templates<'t>(&mut self, ts: impl Iterator<Item = &'t Template>, ctx: Ctx<'a>) {
+        for t in ts {
+            self.template(t, ctx);
+        }
+    }
+
+    fn template(&mut self, t: &Template, ctx: Ctx<'a>) {
+        self.vars(t.span(), t, ctx);
+    }
+
+    fn vars(&mut self, span: Range<usize>, t: &Template, ctx: Ctx<'a>) {
+        for var in t.vars() {
+            if let Some(msg) = self.var_problem(var, ctx) {
+                self.err(span.clone(), format!("in {:?}: {msg}", t.source()));
+            }
+        }
+    }
+
+    fn var_problem(&self, var: &Var, ctx: Ctx<'a>) -> Option<String> {
+        let in_action = matches!(ctx, Ctx::Action);
+        match var {
+            Var::Port(_) | Var::Dir if !matches!(ctx, Ctx::Service(_)) => {
+                let what = if matches!(var, Var::Port(_)) { "{port}" } else { "{dir}" };
+                Some(format!("`{what}` only applies inside a service; use `{{service.NAME.port}}` or `{{service.NAME.dir}}`"))
+            }
+            Var::Port(Some(p)) => match ctx {
+                Ctx::Service(svc) if !svc.ports.iter().any(|x| x == p) => Some(format!("this service has no port `{p}`; declare it in `ports`")),
+                _ => None,
+            },
+            Var::ServicePort { service, port } => self.service_port_problem(service, port.as_deref(), ctx),
+            Var::ServiceDir(service) if !self.s.service.contains_key(service) => Some(self.no_service(service)),
+            Var::ActorName | Var::ActorHome if !matches!(ctx, Ctx::Actor | Ctx::Action) => {
+                Some("`{actor.*}` only applies to actors, clients and actions".into())
+            }
+            Var::Value | Var::Target | Var::Int { .. } | Var::Seq | Var::Pick(_) if !in_action => {
+                Some("`{value}`, `{target}`, `{int}`, `{seq}` and `{pick}` only apply inside actions".into())
+            }
+            Var::Pick(pool) if !self.pools.contains(pool.as_str()) => Some(format!("pool `{pool}` is never filled by a `capture`")),
+            _ => None,
+        }
+    }
+
+    fn service_port_problem(&self, service: &str, port: Option<&str>, ctx: Ctx<'a>) -> Option<String> {
+        if matches!(ctx, Ctx::Build) {
+            return Some("service ports are not allocated yet when builds run".into());
+        }
+        let Some(svc) = self.s.service.get(service) else { return Some(self.no_service(service)) };
+        match port {
+            Some(p) if !svc.ports.iter().any(|x| x == p) => Some(format!("service `{service}` has no port `{p}`")),
+            _ => None,
+        }
+    }
+
+    fn no_service(&self, service: &str) -> String {
+        let names = self.s.service.keys().map(String::as_str).collect();
+        format!("service `{service}` is not defined; {}", one_of("services", &names))
+    }
+}
+
+fn one_of(what: &str, names: &BTreeSet<&str>) -> String {
+    if names.is_empty() {
+        format!("there are no {what}")
+    } else {
+        let list: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+        format!("expected one of the {what}: {}", list.join(", "))
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The signal number of a stop signal name, if it is one shakedown accepts.
+pub fn signal_number(name: &str) -> Option<i32> {
+    let name = name.strip_prefix("SIG").unwrap_or(name);
+    Some(match name {
+        "TERM" => 15,
+        "INT" => 2,
+        "QUIT" => 3,
+        "HUP" => 1,
+        "KILL" => 9,
+        _ => return None,
+    })
+}

@@ -1,0 +1,106 @@
+//! Scenario parsing: valid files load, and every kind of bad input names its place.
+
+const BASE: &str = r#"
+name = "t"
+clients = 2
+duration = "2s"
+
+[service.kv]
+command = ["shakedown-testbed", "kv", "--listen", "127.0.0.1:{port}", "--data", "{dir}/data"]
+ready = { log = "listening" }
+
+[client]
+kind = "http"
+base = "http://127.0.0.1:{service.kv.port}"
+
+[[action]]
+f = "add"
+value = "{seq}"
+request = { method = "POST", path = "/set/s/{value}" }
+
+[[action]]
+f = "read"
+weight = 0
+request = { path = "/set/s" }
+result = "body:json"
+
+[[fault]]
+kind = "kill"
+target = "kv"
+every = "1s"
+
+[[check]]
+kind = "set"
+"#;
+
+/// Parses `BASE` with `edit` applied and expects an error at `line:col` containing `want`.
+#[track_caller]
+fn check_err(edit: impl Fn(&str) -> String, want_at: &str, want: &str) {
+    let text = edit(BASE);
+    let err = shakedown_spec::parse(&text, "s.toml").expect_err("must be rejected").to_string();
+    assert!(err.contains(&format!("s.toml:{want_at}: ")), "want at {want_at}, got:\n{err}");
+    assert!(err.contains(want), "want {want:?}, got:\n{err}");
+}
+
+#[test]
+fn base_scenario_is_valid() {
+    let s = shakedown_spec::parse(BASE, "s.toml").unwrap();
+    assert_eq!(s.clients.unwrap().get(), 2);
+    assert_eq!(s.action.len(), 2);
+    assert_eq!(s.service["kv"].command.len(), 6);
+}
+
+#[test]
+fn unknown_key_is_located() {
+    check_err(|t| t.replace("clients = 2", "clientz = 2"), "3:1", "unknown key `clientz`");
+    check_err(|t| t.replace("kind = \"kill\"", "kind = \"kill\"\nwhen = 3"), "27:1", "unknown key `when`");
+}
+
+#[test]
+fn wrong_type_is_located() {
+    check_err(|t| t.replace("clients = 2", "clients = \"two\""), "3:11", "expected");
+    check_err(|t| t.replace("clients = 2", "clients = 0"), "3:11", "nonzero");
+}
+
+#[test]
+fn bad_duration_is_located() {
+    check_err(|t| t.replace("duration = \"2s\"", "duration = \"2 parsecs\""), "4:12", "invalid duration");
+}
+
+#[test]
+fn undefined_service_is_located() {
+    check_err(|t| t.replace("target = \"kv\"", "target = \"db\""), "27:10", "fault target `db` is not a defined service; expected one of the services: `kv`");
+    check_err(
+        |t| t.replace("{service.kv.port}", "{service.db.port}"),
+        "12:8",
+        "service `db` is not defined",
+    );
+}
+
+#[test]
+fn bad_enums_and_templates_are_located() {
+    check_err(|t| t.replace("kind = \"kill\"", "kind = \"explode\""), "26:8", "unknown variant `explode`");
+    check_err(|t| t.replace("{seq}", "{sequence}"), "16:9", "unknown placeholder `{sequence}`");
+    check_err(|t| t.replace("\"listening\"", "\"(unclosed\""), "8:17", "invalid regular expression");
+    check_err(|t| t.replace("body:json", "body:yaml"), "23:10", "unknown result parser");
+}
+
+#[test]
+fn references_are_checked() {
+    check_err(|t| format!("{t}add = \"insert\"\n"), "32:7", "check `set` names f `insert`, which no action has");
+    check_err(|t| t.replace("weight = 0", "target = \"ids\""), "21:10", "pool `ids` is never filled");
+    check_err(|t| t.replace("clients = 2", "clients = 2\nfinally = [\"reed\"]"), "4:12", "`finally` names action `reed`");
+    check_err(|t| t.replace("every = \"1s\"", "at = [\"1s\"]\nevery = \"1s\""), "29:9", "both `at` and `every`");
+    check_err(|t| t.replace("ready = { log = \"listening\" }", "ready = { }"), "6:2", "exactly one of");
+}
+
+#[test]
+fn placeholders_fit_their_place() {
+    check_err(|t| t.replace("{service.kv.port}\"", "{port}\""), "12:8", "`{port}` only applies inside a service");
+    check_err(|t| t.replace("{dir}/data", "{value}"), "7:81", "only apply inside actions");
+}
+
+#[test]
+fn syntax_errors_are_located() {
+    check_err(|t| t.replace("clients = 2", "clients = = 2"), "3:11", "");
+}
