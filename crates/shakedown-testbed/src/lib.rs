@@ -1,6 +1,37 @@
-//! Testbed services with bug switches (placeholder, being written).
+//! Testbed services with bug switches: real processes for shakedown's own tests and quick start.
+//!
+//! Each service is a module with a `Config` and an async `serve` that runs on a
+//! listener you bind, so tests can run it in-process; [`main`] is the
+//! `shakedown-testbed` binary's entry point (`shakedown-testbed kv --listen
+//! 127.0.0.1:8080 --data DIR [--bug lost-write] [--bug stale-read]`).
+//!
+//! ```
+//! use shakedown_testbed::{kv, Logger};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = std::env::temp_dir().join(format!("testbed-doc-{}", std::process::id()));
+//! let config = kv::Config::new(&dir).with_bug(kv::Bug::LostWrite).with_log(Logger::memory());
+//! let log = config.log.clone();
+//! let runtime = tokio::runtime::Runtime::new()?;
+//! runtime.block_on(async {
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//!     // A shutdown future that is already done: serve, then stop at once.
+//!     kv::serve(listener, config, async {}).await?;
+//!     Ok::<_, Box<dyn std::error::Error>>(())
+//! })?;
+//! assert!(log.lines().iter().any(|line| line.contains(r#""msg":"listening""#)));
+//! std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # }
+//! ```
 
-/// Entry point of the `shakedown-testbed` binary.
+pub mod cli;
+pub mod kv;
+mod log;
+
+pub use log::Logger;
+
+/// Entry point of the `shakedown-testbed` binary; see [`cli::main`].
 pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+    cli::main()
 }

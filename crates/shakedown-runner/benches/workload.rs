@@ -1,0 +1,2 @@
+//! Workload engine throughput against an in-process no-op client.
+fn main() {}

@@ -1,0 +1,76 @@
+//! The `exec` client: one command per operation, as the operation's actor.
+
+use super::{classify, Client, Operation, Outcome, Reply};
+use crate::supervisor::{spawn_tracked, ProcSpec};
+use shakedown_spec::ActionSpec;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Output kept per stream; the rest is read and dropped so the child never blocks.
+const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
+
+pub struct ExecClient {
+    actions: Vec<ActionSpec>,
+    /// Client env rendered per actor, with the actor's own env and HOME.
+    envs: Vec<Vec<(String, String)>>,
+    timeout: Duration,
+}
+
+impl ExecClient {
+    pub fn new(actions: Vec<ActionSpec>, envs: Vec<Vec<(String, String)>>, timeout: Duration) -> ExecClient {
+        ExecClient { actions, envs, timeout }
+    }
+}
+
+#[async_trait::async_trait]
+impl Client for ExecClient {
+    async fn call(&self, op: Operation<'_>) -> Outcome {
+        let action = &self.actions[op.action_index];
+        let timeout = action.timeout.map_or(self.timeout, |d| d.0);
+        let spec = ProcSpec { argv: op.rendered.argv.clone(), env: self.envs[op.actor_index].clone(), cwd: op.actor.home.clone() };
+        let mut cmd = spec.command();
+        cmd.stdin(if op.rendered.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let (mut child, _group) = match spawn_tracked(&mut cmd) {
+            Ok(c) => c,
+            Err(e) => return Outcome::fail(format!("run {}: {e}", spec.argv[0])),
+        };
+        let stdin = child.stdin.take();
+        let input = op.rendered.stdin.clone();
+        let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+        let run = async {
+            if let (Some(mut pipe), Some(text)) = (stdin, input) {
+                // A command that exits without reading its input is not an error of ours.
+                let _ = pipe.write_all(text.as_bytes()).await;
+            }
+            let (o, e, status) = tokio::join!(read_capped(out.as_mut()), read_capped(err.as_mut()), child.wait());
+            (o, e, status)
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok((out, err, Ok(status))) => {
+                let exit = status.code().unwrap_or(-1);
+                classify(action, &Reply { exit: Some(exit), out, err, status: None })
+            }
+            Ok((_, _, Err(e))) => Outcome::info(format!("wait for {}: {e}", spec.argv[0])),
+            // Dropping the group guard kills the command's whole group.
+            Err(_) => Outcome::info(format!("timed out after {timeout:?}: {}", spec.argv.join(" "))),
+        }
+    }
+}
+
+async fn read_capped(pipe: Option<&mut (impl tokio::io::AsyncRead + Unpin)>) -> String {
+    let Some(pipe) = pipe else { return String::new() };
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = MAX_OUTPUT_BYTES.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}

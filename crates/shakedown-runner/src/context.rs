@@ -1,0 +1,130 @@
+//! What templates are filled from: the run's directories, ports, actors, and
+//! for operations the value, target and the worker's seeded RNG.
+
+use crate::pools::Pools;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
+use shakedown_spec::{Template, ValueTemplate, Var};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Clone)]
+pub struct ServiceCtx {
+    pub ports: BTreeMap<String, u16>,
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct ActorCtx {
+    pub name: String,
+    pub home: PathBuf,
+    /// The actor's own env, rendered.
+    pub env: Vec<(String, String)>,
+}
+
+/// Resolved facts of one run, shared by everything that renders templates.
+#[derive(Debug)]
+pub struct Context {
+    pub run_dir: PathBuf,
+    pub scenario_dir: PathBuf,
+    pub seed: u64,
+    pub services: BTreeMap<String, ServiceCtx>,
+    pub actors: Vec<ActorCtx>,
+    seq: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("fill template {template:?}: {message}")]
+pub struct RenderError {
+    pub template: String,
+    pub message: String,
+}
+
+/// Per-operation placeholders.
+pub struct OpScope<'a> {
+    pub value: Option<&'a Value>,
+    pub target: Option<&'a Value>,
+    pub rng: &'a mut ChaCha8Rng,
+    pub pools: &'a Pools,
+}
+
+/// Where a template is being rendered.
+#[derive(Default)]
+pub struct Scope<'a, 'b> {
+    pub service: Option<&'a str>,
+    pub actor: Option<&'a ActorCtx>,
+    pub op: Option<&'a mut OpScope<'b>>,
+}
+
+/// A JSON value as template text: strings bare, everything else as JSON.
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Context {
+    pub fn new(run_dir: PathBuf, scenario_dir: PathBuf, seed: u64, services: BTreeMap<String, ServiceCtx>, actors: Vec<ActorCtx>) -> Context {
+        Context { run_dir, scenario_dir, seed, services, actors, seq: AtomicU64::new(0) }
+    }
+
+    pub fn render(&self, t: &Template, scope: &mut Scope<'_, '_>) -> Result<String, RenderError> {
+        t.render(|var| self.lookup(var, scope)).map_err(|message| RenderError { template: t.source().to_string(), message })
+    }
+
+    pub fn render_all<'t>(&self, ts: impl IntoIterator<Item = &'t Template>, scope: &mut Scope<'_, '_>) -> Result<Vec<String>, RenderError> {
+        ts.into_iter().map(|t| self.render(t, scope)).collect()
+    }
+
+    pub fn render_value(&self, v: &ValueTemplate, scope: &mut Scope<'_, '_>) -> Result<Value, RenderError> {
+        v.render(&mut |var| self.lookup(var, scope))
+            .map_err(|message| RenderError { template: format!("{v:?}"), message })
+    }
+
+    fn lookup(&self, var: &Var, scope: &mut Scope<'_, '_>) -> Result<String, String> {
+        let unavailable = || format!("placeholder {var:?} is not available here");
+        Ok(match var {
+            Var::Port(name) => {
+                let svc = scope.service.and_then(|s| self.services.get(s)).ok_or_else(unavailable)?;
+                port_of(svc, name.as_deref())?.to_string()
+            }
+            Var::Dir => {
+                let svc = scope.service.and_then(|s| self.services.get(s)).ok_or_else(unavailable)?;
+                svc.dir.display().to_string()
+            }
+            Var::ServicePort { service, port } => {
+                let svc = self.services.get(service).ok_or_else(|| format!("no service `{service}`"))?;
+                port_of(svc, port.as_deref())?.to_string()
+            }
+            Var::ServiceDir(service) => {
+                self.services.get(service).ok_or_else(|| format!("no service `{service}`"))?.dir.display().to_string()
+            }
+            Var::RunDir => self.run_dir.display().to_string(),
+            Var::ScenarioDir => self.scenario_dir.display().to_string(),
+            Var::Seed => self.seed.to_string(),
+            Var::ActorName => scope.actor.ok_or_else(unavailable)?.name.clone(),
+            Var::ActorHome => scope.actor.ok_or_else(unavailable)?.home.display().to_string(),
+            Var::Env(name) => std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))?,
+            Var::Seq => self.seq.fetch_add(1, Ordering::Relaxed).to_string(),
+            Var::Value => value_text(scope.op.as_ref().and_then(|o| o.value).ok_or_else(unavailable)?),
+            Var::Target => value_text(scope.op.as_ref().and_then(|o| o.target).ok_or_else(unavailable)?),
+            Var::Int { lo, hi_exclusive } => {
+                let op = scope.op.as_mut().ok_or_else(unavailable)?;
+                op.rng.gen_range(*lo..*hi_exclusive).to_string()
+            }
+            Var::Pick(pool) => {
+                let op = scope.op.as_mut().ok_or_else(unavailable)?;
+                let picked = op.pools.pick(pool, op.rng).ok_or_else(|| format!("pool `{pool}` is empty"))?;
+                value_text(&picked)
+            }
+        })
+    }
+}
+
+fn port_of(svc: &ServiceCtx, name: Option<&str>) -> Result<u16, String> {
+    let name = name.unwrap_or("port");
+    svc.ports.get(name).copied().ok_or_else(|| format!("no port `{name}`"))
+}

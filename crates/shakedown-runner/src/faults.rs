@@ -1,0 +1,140 @@
+//! Process faults on a fixed timeline or drawn from the seed, and the heal
+//! phase that undoes them all.
+
+use crate::recorder::Recorder;
+use crate::supervisor::Service;
+use crate::workload::stream_rng;
+use nix::sys::signal::Signal;
+use rand::Rng;
+use shakedown_spec::{FaultKind, FaultSpec};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How long a pause lasts when the fault does not say.
+const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
+
+pub struct Nemesis {
+    pub services: BTreeMap<String, Arc<Service>>,
+    pub recorder: Arc<Recorder>,
+    pub seed: u64,
+    /// Faults on one service never overlap: each holds its service's lock.
+    locks: BTreeMap<String, Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl Nemesis {
+    pub fn new(services: BTreeMap<String, Arc<Service>>, recorder: Arc<Recorder>, seed: u64) -> Nemesis {
+        let locks = services.keys().map(|k| (k.clone(), Arc::default())).collect();
+        Nemesis { services, recorder, seed, locks }
+    }
+
+    /// Runs every fault schedule until `stop` turns true; each fault in progress
+    /// is healed before this returns.
+    pub async fn run(self: &Arc<Self>, faults: &[FaultSpec], stop: watch::Receiver<bool>) {
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for (i, spec) in faults.iter().enumerate() {
+            let (me, spec, stop) = (self.clone(), spec.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move { me.schedule(i, spec, start, stop).await }));
+        }
+        for t in tasks {
+            if let Err(e) = t.await {
+                tracing::error!("fault schedule failed: {e}");
+            }
+        }
+    }
+
+    async fn schedule(&self, index: usize, spec: FaultSpec, start: Instant, mut stop: watch::Receiver<bool>) {
+        // Stream numbers above the workers' keep fault draws independent of the workload's.
+        let mut rng = stream_rng(self.seed, (1 << 32) + index as u64);
+        let targets: Vec<String> = spec.target.get_ref().0.clone();
+        let mut at_list: Vec<Duration> = spec.at.as_ref().map(|a| a.get_ref().iter().map(|d| d.0).collect()).unwrap_or_default();
+        at_list.sort();
+        let mut next_at = at_list.into_iter();
+        let mut last = start;
+        loop {
+            let when = match &spec.every {
+                Some(every) => {
+                    let every = every.get_ref().0;
+                    last + every.mul_f64(rng.gen_range(0.5..1.5))
+                }
+                None => match next_at.next() {
+                    Some(at) => start + at,
+                    None => return,
+                },
+            };
+            if sleep_or_stop(when.saturating_duration_since(Instant::now()), &mut stop).await {
+                return;
+            }
+            let target = &targets[rng.gen_range(0..targets.len())];
+            self.apply(spec.kind, target, spec.duration.map(|d| d.0), &mut stop).await;
+            last = Instant::now();
+        }
+    }
+
+    /// Applies one fault to one service and heals it, recording the window.
+    pub async fn apply(&self, kind: FaultKind, target: &str, lasting: Option<Duration>, stop: &mut watch::Receiver<bool>) {
+        let (Some(svc), Some(lock)) = (self.services.get(target), self.locks.get(target)) else { return };
+        let _held = lock.lock().await;
+        if !svc.is_running() {
+            self.recorder.service(target, "fault skipped", true, Some(format!("{} while not running", kind.as_str())));
+            return;
+        }
+        let id = self.recorder.fault_start(kind.as_str(), target, None);
+        let detail = match kind {
+            FaultKind::Pause => {
+                svc.pause();
+                sleep_or_stop(lasting.unwrap_or(DEFAULT_PAUSE), stop).await;
+                svc.resume();
+                None
+            }
+            FaultKind::Kill | FaultKind::Terminate | FaultKind::Interrupt | FaultKind::Restart => {
+                let (signal, grace) = match kind {
+                    FaultKind::Kill => (Signal::SIGKILL, Duration::ZERO),
+                    FaultKind::Terminate => (Signal::SIGTERM, svc.grace),
+                    FaultKind::Interrupt => (Signal::SIGINT, svc.grace),
+                    _ => (svc.stop_signal, svc.grace),
+                };
+                svc.stop_with(signal, grace).await;
+                if let Some(down) = lasting {
+                    sleep_or_stop(down, stop).await;
+                }
+                svc.start().await.err().map(|e| e.to_string())
+            }
+        };
+        if let Some(d) = &detail {
+            self.recorder.service(target, "restart failed", false, Some(d.clone()));
+        }
+        self.recorder.fault_end(id, kind.as_str(), target, detail);
+    }
+
+    /// Resumes paused services and starts stopped ones, so final reads see a whole system.
+    pub async fn heal(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, svc) in &self.services {
+            if svc.is_paused() {
+                svc.resume();
+            }
+            if !svc.is_running() {
+                self.recorder.service(name, "restarted to heal", true, None);
+                if let Err(e) = svc.start().await {
+                    problems.push(e.to_string());
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// Sleeps for `d`, returning early (true) when `stop` turns true.
+pub async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    let stopped = tokio::select! {
+        _ = tokio::time::sleep(d) => None,
+        r = stop.wait_for(|s| *s) => Some(r.is_ok()),
+    };
+    stopped.unwrap_or_else(|| *stop.borrow())
+}

@@ -1,0 +1,36 @@
+//! Runs shakedown scenarios against real processes: the supervisor, clients,
+//! workload engine, process faults and history recorder. The only crate that
+//! spawns processes or opens sockets, and the only async one.
+//!
+//! ```no_run
+//! # async fn demo(scenario: shakedown_spec::Scenario) {
+//! use shakedown_runner::{run, RunOptions};
+//! let (_cancel_tx, cancel) = tokio::sync::watch::channel(false);
+//! let opts = RunOptions {
+//!     run_dir: "/tmp/run".into(),
+//!     scenario_dir: ".".into(),
+//!     seed: 7,
+//!     client: None,
+//!     cancel,
+//!     completed: Default::default(),
+//! };
+//! let out = run(&scenario, opts).await;
+//! println!("{} events", out.history.events.len());
+//! # }
+//! ```
+
+mod build;
+pub mod client;
+pub mod context;
+pub mod faults;
+pub mod logs;
+pub mod plan;
+pub mod pools;
+pub mod recorder;
+mod run;
+pub mod supervisor;
+pub mod workload;
+
+pub use client::{Client, Operation, Outcome, Rendered};
+pub use run::{run, RunEnd, RunOptions, RunOutput, ServiceOutput, DEFAULT_DURATION};
+pub use supervisor::kill_all_groups;

@@ -1,0 +1,111 @@
+//! Captured output of services, drivers and builds: a timestamped file per
+//! process and a bounded in-memory ring that readiness probes and reports read.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::Notify;
+
+/// Lines kept in memory per log; older ones stay only in the file.
+const RING_LINES: usize = 10_000;
+/// Longest line kept; longer lines are cut so one runaway line cannot exhaust memory.
+const MAX_LINE_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    /// Sequence number across the log's whole life.
+    pub seq: u64,
+    pub elapsed_ms: u64,
+    pub stream: &'static str,
+    pub text: String,
+}
+
+/// One process's captured output.
+pub struct LogSink {
+    pub name: String,
+    pub path: PathBuf,
+    start: Instant,
+    state: Mutex<SinkState>,
+    pub notify: Notify,
+}
+
+struct SinkState {
+    file: Option<BufWriter<File>>,
+    ring: VecDeque<LogLine>,
+    next_seq: u64,
+}
+
+impl LogSink {
+    pub fn create(name: &str, path: &Path, start: Instant) -> std::io::Result<LogSink> {
+        let file = File::options().create(true).append(true).open(path)?;
+        Ok(LogSink {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            start,
+            state: Mutex::new(SinkState { file: Some(BufWriter::new(file)), ring: VecDeque::new(), next_seq: 0 }),
+            notify: Notify::new(),
+        })
+    }
+
+    /// Appends a line to the file (with time and stream) and to the ring.
+    pub fn push(&self, stream: &'static str, text: &str) {
+        let mut text = text.trim_end_matches(['\r', '\n']).to_string();
+        if text.len() > MAX_LINE_BYTES {
+            let mut cut = MAX_LINE_BYTES;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push_str(" [line cut]");
+        }
+        let elapsed_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = st.file.as_mut() {
+            // A full disk must not stop the run; the ring still has the line.
+            let _ = writeln!(f, "{:>10.3} {stream} {text}", elapsed_ms as f64 / 1000.0).and_then(|_| f.flush());
+        }
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.ring.push_back(LogLine { seq, elapsed_ms, stream, text });
+        if st.ring.len() > RING_LINES {
+            st.ring.pop_front();
+        }
+        drop(st);
+        self.notify.notify_waiters();
+    }
+
+    /// The sequence number the next line will get.
+    pub fn next_seq(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).next_seq
+    }
+
+    /// Lines with `seq >= from` still in the ring.
+    pub fn lines_from(&self, from: u64) -> Vec<LogLine> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.ring.iter().filter(|l| l.seq >= from).cloned().collect()
+    }
+
+    /// The last `n` lines, formatted as in the file.
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let skip = st.ring.len().saturating_sub(n);
+        st.ring.iter().skip(skip).map(|l| format!("{:>10.3} {} {}", l.elapsed_ms as f64 / 1000.0, l.stream, l.text)).collect()
+    }
+}
+
+/// Copies lines from `reader` into `sink` until EOF.
+pub async fn pump(sink: std::sync::Arc<LogSink>, stream: &'static str, reader: impl AsyncRead + Unpin) {
+    let mut lines = BufReader::new(reader);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match lines.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => sink.push(stream, &String::from_utf8_lossy(&buf)),
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! One run of a scenario, start to finish: build, start services, drive the
+//! workload while the nemesis injects faults, heal, final reads, stop.
+//!
+//! Whatever happens (a failed build, a service that never becomes ready, an
+//! interrupt) every process group this run started is gone when `run` returns.
+
+use crate::build::{run_build, BuildError};
+use crate::client::Client;
+use crate::context::{Context, Scope};
+use crate::faults::Nemesis;
+use crate::logs::LogSink;
+use crate::plan::{self, mkdir, PlanError};
+use crate::recorder::Recorder;
+use crate::supervisor::{kill_all_groups, Service};
+use crate::workload::{Limits, Workload};
+use shakedown_history::{Header, History};
+use shakedown_spec::Scenario;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Default workload length when the scenario sets neither `duration` nor `ops`.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+const LOG_TAIL_LINES: usize = 20;
+
+pub struct RunOptions {
+    pub run_dir: PathBuf,
+    pub scenario_dir: PathBuf,
+    pub seed: u64,
+    /// Replaces the scenario's `[client]`, e.g. an in-process client in tests.
+    pub client: Option<Arc<dyn Client>>,
+    /// Turns true when the run must stop at once (SIGINT).
+    pub cancel: watch::Receiver<bool>,
+    /// Completed operations, for progress displays.
+    pub completed: Arc<AtomicU64>,
+}
+
+/// How the run ended, which decides the exit code.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEnd {
+    Completed,
+    Interrupted,
+    /// The harness or environment failed (build, readiness, setup); not a finding.
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceOutput {
+    pub name: String,
+    /// Relative to the run directory.
+    pub log: String,
+    pub tail: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub end: RunEnd,
+    pub history: History,
+    pub services: Vec<ServiceOutput>,
+    /// Problems that did not stop the run (a failed heal, say).
+    pub errors: Vec<String>,
+    pub elapsed: Duration,
+}
+
+/// Kills every tracked process group on drop, whatever path leaves `run`.
+struct KillGuard;
+
+impl Drop for KillGuard {
+    fn drop(&mut self) {
+        kill_all_groups();
+    }
+}
+
+struct Run<'a> {
+    s: &'a Scenario,
+    opts: RunOptions,
+    recorder: Arc<Recorder>,
+    logs: Vec<Arc<LogSink>>,
+    errors: Vec<String>,
+    start: Instant,
+}
+
+/// Runs the scenario; never panics on a misbehaving system or environment.
+pub async fn run(s: &Scenario, opts: RunOptions) -> RunOutput {
+    let _guard = KillGuard;
+    let header = Header::new(&s.name, opts.seed);
+    let recorder = Arc::new(Recorder::new(header, opts.completed.clone()));
+    let start = recorder.start();
+    let mut r = Run { s, opts, recorder, logs: Vec::new(), errors: Vec::new(), start };
+    let end = r.drive().await;
+    r.finish(end)
+}
+
+impl Run<'_> {
+    fn finish(self, end: RunEnd) -> RunOutput {
+        kill_all_groups();
+        let services = self
+            .logs
+            .iter()
+            .map(|l| ServiceOutput { name: l.name.clone(), log: format!("logs/{}", file_name(&l.path)), tail: l.tail(LOG_TAIL_LINES) })
+            .collect();
+        RunOutput { end, history: self.recorder.snapshot(), services, errors: self.errors, elapsed: self.start.elapsed() }
+    }
+
+    /// Awaits `fut` unless the run is cancelled first.
+    async fn or_cancel<T>(&self, fut: impl Future<Output = T>) -> Option<T> {
+        let mut cancel = self.opts.cancel.clone();
+        if *cancel.borrow() {
+            return None;
+        }
+        tokio::select! {
+            v = fut => Some(v),
+            _ = cancel.wait_for(|c| *c) => None,
+        }
+    }
+
+    async fn drive(&mut self) -> RunEnd {
+        let logs_dir = self.opts.run_dir.join("logs");
+        if let Err(e) = mkdir(&logs_dir) {
+            return RunEnd::Failed(e.to_string());
+        }
+        if let Some(end) = self.builds(&logs_dir).await {
+            return end;
+        }
+        let ctx = match plan::context(self.s, &self.opts.run_dir, &self.opts.scenario_dir, self.opts.seed) {
+            Ok(c) => Arc::new(c),
+            Err(e) => return RunEnd::Failed(e.to_string()),
+        };
+        let services = match self.start_services(&ctx, &logs_dir).await {
+            Ok(s) => s,
+            Err(end) => return end,
+        };
+        let end = self.workload_phase(ctx, &logs_dir, &services).await;
+        self.stop_services(&services).await;
+        end
+    }
+
+    async fn builds(&mut self, logs_dir: &std::path::Path) -> Option<RunEnd> {
+        if self.s.build.is_empty() {
+            return None;
+        }
+        let path = logs_dir.join("build.log");
+        let log = match LogSink::create("build", &path, self.start) {
+            Ok(l) => Arc::new(l),
+            Err(e) => return Some(RunEnd::Failed(format!("create {}: {e}", path.display()))),
+        };
+        self.logs.push(log.clone());
+        let ctx = match plan::context(&Scenario::default(), &self.opts.run_dir, &self.opts.scenario_dir, self.opts.seed) {
+            Ok(c) => c,
+            Err(e) => return Some(RunEnd::Failed(e.to_string())),
+        };
+        for b in &self.s.build {
+            let mut scope = Scope::default();
+            let env = b.env.iter().map(|(k, v)| Ok((k.clone(), ctx.render(v, &mut scope)?))).collect::<Result<Vec<_>, crate::context::RenderError>>();
+            let dir = b.dir.as_ref().map(|d| ctx.render(d, &mut scope)).transpose();
+            let (env, dir) = match (env, dir) {
+                (Ok(e), Ok(d)) => (e, d),
+                (Err(e), _) | (_, Err(e)) => return Some(RunEnd::Failed(e.to_string())),
+            };
+            let cwd = dir.map_or(self.opts.scenario_dir.clone(), |d| self.opts.scenario_dir.join(d));
+            let spec = match plan::proc_spec(&ctx, &b.command, env, cwd, &mut scope) {
+                Ok(s) => s,
+                Err(e) => return Some(RunEnd::Failed(e.to_string())),
+            };
+            let timeout = b.timeout.map_or(Duration::from_secs(600), |d| d.0);
+            match self.or_cancel(run_build(&spec, timeout, &log)).await {
+                None => return Some(RunEnd::Interrupted),
+                Some(Err(BuildError::Failed { command, message, output })) => {
+                    let shown = output.join("\n");
+                    return Some(RunEnd::Failed(format!("build command `{command}` failed ({message}); its output:\n{shown}")));
+                }
+                Some(Ok(())) => {}
+            }
+        }
+        None
+    }
+
+    async fn start_services(&mut self, ctx: &Arc<Context>, logs_dir: &std::path::Path) -> Result<BTreeMap<String, Arc<Service>>, RunEnd> {
+        let mut services = BTreeMap::new();
+        for (name, spec) in &self.s.service {
+            let svc = plan::service(ctx, name, spec, logs_dir, self.start, self.recorder.clone()).map_err(|e: PlanError| RunEnd::Failed(e.to_string()))?;
+            let svc = Arc::new(svc);
+            self.logs.push(svc.log.clone());
+            services.insert(name.clone(), svc.clone());
+            match self.or_cancel(svc.start()).await {
+                None => return Err(RunEnd::Interrupted),
+                Some(Err(e)) => {
+                    self.stop_services(&services).await;
+                    return Err(RunEnd::Failed(e.to_string()));
+                }
+                Some(Ok(())) => {}
+            }
+        }
+        Ok(services)
+    }
+
+    async fn workload_phase(&mut self, ctx: Arc<Context>, logs_dir: &std::path::Path, services: &BTreeMap<String, Arc<Service>>) -> RunEnd {
+        let client = match self.opts.client.clone() {
+            Some(c) => Some(c),
+            None => match plan::client(&ctx, self.s, logs_dir, self.start) {
+                Ok(c) => c,
+                Err(e) => return RunEnd::Failed(e.to_string()),
+            },
+        };
+        if let Some(c) = &client {
+            match self.or_cancel(tokio::time::timeout(Duration::from_secs(60), c.open(&ctx.actors))).await {
+                None => return RunEnd::Interrupted,
+                Some(Err(_)) => return RunEnd::Failed("the client did not open within 60s".into()),
+                Some(Ok(Err(e))) => return RunEnd::Failed(format!("open the client: {e}")),
+                Some(Ok(Ok(()))) => {}
+            }
+        }
+        let end = self.workload_and_faults(ctx, client.clone(), services).await;
+        if let Some(c) = client {
+            c.close().await;
+        }
+        end
+    }
+
+    async fn workload_and_faults(&mut self, ctx: Arc<Context>, client: Option<Arc<dyn Client>>, services: &BTreeMap<String, Arc<Service>>) -> RunEnd {
+        let s = self.s;
+        let limits = Limits {
+            clients: s.clients.map_or(1, |c| c.get()),
+            ops: s.ops.map(|o| o.get()),
+            duration: s.duration.map(|d| d.0).or(if s.ops.is_some() { None } else { Some(DEFAULT_DURATION) }),
+            rate: s.rate,
+        };
+        let op_timeout = s.client.as_ref().and_then(|c| c.timeout).map_or(plan::DEFAULT_OP_TIMEOUT, |d| d.0);
+        let longest = s.action.iter().filter_map(|a| a.timeout).map(|d| d.0).max().unwrap_or_default().max(op_timeout);
+        let workload = client.map(|c| Arc::new(Workload::new(ctx.clone(), self.recorder.clone(), c, s.action.clone(), longest + Duration::from_secs(5))));
+        let nemesis = Arc::new(Nemesis::new(services.clone(), self.recorder.clone(), self.opts.seed));
+        let stop_flag = Arc::new(AtomicBool::new(false));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let faults = s.fault.clone();
+        let nem = nemesis.clone();
+        let fault_task = tokio::spawn(async move { nem.run(&faults, stop_rx).await });
+        let main = async {
+            match &workload {
+                Some(w) if !s.action.is_empty() => w.run(limits, stop_flag.clone()).await,
+                _ => tokio::time::sleep(limits.duration.unwrap_or_default()).await,
+            }
+        };
+        let completed = self.or_cancel(main).await.is_some();
+        stop_flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = stop_tx.send(true);
+        if !completed {
+            return RunEnd::Interrupted;
+        }
+        // Faults in progress heal as soon as they see the stop; bounded all the same.
+        if self.or_cancel(tokio::time::timeout(Duration::from_secs(120), fault_task)).await.is_none() {
+            return RunEnd::Interrupted;
+        }
+        match self.or_cancel(nemesis.heal()).await {
+            None => return RunEnd::Interrupted,
+            Some(problems) => self.errors.extend(problems.into_iter().map(|p| format!("heal: {p}"))),
+        }
+        if let Some(w) = &workload {
+            let labels: Vec<String> = s.finally.iter().map(|f| f.get_ref().clone()).collect();
+            if self.or_cancel(w.run_finally(&labels)).await.is_none() {
+                return RunEnd::Interrupted;
+            }
+        }
+        RunEnd::Completed
+    }
+
+    /// Stops services one by one with their stop profiles (each bounded by its
+    /// grace, then SIGKILL); a cancel skips straight to the kill guard.
+    async fn stop_services(&self, services: &BTreeMap<String, Arc<Service>>) {
+        for svc in services.values() {
+            if self.or_cancel(svc.stop()).await.is_none() {
+                return;
+            }
+        }
+    }
+}
+
+fn file_name(p: &std::path::Path) -> String {
+    p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}

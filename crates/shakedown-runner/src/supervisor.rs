@@ -1,0 +1,328 @@
+//! Service processes: each in its own process group, started, probed for
+//! readiness, signalled and stopped; exits recorded as history events.
+//!
+//! Every group ever started is in a process-wide registry until it is reaped,
+//! so [`kill_all_groups`] can end them all from any exit path (drop guard,
+//! signal handler, panic).
+
+use crate::logs::{pump, LogSink};
+use crate::recorder::Recorder;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use shakedown_spec::Pattern;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::process::Command;
+use tokio::sync::watch;
+
+static LIVE_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// SIGKILLs every process group shakedown started and has not reaped yet.
+pub fn kill_all_groups() {
+    let groups = LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for pgid in groups {
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGCONT);
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    }
+}
+
+fn register(pgid: i32) {
+    LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).insert(pgid);
+}
+
+fn unregister(pgid: i32) {
+    LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).remove(&pgid);
+}
+
+/// Kills a tracked process group when dropped (exec ops, probes, drivers, builds).
+pub struct GroupGuard(i32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let _ = killpg(Pid::from_raw(self.0), Signal::SIGKILL);
+        unregister(self.0);
+    }
+}
+
+/// Spawns `cmd` (made by [`ProcSpec::command`]) and tracks its group until the guard drops.
+pub fn spawn_tracked(cmd: &mut Command) -> std::io::Result<(tokio::process::Child, GroupGuard)> {
+    let child = cmd.spawn()?;
+    let pgid = child.id().map_or(0, |id| id as i32);
+    assert!(pgid > 0, "a freshly spawned child has a pid");
+    register(pgid);
+    Ok((child, GroupGuard(pgid)))
+}
+
+/// A command ready to spawn: program, arguments, environment, working dir.
+#[derive(Debug, Clone)]
+pub struct ProcSpec {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+}
+
+impl ProcSpec {
+    /// A tokio command in a new process group that dies with shakedown.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.argv[0]);
+        cmd.args(&self.argv[1..]).envs(self.env.iter().cloned()).current_dir(&self.cwd);
+        cmd.process_group(0).kill_on_drop(true).stdin(Stdio::null());
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGKILL the
+        // child if shakedown's spawning thread dies, a backstop for `kill -9 shakedown`.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        cmd
+    }
+}
+
+/// How a process ended, in words.
+pub fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("killed by {}", Signal::try_from(sig).map_or(format!("signal {sig}"), |s| s.to_string())),
+        _ => "unknown exit".to_string(),
+    }
+}
+
+/// A spawned process group and the means to wait for its end.
+struct Proc {
+    pgid: i32,
+    exit: watch::Receiver<Option<String>>,
+    expected: Arc<AtomicBool>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Probe {
+    None,
+    Tcp(String),
+    Http { url: String, status: Option<u16> },
+    Log(Pattern),
+    Exec(ProcSpec),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("start service {service} ({program}): {source}")]
+    Spawn { service: String, program: String, source: std::io::Error },
+    #[error("service {service} did not become ready within {timeout:?}: {reason}")]
+    NotReady { service: String, timeout: Duration, reason: String },
+    #[error("service {service} exited before it was ready ({exit})")]
+    ExitedEarly { service: String, exit: String },
+}
+
+pub struct Service {
+    pub name: String,
+    pub proc_spec: ProcSpec,
+    pub probe: Probe,
+    pub ready_timeout: Duration,
+    pub probe_interval: Duration,
+    pub stop_signal: Signal,
+    pub grace: Duration,
+    pub log: Arc<LogSink>,
+    recorder: Arc<Recorder>,
+    proc: Mutex<Option<Proc>>,
+    paused: AtomicBool,
+}
+
+impl Service {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: String,
+        proc_spec: ProcSpec,
+        probe: Probe,
+        ready_timeout: Duration,
+        probe_interval: Duration,
+        stop_signal: Signal,
+        grace: Duration,
+        log: Arc<LogSink>,
+        recorder: Arc<Recorder>,
+    ) -> Service {
+        Service {
+            name,
+            proc_spec,
+            probe,
+            ready_timeout,
+            probe_interval,
+            stop_signal,
+            grace,
+            log,
+            recorder,
+            proc: Mutex::new(None),
+            paused: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        let guard = self.proc.lock().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().is_some_and(|p| p.exit.borrow().is_none())
+    }
+
+    /// Spawns the process and waits until its probe passes.
+    pub async fn start(&self) -> Result<(), ServiceError> {
+        let from_seq = self.log.next_seq();
+        let exit = self.spawn()?;
+        self.recorder.service(&self.name, "started", true, None);
+        self.wait_ready(from_seq, exit).await?;
+        self.recorder.service(&self.name, "ready", true, None);
+        Ok(())
+    }
+
+    fn spawn(&self) -> Result<watch::Receiver<Option<String>>, ServiceError> {
+        let mut cmd = self.proc_spec.command();
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let program = self.proc_spec.argv[0].clone();
+        let mut child = cmd.spawn().map_err(|source| ServiceError::Spawn { service: self.name.clone(), program, source })?;
+        let pgid = child.id().map_or(0, |id| id as i32);
+        assert!(pgid > 0, "a freshly spawned child has a pid");
+        register(pgid);
+        self.paused.store(false, Ordering::SeqCst);
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(pump(self.log.clone(), "out", out));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(pump(self.log.clone(), "err", err));
+        }
+        let (tx, rx) = watch::channel(None);
+        let expected = Arc::new(AtomicBool::new(false));
+        let (name, recorder, log, expected2) = (self.name.clone(), self.recorder.clone(), self.log.clone(), expected.clone());
+        tokio::spawn(async move {
+            let how = child.wait().await.map_or_else(|e| format!("wait failed: {e}"), describe_exit);
+            // Children the service forked die with their leader's group.
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            unregister(pgid);
+            let expected = expected2.load(Ordering::SeqCst);
+            log.push("sys", &format!("[shakedown] process exited: {how}"));
+            recorder.service(&name, "exited", expected, Some(how.clone()));
+            let _ = tx.send(Some(how));
+        });
+        *self.proc.lock().unwrap_or_else(|p| p.into_inner()) = Some(Proc { pgid, exit: rx.clone(), expected });
+        Ok(rx)
+    }
+
+    async fn wait_ready(&self, from_seq: u64, mut exit: watch::Receiver<Option<String>>) -> Result<(), ServiceError> {
+        let deadline = Instant::now() + self.ready_timeout;
+        loop {
+            if let Some(how) = exit.borrow().clone() {
+                return Err(ServiceError::ExitedEarly { service: self.name.clone(), exit: how });
+            }
+            let last = match self.probe_once(from_seq).await {
+                Ok(()) => return Ok(()),
+                Err(reason) => reason,
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(ServiceError::NotReady { service: self.name.clone(), timeout: self.ready_timeout, reason: last });
+            }
+            let pause = self.probe_interval.min(deadline - now);
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = exit.changed() => {}
+                _ = self.log.notify.notified(), if matches!(self.probe, Probe::Log(_)) => {}
+            }
+        }
+    }
+
+    async fn probe_once(&self, from_seq: u64) -> Result<(), String> {
+        let attempt = Duration::from_secs(2).min(self.ready_timeout);
+        match &self.probe {
+            Probe::None => Ok(()),
+            Probe::Tcp(addr) => match tokio::time::timeout(attempt, tokio::net::TcpStream::connect(addr.as_str())).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
+                Err(_) => Err(format!("connect {addr}: timed out")),
+            },
+            Probe::Http { url, status } => probe_http(url, *status, attempt).await,
+            Probe::Log(re) => {
+                let hit = self.log.lines_from(from_seq).iter().any(|l| re.regex.is_match(&l.text));
+                if hit { Ok(()) } else { Err(format!("no output line matched /{}/ yet", re.as_str())) }
+            }
+            Probe::Exec(spec) => probe_exec(spec, attempt).await,
+        }
+    }
+
+    /// Sends `signal` to the whole group; `expected` marks the coming exit as ours.
+    pub fn signal(&self, signal: Signal, expect_exit: bool) -> bool {
+        let guard = self.proc.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(p) = guard.as_ref().filter(|p| p.exit.borrow().is_none()) else { return false };
+        if expect_exit {
+            p.expected.store(true, Ordering::SeqCst);
+        }
+        let sent = killpg(Pid::from_raw(p.pgid), signal).is_ok();
+        if expect_exit && self.paused.swap(false, Ordering::SeqCst) {
+            // A stopped process cannot act on a signal until it is continued.
+            let _ = killpg(Pid::from_raw(p.pgid), Signal::SIGCONT);
+        }
+        sent
+    }
+
+    pub fn pause(&self) -> bool {
+        let sent = self.signal(Signal::SIGSTOP, false);
+        self.paused.store(sent, Ordering::SeqCst);
+        sent
+    }
+
+    pub fn resume(&self) -> bool {
+        self.paused.store(false, Ordering::SeqCst);
+        self.signal(Signal::SIGCONT, false)
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Waits up to `timeout` for the process to exit; true if it has.
+    async fn wait_exit(&self, timeout: Duration) -> bool {
+        let rx = self.proc.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|p| p.exit.clone());
+        let Some(mut rx) = rx else { return true };
+        let exited = tokio::time::timeout(timeout, rx.wait_for(|v| v.is_some())).await.is_ok();
+        exited
+    }
+
+    /// Sends `signal`, waits `grace`, then SIGKILLs; returns once the process is gone.
+    pub async fn stop_with(&self, signal: Signal, grace: Duration) {
+        if !self.signal(signal, true) {
+            return;
+        }
+        if signal != Signal::SIGKILL && self.wait_exit(grace).await {
+            return;
+        }
+        self.signal(Signal::SIGKILL, true);
+        if !self.wait_exit(Duration::from_secs(10)).await {
+            tracing::error!(service = %self.name, "process did not exit 10s after SIGKILL");
+        }
+    }
+
+    /// Stops with the service's stop profile.
+    pub async fn stop(&self) {
+        self.stop_with(self.stop_signal, self.grace).await;
+    }
+}
+
+async fn probe_http(url: &str, status: Option<u16>, attempt: Duration) -> Result<(), String> {
+    let client = reqwest::Client::builder().timeout(attempt).build().map_err(|e| e.to_string())?;
+    let resp = client.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+    let got = resp.status().as_u16();
+    let good = status.map_or(resp.status().is_success(), |want| want == got);
+    if good { Ok(()) } else { Err(format!("GET {url}: status {got}")) }
+}
+
+async fn probe_exec(spec: &ProcSpec, attempt: Duration) -> Result<(), String> {
+    let mut cmd = spec.command();
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let (mut child, _guard) = spawn_tracked(&mut cmd).map_err(|e| format!("run {}: {e}", spec.argv[0]))?;
+    match tokio::time::timeout(attempt, child.wait()).await {
+        Ok(Ok(s)) if s.success() => Ok(()),
+        Ok(Ok(s)) => Err(format!("probe {}: {}", spec.argv[0], describe_exit(s))),
+        Ok(Err(e)) => Err(format!("probe {}: {e}", spec.argv[0])),
+        Err(_) => Err(format!("probe {}: timed out", spec.argv[0])),
+    }
+}

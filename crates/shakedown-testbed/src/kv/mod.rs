@@ -1,0 +1,295 @@
+//! `kv`: an HTTP key-value and set service that logs every mutation to `DIR/kv.log`.
+//!
+//! The correct build appends each mutation to the log and `sync_data`s it
+//! before answering 200, and replays the log on start. Bug switches
+//! ([`Bug`]) break exactly one promise each, so a checker has something to find.
+
+mod http;
+mod store;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::log::Logger;
+use http::App;
+use store::{Durability, State, Store};
+pub use store::{StoreError, LOG_FILE};
+
+/// How long a graceful shutdown waits for open connections before giving up on them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A deliberate defect the service can be started with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Bug {
+    /// Acknowledge mutations before they are durable: they are applied in
+    /// memory and buffered, and written (and synced) only once they are
+    /// [`Config::lost_write_delay`] old. A SIGKILL loses the recent ones;
+    /// a graceful shutdown flushes everything.
+    LostWrite,
+    /// Serve GETs from a snapshot of the state refreshed every
+    /// [`Config::stale_read_period`], so reads can miss recent writes.
+    StaleRead,
+}
+
+impl Bug {
+    /// Every bug, in the order of their names.
+    pub const ALL: [Bug; 2] = [Bug::LostWrite, Bug::StaleRead];
+
+    /// The name used with `--bug`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::LostWrite => "lost-write",
+            Bug::StaleRead => "stale-read",
+        }
+    }
+}
+
+/// A `--bug` name that is not one of [`Bug::ALL`].
+#[derive(Debug, thiserror::Error)]
+#[error("parse bug: unknown bug {name:?} (valid: {valid})")]
+pub struct UnknownBug {
+    name: String,
+    valid: String,
+}
+
+impl FromStr for Bug {
+    type Err = UnknownBug;
+
+    fn from_str(name: &str) -> Result<Bug, UnknownBug> {
+        Bug::ALL
+            .into_iter()
+            .find(|bug| bug.name() == name)
+            .ok_or_else(|| UnknownBug {
+                name: name.to_string(),
+                valid: Bug::ALL.map(Bug::name).join(", "),
+            })
+    }
+}
+
+/// Everything [`serve`] needs besides the socket.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Directory holding [`LOG_FILE`]; created if missing.
+    pub data_dir: PathBuf,
+    pub bugs: BTreeSet<Bug>,
+    /// With [`Bug::LostWrite`]: how old a buffered write must be to be flushed.
+    pub lost_write_delay: Duration,
+    /// With [`Bug::StaleRead`]: how often the read snapshot is refreshed.
+    pub stale_read_period: Duration,
+    pub log: Logger,
+}
+
+impl Config {
+    /// The correct build, logging to stdout, with the default bug timings
+    /// (2 s lost-write delay, 1 s stale-read period).
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            bugs: BTreeSet::new(),
+            lost_write_delay: Duration::from_secs(2),
+            stale_read_period: Duration::from_secs(1),
+            log: Logger::Stdout,
+        }
+    }
+
+    /// Turns on `bug`.
+    pub fn with_bug(mut self, bug: Bug) -> Config {
+        self.bugs.insert(bug);
+        self
+    }
+
+    /// Sends the log lines to `log`.
+    pub fn with_log(mut self, log: Logger) -> Config {
+        self.log = log;
+        self
+    }
+
+    fn has(&self, bug: Bug) -> bool {
+        self.bugs.contains(&bug)
+    }
+}
+
+/// Why the service could not start or keep serving.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error("bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("read the listening address: {0}")]
+    LocalAddr(std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("serve http: {0}")]
+    Serve(std::io::Error),
+    #[error("run a storage task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Binds `addr`, serves until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn run(addr: SocketAddr, config: Config) -> Result<(), KvError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| KvError::Bind { addr, source })?;
+    let shutdown = shutdown_signal(config.log.clone())?;
+    serve(listener, config, shutdown).await
+}
+
+/// Replays the log in `config.data_dir`, logs `listening`, and serves on
+/// `listener` until `shutdown` completes. Then it stops accepting, waits up to
+/// 5 s for open connections, flushes any buffered writes and returns.
+///
+/// Dropping the returned future instead (e.g. aborting its task) is the
+/// in-process stand-in for SIGKILL: nothing more is flushed.
+pub async fn serve<F>(listener: TcpListener, config: Config, shutdown: F) -> Result<(), KvError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let log = config.log.clone();
+    let store = open_store(&config).await?;
+    let app = App {
+        snapshot: config.has(Bug::StaleRead).then(|| snapshot_of(&store)),
+        store,
+    };
+    let addr = listener.local_addr().map_err(KvError::LocalAddr)?;
+    let bugs: Vec<Value> = config.bugs.iter().map(|b| b.name().into()).collect();
+    log.info(
+        "listening",
+        &[("addr", addr.to_string().into()), ("bugs", bugs.into())],
+    );
+    let (draining_tx, draining_rx) = oneshot::channel();
+    let graceful = async move {
+        shutdown.await;
+        let _ = draining_tx.send(());
+    };
+    let server = axum::serve(listener, http::router(app.clone())).with_graceful_shutdown(graceful);
+    tokio::select! {
+        result = server => result.map_err(KvError::Serve)?,
+        () = drain_deadline(draining_rx) => log.warn("drain timed out", &[]),
+        () = maintain(&app, &config) => unreachable!("background loops never end"),
+    }
+    let store = Arc::clone(&app.store);
+    let n_flushed = tokio::task::spawn_blocking(move || store.flush(Duration::ZERO)).await??;
+    log.info("stopped", &[("flushed", n_flushed.into())]);
+    Ok(())
+}
+
+async fn open_store(config: &Config) -> Result<Arc<Store>, KvError> {
+    let durability = if config.has(Bug::LostWrite) {
+        Durability::Buffered
+    } else {
+        Durability::SyncEachWrite
+    };
+    let dir = config.data_dir.clone();
+    let (store, recovery) =
+        tokio::task::spawn_blocking(move || Store::open(&dir, durability)).await??;
+    if recovery.torn_bytes > 0 {
+        let bytes = recovery.torn_bytes.into();
+        config
+            .log
+            .warn("ignored torn last log line", &[("bytes", bytes)]);
+    }
+    let dir = config.data_dir.display().to_string();
+    let fields = [("entries", recovery.n_entries.into()), ("dir", dir.into())];
+    config.log.info("recovered", &fields);
+    Ok(Arc::new(store))
+}
+
+fn snapshot_of(store: &Store) -> Arc<RwLock<Arc<State>>> {
+    Arc::new(RwLock::new(Arc::new(store.read(State::clone))))
+}
+
+/// Completes [`DRAIN_TIMEOUT`] after a graceful shutdown began; never before.
+async fn drain_deadline(draining: oneshot::Receiver<()>) {
+    match draining.await {
+        Ok(()) => tokio::time::sleep(DRAIN_TIMEOUT).await,
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Runs the bug switches' background loops; never returns.
+async fn maintain(app: &App, config: &Config) {
+    let flush = async {
+        if config.has(Bug::LostWrite) {
+            flush_loop(&app.store, config.lost_write_delay, &config.log).await;
+        }
+        std::future::pending::<()>().await;
+    };
+    let refresh = async {
+        match &app.snapshot {
+            Some(snapshot) => refresh_loop(&app.store, snapshot, config.stale_read_period).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::join!(flush, refresh);
+}
+
+/// Writes buffered entries once they are `delay` old, checking four times per
+/// `delay`, so a write acknowledged less than `delay` before a SIGKILL is lost.
+async fn flush_loop(store: &Arc<Store>, delay: Duration, log: &Logger) -> ! {
+    let mut tick = tokio::time::interval((delay / 4).max(Duration::from_millis(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let store = Arc::clone(store);
+        match tokio::task::spawn_blocking(move || store.flush(delay)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => log.error("flush failed", &[("error", e.to_string().into())]),
+            Err(e) => log.error("flush task failed", &[("error", e.to_string().into())]),
+        }
+    }
+}
+
+/// Replaces the read snapshot with the live state every `period`.
+async fn refresh_loop(store: &Store, snapshot: &RwLock<Arc<State>>, period: Duration) -> ! {
+    let mut tick = tokio::time::interval(period.max(Duration::from_millis(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate; the snapshot taken at start covers it.
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let fresh = Arc::new(store.read(State::clone));
+        *snapshot.write().expect("kv snapshot lock poisoned") = fresh;
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT. Installed before [`serve`] logs
+/// `listening`, so a signal sent right after that line is never missed.
+fn shutdown_signal(log: Logger) -> Result<impl Future<Output = ()> + Send + 'static, KvError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(KvError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(KvError::Signals)?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        log.info("shutting down", &[("signal", name.into())]);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bug_names_round_trip() {
+        for bug in Bug::ALL {
+            assert_eq!(bug.name().parse::<Bug>().unwrap(), bug);
+        }
+        let err = "lost-writes".parse::<Bug>().unwrap_err().to_string();
+        assert!(err.contains("lost-write, stale-read"), "{err}");
+    }
+}
