@@ -27,4 +27,4 @@ pub use event::{
     Completion, Event, EventKind, FaultEvent, FaultPhase, Header, Invoke, OpType, ProcessId,
     ServiceEvent, Skip, FORMAT_NAME, FORMAT_VERSION,
 };
-pub use ops::{History, HistoryBuilder, Op, WellFormedError};
+pub use ops::{History, HistoryBuilder, Op, OpCompletion, WellFormedError};

@@ -1,3 +1,7 @@
 //! The `shakedown` command line.
 
-fn main() {}
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(cli::main())
+}

@@ -1,0 +1,77 @@
+//! Test helpers: a compact way to write histories and assert a check's verdict.
+
+use crate::{Check, CheckInput, CheckResult, Verdict};
+use serde_json::{json, Value};
+use shakedown_history::{EventKind, Header, History, HistoryBuilder, OpType, ProcessId, Skip};
+
+/// One step of a sequential test history.
+pub(crate) enum Step {
+    /// An op on a fresh process that completes before the next step starts.
+    Op { f: &'static str, value: Value, op_type: OpType, out: Value, error: Option<String>, unexpected: bool },
+    /// An op invoked and never completed (the run ended first).
+    Pending { f: &'static str, value: Value },
+    /// An op skipped for lack of a target.
+    Skip { f: &'static str },
+}
+
+pub(crate) fn ok(f: &'static str, value: Value, out: Value) -> Step {
+    Step::Op { f, value, op_type: OpType::Ok, out, error: None, unexpected: false }
+}
+
+pub(crate) fn fail(f: &'static str, value: Value) -> Step {
+    Step::Op { f, value, op_type: OpType::Fail, out: json!(null), error: Some("refused".into()), unexpected: false }
+}
+
+pub(crate) fn info(f: &'static str, value: Value) -> Step {
+    Step::Op { f, value, op_type: OpType::Info, out: json!(null), error: Some("timeout".into()), unexpected: false }
+}
+
+pub(crate) fn unexpected(f: &'static str, value: Value, error: &str) -> Step {
+    Step::Op { f, value, op_type: OpType::Info, out: json!(null), error: Some(error.into()), unexpected: true }
+}
+
+pub(crate) fn pending(f: &'static str, value: Value) -> Step {
+    Step::Pending { f, value }
+}
+
+pub(crate) fn skip(f: &'static str) -> Step {
+    Step::Skip { f }
+}
+
+/// Builds a history in which step `i` runs on process `i`, ten nanoseconds apart.
+pub(crate) fn history(steps: &[Step]) -> History {
+    let mut b = HistoryBuilder::new(Header::new("test", 1));
+    for (i, step) in steps.iter().enumerate() {
+        let p = ProcessId(i as u64);
+        let t = 10 * i as u64;
+        match step {
+            Step::Op { f, value, op_type, out, error, unexpected } => {
+                b.invoke(t, p, actor(i), f, value.clone());
+                b.complete_with(t + 5, p, *op_type, out.clone(), error.clone(), *unexpected);
+            }
+            Step::Pending { f, value } => {
+                b.invoke(t, p, actor(i), f, value.clone());
+            }
+            Step::Skip { f } => {
+                let skip = Skip { process: p, actor: actor(i).into(), f: f.to_string(), reason: "no target".into() };
+                b.push(t, EventKind::Skip(skip));
+            }
+        }
+    }
+    b.finish()
+}
+
+fn actor(i: usize) -> &'static str {
+    ["alice", "bob", "carol"][i % 3]
+}
+
+/// Runs `check` and asserts its verdict and that its summary contains `summary`.
+pub(crate) fn assert_check(check: &dyn Check, h: &History, verdict: Verdict, summary: &str) -> CheckResult {
+    let result = check.check(&CheckInput::new(h));
+    assert_eq!(result.kind, check.kind());
+    assert_eq!(result.verdict, verdict, "summary: {}\ndetails: {:#}", result.summary, result.details);
+    assert!(result.summary.contains(summary), "summary {:?} lacks {summary:?}", result.summary);
+    // A check is a pure function of its input.
+    assert_eq!(check.check(&CheckInput::new(h)), result);
+    result
+}

@@ -1,0 +1,135 @@
+//! Running a scenario end to end: runner, checks, report and run directory.
+
+use crate::rundir;
+use shakedown_check::{Check, CheckInput, SetCheck, StatsCheck, UnexpectedCheck, Verdict};
+use shakedown_history::History;
+use shakedown_report::{Report, RunMeta};
+use shakedown_runner::{Client, RunEnd, RunOptions};
+use shakedown_spec::{CheckKind, Scenario};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// How to run: everything not in the scenario itself.
+#[derive(Clone, Default)]
+pub struct RunConfig {
+    /// Overrides the scenario's seed; drawn at random when both are absent.
+    pub seed: Option<u64>,
+    /// The run directory; default `.shakedown/runs/<scenario>-<time>-<seed>`.
+    pub out: Option<PathBuf>,
+    /// Directory relative paths in the scenario are resolved against (default: current dir).
+    pub scenario_dir: Option<PathBuf>,
+    /// The scenario file's text, written to the run directory as `scenario.toml`.
+    pub scenario_text: Option<String>,
+    /// Replaces the scenario's `[client]` with an in-process one.
+    pub client: Option<Arc<dyn Client>>,
+    /// Set to true to interrupt the run.
+    pub cancel: Option<watch::Receiver<bool>>,
+    /// Completed operations, for progress displays.
+    pub completed: Option<Arc<AtomicU64>>,
+}
+
+/// A finished run: its report, history and where it was written.
+#[derive(Debug)]
+pub struct Finished {
+    pub report: Report,
+    pub history: History,
+    pub run_dir: PathBuf,
+    pub end: RunEnd,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid scenario:\n{0}")]
+    Spec(#[from] shakedown_spec::SpecErrors),
+    #[error("write the run directory {path}: {source}")]
+    RunDir { path: String, source: std::io::Error },
+    #[error("start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// The checks a scenario asks for; `stats` and `unexpected` when it names none.
+pub fn checks_for(s: &Scenario) -> Vec<(String, Box<dyn Check>)> {
+    if s.check.is_empty() {
+        return vec![("stats".into(), Box::new(StatsCheck::default())), ("unexpected".into(), Box::new(UnexpectedCheck::default()))];
+    }
+    s.check
+        .iter()
+        .map(|c| {
+            let check: Box<dyn Check> = match c.kind {
+                CheckKind::Stats => Box::new(StatsCheck::default()),
+                CheckKind::Unexpected => Box::new(UnexpectedCheck::default()),
+                CheckKind::Set => Box::new(SetCheck::new(
+                    c.add.as_ref().map_or("add", |a| a.get_ref().as_str()),
+                    c.read.as_ref().map_or("read", |r| r.get_ref().as_str()),
+                )),
+            };
+            (c.label().to_string(), check)
+        })
+        .collect()
+}
+
+/// The documented exit code of a finished run.
+pub fn exit_code(f: &Finished) -> u8 {
+    match &f.end {
+        RunEnd::Interrupted => 130,
+        RunEnd::Failed(_) => 4,
+        RunEnd::Completed => match f.report.verdict {
+            Verdict::Valid => 0,
+            Verdict::Invalid => 1,
+            Verdict::Unknown => 2,
+        },
+    }
+}
+
+/// Runs a validated scenario, checks it and writes the run directory.
+pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
+    s.validate()?;
+    let seed = cfg.seed.or(s.seed).unwrap_or_else(rand::random);
+    let run_dir = cfg.out.clone().unwrap_or_else(|| rundir::default_run_dir(&s.name, seed));
+    std::fs::create_dir_all(&run_dir).map_err(|source| Error::RunDir { path: run_dir.display().to_string(), source })?;
+    let run_dir = run_dir.canonicalize().unwrap_or(run_dir);
+    rundir::write_resolved_scenario(&run_dir, cfg.scenario_text.as_deref(), seed).map_err(|source| Error::RunDir { path: run_dir.display().to_string(), source })?;
+    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let (_keep_open, idle) = watch::channel(false);
+    let opts = RunOptions {
+        run_dir: run_dir.clone(),
+        scenario_dir: cfg.scenario_dir.clone().unwrap_or_else(|| PathBuf::from(".")).canonicalize().unwrap_or_default(),
+        seed,
+        client: cfg.client.clone(),
+        cancel: cfg.cancel.clone().unwrap_or(idle),
+        completed: cfg.completed.clone().unwrap_or_default(),
+    };
+    let out = shakedown_runner::run(s, opts).await;
+    let checks = match out.end {
+        // A run that never finished its workload has no history worth judging.
+        RunEnd::Completed => shakedown_check::run_checks(&checks_for(s), &CheckInput::new(&out.history)),
+        _ => Vec::new(),
+    };
+    let mut errors = out.errors.clone();
+    match &out.end {
+        RunEnd::Failed(why) => errors.push(why.clone()),
+        RunEnd::Interrupted => errors.push("interrupted".into()),
+        RunEnd::Completed => {}
+    }
+    let meta = RunMeta {
+        scenario: s.name.clone(),
+        seed,
+        matrix: Default::default(),
+        started_at,
+        duration_ms: u64::try_from(out.elapsed.as_millis()).unwrap_or(u64::MAX),
+        run_dir: run_dir.display().to_string(),
+        services: out.services.iter().map(|s| (s.name.clone(), s.log.clone(), s.tail.clone())).collect(),
+        errors,
+    };
+    let report = Report::build(meta, &out.history, checks);
+    rundir::write_outputs(&run_dir, &out.history, &report).map_err(|source| Error::RunDir { path: run_dir.display().to_string(), source })?;
+    Ok(Finished { report, history: out.history, run_dir, end: out.end })
+}
+
+/// [`run`] on a fresh multi-threaded runtime, for tests and synchronous callers.
+pub fn run_blocking(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Error::Runtime)?;
+    rt.block_on(run(s, cfg))
+}
