@@ -1,0 +1,268 @@
+//! The `shakedown` binary end to end: real testbed processes, real signals,
+//! exit codes, run directories, and nothing left running afterwards.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const SHAKEDOWN: &str = env!("CARGO_BIN_EXE_shakedown");
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn shakedown(args: &[&str]) -> Output {
+    Command::new(SHAKEDOWN).args(args).env("NO_COLOR", "1").output().expect("run shakedown")
+}
+
+fn write_scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Processes whose command line mentions `marker` (a run directory).
+fn processes_mentioning(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if !entry.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(marker) && !cmdline.contains("processes_mentioning") {
+            found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+fn report(run_dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn quickstart_passes_and_leaves_a_complete_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let scenario = repo_root().join("examples/quickstart.toml");
+    let o = shakedown(&["run", scenario.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("(seed "), "the seed is printed: {err}");
+    assert!(err.contains("VALID"), "{err}");
+    for f in ["scenario.toml", "history.jsonl", "logs/kv.log", "report.json", "junit.xml"] {
+        assert!(out.join(f).is_file(), "{f} missing from the run directory");
+    }
+    let r = report(&out);
+    assert_eq!(r["verdict"], "valid");
+    assert!(r["ops"]["by_action"]["add"]["ok"].as_u64().unwrap() > 100);
+    assert!(!r["faults"].as_array().unwrap().is_empty(), "kills were applied");
+    let resolved = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
+    assert!(resolved.contains(&format!("seed = {}", r["seed"])), "the resolved scenario pins the seed");
+    assert!(processes_mentioning(out.to_str().unwrap()).is_empty());
+}
+
+#[test]
+fn quickstart_lost_write_fails_naming_the_lost_elements() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let scenario = repo_root().join("examples/quickstart-lost-write.toml");
+    let o = shakedown(&["run", scenario.to_str().unwrap(), "--out", out.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let stdout: serde_json::Value = serde_json::from_slice(&o.stdout).expect("--format json prints the report");
+    assert_eq!(stdout["verdict"], "invalid");
+    let r = report(&out);
+    let set = r["checks"].as_array().unwrap().iter().find(|c| c["kind"] == "set").unwrap();
+    assert_eq!(set["verdict"], "invalid");
+    let lost = set["details"]["lost"].as_array().unwrap();
+    assert!(!lost.is_empty());
+    assert!(stderr(&o).contains("acknowledged adds lost"), "{}", stderr(&o));
+}
+
+const SMALL: &str = r#"
+name = "small"
+duration = "1s"
+
+[service.kv]
+command = ["shakedown-testbed", "kv", "--listen", "127.0.0.1:{port}", "--data", "{dir}/data"]
+ready = { log = "listening" }
+
+[client]
+kind = "http"
+base = "http://127.0.0.1:{service.kv.port}"
+
+[[action]]
+f = "add"
+value = "{seq}"
+request = { method = "POST", path = "/set/s/{value}" }
+
+[[fault]]
+kind = "kill"
+target = "kv"
+every = "1s"
+"#;
+
+#[test]
+fn bad_scenarios_exit_3_with_file_line_col() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        ("unknown-key.toml", SMALL.replace("duration = \"1s\"", "durration = \"1s\""), ":3:1: unknown key `durration`"),
+        ("wrong-type.toml", SMALL.replace("duration = \"1s\"", "duration = 5"), ":3:12: invalid type: integer `5`, expected a string"),
+        ("undefined-service.toml", SMALL.replace("target = \"kv\"", "target = \"db\""), ":20:10: fault target `db` is not a defined service"),
+    ];
+    for (name, text, want) in cases {
+        let path = write_scenario(tmp.path(), name, &text);
+        let o = shakedown(&["run", path.to_str().unwrap(), "--out", tmp.path().join("never").to_str().unwrap()]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "{name}: {err}");
+        assert!(err.contains(&format!("{name}{want}")), "{name}: want {want:?} in:\n{err}");
+        assert!(!tmp.path().join("never").exists(), "nothing runs on an invalid scenario");
+    }
+}
+
+#[test]
+fn usage_errors_exit_3_and_help_exits_0() {
+    assert_eq!(shakedown(&["run"]).status.code(), Some(3));
+    assert_eq!(shakedown(&["frobnicate"]).status.code(), Some(3));
+    assert_eq!(shakedown(&["run", "/nonexistent/s.toml"]).status.code(), Some(3));
+    let help = shakedown(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Exit codes"));
+    let version = shakedown(&["--version"]);
+    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+/// Waits for `path` to contain `needle`, up to `limit`.
+fn wait_for_text(path: &Path, needle: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn wait_with_timeout(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    None
+}
+
+#[test]
+fn sigint_mid_run_exits_130_and_leaves_no_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let path = write_scenario(tmp.path(), "long.toml", &SMALL.replace("duration = \"1s\"", "duration = \"60s\"").replace("every = \"1s\"", "every = \"30s\""));
+    let mut child = Command::new(SHAKEDOWN)
+        .args(["run", path.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_text(&out.join("logs/kv.log"), "listening", Duration::from_secs(20)), "the service started");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!processes_mentioning(out.to_str().unwrap()).is_empty(), "the testbed runs before the interrupt");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = wait_with_timeout(&mut child, Duration::from_secs(20)).expect("shakedown exits after SIGINT");
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(processes_mentioning(out.to_str().unwrap()), Vec::<String>::new());
+    assert!(out.join("history.jsonl").is_file(), "the partial history is kept");
+}
+
+#[test]
+fn a_service_that_never_becomes_ready_exits_4_and_leaves_no_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let text = SMALL.replace("ready = { log = \"listening\" }", "ready = { log = \"this never appears\", timeout = \"1s\" }");
+    let path = write_scenario(tmp.path(), "never-ready.toml", &text);
+    let o = shakedown(&["run", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(err.contains("did not become ready within 1s"), "{err}");
+    assert!(err.contains("listening"), "the service's last log lines are shown: {err}");
+    assert_eq!(processes_mentioning(out.to_str().unwrap()), Vec::<String>::new());
+}
+
+#[test]
+fn a_failed_build_exits_4_with_its_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = format!("{SMALL}\n[[build]]\ncommand = [\"sh\", \"-c\", \"echo compiling widget; echo 'error: widget broke' >&2; exit 2\"]\n");
+    let path = write_scenario(tmp.path(), "build.toml", &text);
+    let o = shakedown(&["run", path.to_str().unwrap(), "--out", tmp.path().join("run").to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(err.contains("error: widget broke") && err.contains("exit code 2"), "{err}");
+    let log = std::fs::read_to_string(tmp.path().join("run/logs/build.log")).unwrap();
+    assert!(log.contains("compiling widget"));
+    assert!(!log.contains("listening"), "no service started after the failed build");
+}
+
+/// The (f, value) of every invocation, in order.
+fn invocations(run_dir: &Path) -> Vec<(String, serde_json::Value)> {
+    let text = std::fs::read_to_string(run_dir.join("history.jsonl")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["type"] == "invoke")
+        .map(|e| (e["f"].as_str().unwrap().to_string(), e["value"].clone()))
+        .collect()
+}
+
+#[test]
+fn the_same_seed_gives_the_same_invocations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = r#"
+name = "determinism"
+ops = 60
+clients = 1
+
+[service.kv]
+command = ["shakedown-testbed", "kv", "--listen", "127.0.0.1:{port}", "--data", "{dir}/data"]
+ready = { tcp = "{port}" }
+
+[client]
+kind = "http"
+base = "http://127.0.0.1:{service.kv.port}"
+
+[[action]]
+f = "write"
+value = "{int 0..3}"
+request = { method = "PUT", path = "/kv/r", body = "{value}" }
+
+[[action]]
+f = "read"
+request = { path = "/kv/r" }
+result = "body:int"
+fail = { status = [404] }
+
+[[action]]
+f = "cas"
+value = "{int 0..3}"
+request = { method = "POST", path = "/kv/r/cas", body = '{{"from": {value}, "to": {int 0..3}}}' }
+fail = { status = [404, 409] }
+"#;
+    let path = write_scenario(tmp.path(), "det.toml", text);
+    let run = |seed: &str, dir: &str| {
+        let out = tmp.path().join(dir);
+        let o = shakedown(&["run", path.to_str().unwrap(), "--seed", seed, "--out", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        invocations(&out)
+    };
+    let (a, b, c) = (run("42", "a"), run("42", "b"), run("43", "c"));
+    assert_eq!(a.len(), 60);
+    assert_eq!(a, b, "same seed, same invocations");
+    assert_ne!(a, c, "another seed draws another workload");
+}
