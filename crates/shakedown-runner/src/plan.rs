@@ -92,7 +92,7 @@ pub fn search_path() -> String {
 }
 
 /// A program path relative to the scenario file when it names a directory.
-fn resolve_program(argv: &mut [String], scenario_dir: &Path) {
+pub fn resolve_program(argv: &mut [String], scenario_dir: &Path) {
     if let Some(p) = argv.first_mut() {
         if p.contains('/') && !Path::new(p.as_str()).is_absolute() {
             *p = scenario_dir.join(&*p).display().to_string();
@@ -112,7 +112,7 @@ pub fn service(ctx: &Context, name: &str, spec: &ServiceSpec, logs_dir: &Path, s
     let mut scope = Scope { service: Some(name), ..Scope::default() };
     let env = render_env(ctx, &spec.env, &mut scope)?;
     let cwd = match &spec.dir {
-        Some(d) => PathBuf::from(ctx.render(d, &mut scope)?),
+        Some(d) => ctx.scenario_dir.join(ctx.render(d, &mut scope)?),
         None => ctx.services[name].dir.clone(),
     };
     let proc_spec = proc_spec(ctx, &spec.command, env, cwd.clone(), &mut scope)?;
@@ -154,6 +154,8 @@ fn actor_env(ctx: &Context, s: &Scenario, actor: &ActorCtx) -> Result<Vec<(Strin
     let client_env = s.client.as_ref().map(|c| c.env.clone()).unwrap_or_default();
     let mut env = render_env(ctx, &client_env, &mut Scope { actor: Some(actor), ..Scope::default() })?;
     env.extend(actor.env.iter().cloned());
+    env.push(("PATH".into(), search_path()));
+    env.push(("SHAKEDOWN_SEED".into(), ctx.seed.to_string()));
     env.push(("HOME".into(), actor.home.display().to_string()));
     env.push(("SHAKEDOWN_ACTOR".into(), actor.name.clone()));
     Ok(env)
@@ -171,7 +173,7 @@ pub fn client(ctx: &Context, s: &Scenario, logs_dir: &Path, start: Instant) -> R
         }
         ClientKind::Exec => {
             let envs = ctx.actors.iter().map(|a| actor_env(ctx, s, a)).collect::<Result<_, _>>()?;
-            Arc::new(ExecClient::new(s.action.clone(), envs, timeout))
+            Arc::new(ExecClient::new(s.action.clone(), envs, timeout, ctx.scenario_dir.clone()))
         }
         ClientKind::Driver => {
             let cmd = spec.command.as_ref().expect("validated: driver client has a command");

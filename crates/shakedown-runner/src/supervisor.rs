@@ -308,7 +308,7 @@ impl Service {
 }
 
 async fn probe_http(url: &str, status: Option<u16>, attempt: Duration) -> Result<(), String> {
-    let client = reqwest::Client::builder().timeout(attempt).build().map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder().timeout(attempt).no_proxy().build().map_err(|e| e.to_string())?;
     let resp = client.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
     let got = resp.status().as_u16();
     let good = status.map_or(resp.status().is_success(), |want| want == got);

@@ -121,6 +121,7 @@ pub struct ActorSpec {
     pub env: BTreeMap<String, Template>,
 }
 
+/// Required in `[client]`; `Exec` is only the default for code that builds a `ClientSpec`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientKind {

@@ -15,11 +15,13 @@ pub struct ExecClient {
     /// Client env rendered per actor, with the actor's own env and HOME.
     envs: Vec<Vec<(String, String)>>,
     timeout: Duration,
+    /// Relative program paths (`./tool.sh`) are resolved against it, as for services.
+    scenario_dir: std::path::PathBuf,
 }
 
 impl ExecClient {
-    pub fn new(actions: Vec<ActionSpec>, envs: Vec<Vec<(String, String)>>, timeout: Duration) -> ExecClient {
-        ExecClient { actions, envs, timeout }
+    pub fn new(actions: Vec<ActionSpec>, envs: Vec<Vec<(String, String)>>, timeout: Duration, scenario_dir: std::path::PathBuf) -> ExecClient {
+        ExecClient { actions, envs, timeout, scenario_dir }
     }
 }
 
@@ -28,7 +30,9 @@ impl Client for ExecClient {
     async fn call(&self, op: Operation<'_>) -> Outcome {
         let action = &self.actions[op.action_index];
         let timeout = action.timeout.map_or(self.timeout, |d| d.0);
-        let spec = ProcSpec { argv: op.rendered.argv.clone(), env: self.envs[op.actor_index].clone(), cwd: op.actor.home.clone() };
+        let mut argv = op.rendered.argv.clone();
+        crate::plan::resolve_program(&mut argv, &self.scenario_dir);
+        let spec = ProcSpec { argv, env: self.envs[op.actor_index].clone(), cwd: op.actor.home.clone() };
         let mut cmd = spec.command();
         cmd.stdin(if op.rendered.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());

@@ -20,6 +20,8 @@ impl HttpClient {
         let http = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(2)))
             .pool_max_idle_per_host(64)
+            // Targets are on loopback or the run's own namespaces: never through a proxy.
+            .no_proxy()
             .build()
             .map_err(|e| format!("build HTTP client: {e}"))?;
         Ok(HttpClient { http, bases, actions, timeout })
