@@ -252,3 +252,72 @@ ready = { log = "up" }
     assert_eq!(svc["unexpected_exits"], 1, "{svc}");
     assert!(svc.to_string().contains("exit code 7"));
 }
+
+const POOLS: &str = r#"
+name = "pools"
+ops = 300
+clients = 1
+
+[service.kv]
+command = ["shakedown-testbed", "kv", "--listen", "127.0.0.1:{port}", "--data", "{dir}/data"]
+ready = { tcp = "{port}" }
+
+[client]
+kind = "http"
+base = "http://127.0.0.1:{service.kv.port}"
+
+[[action]]
+f = "create"
+value = "k{seq}"
+request = { method = "PUT", path = "/kv/{value}", body = "x" }
+capture = "keys"
+
+[[action]]
+f = "get"
+weight = 3
+value = "{target}"
+request = { path = "/kv/{target}" }
+target = "keys"
+fail = { status = [404] }
+
+[[action]]
+f = "delete"
+value = "{target}"
+request = { method = "DELETE", path = "/kv/{target}" }
+target = "keys"
+remove = true
+fail = { status = [404] }
+"#;
+
+#[test]
+fn pools_capture_targets_and_forget_deleted_entities() {
+    let (o, r) = run(POOLS);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let by = &r["ops"]["by_action"];
+    let n = |f: &str, t: &str| by[f][t].as_u64().unwrap_or(0);
+    assert!(n("get", "ok") > 20 && n("delete", "ok") > 5, "{by}");
+    // A deleted key leaves the pool, so no later op targets it and finds it gone.
+    assert_eq!((n("get", "fail"), n("delete", "fail")), (0, 0), "{by}");
+    // Without `remove`, deleted keys stay targets and the 404s show up.
+    let (o, r) = run(&POOLS.replace("remove = true", "remove = false"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let by = &r["ops"]["by_action"];
+    assert!(by["get"]["fail"].as_u64().unwrap_or(0) + by["delete"]["fail"].as_u64().unwrap_or(0) > 0, "{by}");
+}
+
+#[test]
+fn an_empty_pool_skips_the_operation() {
+    let text = POOLS.replace("[[action]]\nf = \"create\"", "[[action]]\nweight = 0\nf = \"create\"").replace("ops = 300", "ops = 20");
+    let (o, r) = run(&text);
+    assert_eq!(o.status.code(), Some(2), "nothing succeeded, so stats is unknown: {}", stderr(&o));
+    assert_eq!(r["ops"]["by_result"]["skip"], 20, "{}", r["ops"]);
+}
+
+#[test]
+fn rate_limits_operations_per_second() {
+    let text = POOLS.replace("ops = 300", "duration = \"2s\"\nrate = 40").replace("clients = 1", "clients = 4");
+    let (o, r) = run(&text);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let total = r["ops"]["total"].as_u64().unwrap();
+    assert!((70..=90).contains(&total), "2s at 40 ops/s is about 80 ops, got {total}");
+}
