@@ -1,14 +1,8 @@
 //! The built-in clients and process faults against real processes: each
 //! scenario must pass on the correct system and fail where the system is wrong.
 
-use std::path::{Path, PathBuf};
+use crate::common::{report, repo_root, stderr, SHAKEDOWN};
 use std::process::{Command, Output};
-
-const SHAKEDOWN: &str = env!("CARGO_BIN_EXE_shakedown");
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
 
 /// Runs `text` as a scenario file and returns the process output and report.
 fn run(text: &str) -> (Output, serde_json::Value) {
@@ -21,16 +15,11 @@ fn run(text: &str) -> (Output, serde_json::Value) {
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    let report = std::fs::read_to_string(out.join("report.json")).map_or(serde_json::Value::Null, |t| serde_json::from_str(&t).unwrap());
-    (o, report)
+    (o, report(&out))
 }
 
 fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     report["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no check {name} in {report}"))
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 const EXEC: &str = r#"

@@ -1,28 +1,15 @@
 //! The `shakedown` binary end to end: real testbed processes, real signals,
 //! exit codes, run directories, and nothing left running afterwards.
 
+use crate::common::{report, repo_root, shakedown, stderr, SHAKEDOWN};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const SHAKEDOWN: &str = env!("CARGO_BIN_EXE_shakedown");
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn shakedown(args: &[&str]) -> Output {
-    Command::new(SHAKEDOWN).args(args).env("NO_COLOR", "1").output().expect("run shakedown")
-}
 
 fn write_scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Processes whose command line mentions `marker` (a run directory).
@@ -39,10 +26,6 @@ fn processes_mentioning(marker: &str) -> Vec<String> {
         }
     }
     found
-}
-
-fn report(run_dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap()).unwrap()
 }
 
 #[test]
