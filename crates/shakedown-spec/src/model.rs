@@ -27,6 +27,11 @@ pub struct Scenario {
     pub name: String,
     /// Drives every random choice; drawn and printed when absent.
     pub seed: Option<u64>,
+    /// The directory relative program paths, build dirs and `{scenario.dir}`
+    /// resolve against (default: the scenario file's directory; relative to it
+    /// when relative). Pinned in a run directory's `scenario.toml` so a replay
+    /// from there resolves paths like the original run.
+    pub base_dir: Option<String>,
     /// How long the workload runs (default 10s when no `ops` limit is set).
     pub duration: Option<Dur>,
     /// Number of concurrent client workers (default 1).

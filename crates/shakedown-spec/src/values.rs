@@ -82,8 +82,9 @@ impl<'de> Deserialize<'de> for Pattern {
 /// The value of an operation: a TOML value whose strings are templates.
 /// A string that is exactly one numeric placeholder (`"{int 0..5}"`, `"{seq}"`)
 /// renders to a JSON number; other strings render to JSON strings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum ValueTemplate {
+    #[default]
     Null,
     Bool(bool),
     Int(i64),
@@ -91,12 +92,6 @@ pub enum ValueTemplate {
     Str(Template),
     List(Vec<ValueTemplate>),
     Map(Vec<(String, ValueTemplate)>),
-}
-
-impl Default for ValueTemplate {
-    fn default() -> ValueTemplate {
-        ValueTemplate::Null
-    }
 }
 
 impl ValueTemplate {

@@ -18,7 +18,8 @@ pub struct RunConfig {
     pub seed: Option<u64>,
     /// The run directory; default `.shakedown/runs/<scenario>-<time>-<seed>`.
     pub out: Option<PathBuf>,
-    /// Directory relative paths in the scenario are resolved against (default: current dir).
+    /// The scenario file's directory (default: the current dir); the scenario's
+    /// `base_dir`, if any, is resolved against it.
     pub scenario_dir: Option<PathBuf>,
     /// The scenario file's text, written to the run directory as `scenario.toml`.
     pub scenario_text: Option<String>,
@@ -90,12 +91,16 @@ pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
     let run_dir = cfg.out.clone().unwrap_or_else(|| rundir::default_run_dir(&s.name, seed));
     std::fs::create_dir_all(&run_dir).map_err(|source| Error::RunDir { path: run_dir.display().to_string(), source })?;
     let run_dir = run_dir.canonicalize().unwrap_or(run_dir);
-    rundir::write_resolved_scenario(&run_dir, cfg.scenario_text.as_deref(), seed).map_err(|source| Error::RunDir { path: run_dir.display().to_string(), source })?;
+    let file_dir = cfg.scenario_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let base_dir = file_dir.join(s.base_dir.as_deref().unwrap_or(""));
+    let base_dir = base_dir.canonicalize().unwrap_or(base_dir);
+    rundir::write_resolved_scenario(&run_dir, cfg.scenario_text.as_deref(), seed, &base_dir)
+        .map_err(|source| Error::RunDir { path: run_dir.display().to_string(), source })?;
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let (_keep_open, idle) = watch::channel(false);
     let opts = RunOptions {
         run_dir: run_dir.clone(),
-        scenario_dir: cfg.scenario_dir.clone().unwrap_or_else(|| PathBuf::from(".")).canonicalize().unwrap_or_default(),
+        scenario_dir: base_dir,
         seed,
         client: cfg.client.clone(),
         cancel: cfg.cancel.clone().unwrap_or(idle),

@@ -19,18 +19,37 @@ pub fn default_run_dir(scenario: &str, seed: u64) -> PathBuf {
     dir
 }
 
-/// Writes `scenario.toml`: the scenario's text with its seed pinned, so the run
-/// can be repeated from the directory alone.
-pub fn write_resolved_scenario(run_dir: &Path, text: Option<&str>, seed: u64) -> std::io::Result<()> {
+/// Writes `scenario.toml`: the scenario's text with its seed and base directory
+/// pinned, so the run can be repeated from the run directory alone.
+pub fn write_resolved_scenario(run_dir: &Path, text: Option<&str>, seed: u64, base_dir: &Path) -> std::io::Result<()> {
     let Some(text) = text else { return Ok(()) };
-    let seed_line = regex::Regex::new(r"(?m)^seed\s*=.*$").expect("static regex");
-    let first_table = text.find("\n[").unwrap_or(text.len());
-    let pinned = match seed_line.find(&text[..first_table]) {
-        Some(m) => format!("{}seed = {seed}{}", &text[..m.start()], &text[m.end()..]),
-        None => format!("seed = {seed}\n{text}"),
-    };
-    let header = format!("# Resolved by shakedown {}: the seed is pinned.\n", env!("CARGO_PKG_VERSION"));
+    let base = toml::Value::String(base_dir.display().to_string()).to_string();
+    let pinned = pin_top_level(&pin_top_level(text, "seed", &seed.to_string()), "base_dir", &base);
+    let header = format!("# Resolved by shakedown {}: seed and base_dir are pinned.\n", env!("CARGO_PKG_VERSION"));
     std::fs::write(run_dir.join("scenario.toml"), header + &pinned)
+}
+
+/// Sets a top-level `key = value` line: replaced where the text has one before
+/// its first table, else added at the top.
+fn pin_top_level(text: &str, key: &str, value: &str) -> String {
+    let line = regex::Regex::new(&format!(r"(?m)^{key}\s*=.*$")).expect("key names are plain words");
+    let first_table = regex::Regex::new(r"(?m)^\s*\[").expect("static regex").find(text).map_or(text.len(), |m| m.start());
+    match line.find(&text[..first_table]) {
+        Some(m) => format!("{}{key} = {value}{}", &text[..m.start()], &text[m.end()..]),
+        None => format!("{key} = {value}\n{text}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pin_top_level;
+
+    #[test]
+    fn pins_only_top_level_keys() {
+        let text = "name = \"x\"\nseed = 1\n[service.a]\nseed = 2\n";
+        assert_eq!(pin_top_level(text, "seed", "9"), "name = \"x\"\nseed = 9\n[service.a]\nseed = 2\n");
+        assert_eq!(pin_top_level("[t]\nseed = 2\n", "seed", "9"), "seed = 9\n[t]\nseed = 2\n");
+    }
 }
 
 /// Writes `history.jsonl`, `report.json` and `junit.xml`.

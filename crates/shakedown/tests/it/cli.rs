@@ -249,3 +249,35 @@ fail = { status = [404, 409] }
     assert_eq!(a, b, "same seed, same invocations");
     assert_ne!(a, c, "another seed draws another workload");
 }
+
+#[test]
+fn a_run_replays_from_its_directory_with_relative_paths_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    let tool = project.join("add.sh");
+    std::fs::write(&tool, "#!/bin/sh\necho \"$1\" >> \"$HOME/items\"\n").unwrap();
+    std::process::Command::new("chmod").args(["+x", tool.to_str().unwrap()]).status().unwrap();
+    let text = r#"
+name = "relative"
+ops = 30
+
+[client]
+kind = "exec"
+
+[[action]]
+f = "add"
+value = "{int 0..100}"
+command = ["./add.sh", "{value}"]
+"#;
+    let path = write_scenario(&project, "s.toml", text);
+    let first = tmp.path().join("first");
+    let o = shakedown(&["run", path.to_str().unwrap(), "--out", first.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let replay = tmp.path().join("replay");
+    let resolved = first.join("scenario.toml");
+    let o = shakedown(&["run", resolved.to_str().unwrap(), "--out", replay.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "the replay finds ./add.sh: {}", stderr(&o));
+    assert_eq!(report(&replay)["seed"], report(&first)["seed"], "the seed is pinned");
+    assert_eq!(invocations(&first), invocations(&replay));
+}
