@@ -185,7 +185,8 @@ pub fn client(ctx: &Context, s: &Scenario, logs_dir: &Path, start: Instant) -> R
                 let log = LogSink::create(&format!("driver-{}", a.name), &path, start).map_err(|source| PlanError::Io { path: path.display().to_string(), source })?;
                 per_actor.push((ps, Arc::new(log)));
             }
-            Arc::new(DriverClient::new(per_actor, timeout))
+            let timeouts = s.action.iter().map(|a| a.timeout.map_or(timeout, |d| d.0)).collect();
+            Arc::new(DriverClient::new(per_actor, timeouts))
         }
     };
     Ok(Some(client))

@@ -149,10 +149,8 @@ impl Run<'_> {
             Err(e) => return Some(RunEnd::Failed(format!("create {}: {e}", path.display()))),
         };
         self.logs.push(log.clone());
-        let ctx = match plan::context(&Scenario::default(), &self.opts.run_dir, &self.opts.scenario_dir, self.opts.seed) {
-            Ok(c) => c,
-            Err(e) => return Some(RunEnd::Failed(e.to_string())),
-        };
+        // Builds run before ports, service dirs and actors exist.
+        let ctx = Context::new(self.opts.run_dir.clone(), self.opts.scenario_dir.clone(), self.opts.seed, BTreeMap::new(), Vec::new());
         for b in &self.s.build {
             let mut scope = Scope::default();
             let env = b.env.iter().map(|(k, v)| Ok((k.clone(), ctx.render(v, &mut scope)?))).collect::<Result<Vec<_>, crate::context::RenderError>>();

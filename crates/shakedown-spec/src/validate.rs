@@ -199,6 +199,9 @@ impl<'a> Validator<'a> {
     fn value(&mut self, span: Range<usize>, v: &'a ValueTemplate) {
         for t in v.templates() {
             self.vars(span.clone(), t, Ctx::Action);
+            if t.vars().any(|var| *var == Var::Value) {
+                self.err(span.clone(), format!("in {:?}: `{{value}}` cannot be used in the value itself", t.source()));
+            }
         }
     }
 
@@ -270,6 +273,7 @@ impl<'a> Validator<'a> {
                 _ => None,
             },
             Var::ServicePort { service, port } => self.service_port_problem(service, port.as_deref(), ctx),
+            Var::ServiceDir(_) if matches!(ctx, Ctx::Build) => Some("service directories do not exist yet when builds run".into()),
             Var::ServiceDir(service) if !self.s.service.contains_key(service) => Some(self.no_service(service)),
             Var::ActorName | Var::ActorHome if !matches!(ctx, Ctx::Actor | Ctx::Action) => {
                 Some("`{actor.*}` only applies to actors, clients and actions".into())

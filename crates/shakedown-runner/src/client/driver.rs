@@ -40,14 +40,15 @@ struct Slot {
 pub struct DriverClient {
     slots: Vec<Slot>,
     next_id: AtomicU64,
-    timeout: Duration,
+    /// Per action: its own timeout, else the client's.
+    timeouts: Vec<Duration>,
 }
 
 impl DriverClient {
-    /// One driver per actor, in actor order.
-    pub fn new(per_actor: Vec<(ProcSpec, Arc<LogSink>)>, timeout: Duration) -> DriverClient {
+    /// One driver per actor, in actor order; `timeouts` has one entry per action.
+    pub fn new(per_actor: Vec<(ProcSpec, Arc<LogSink>)>, timeouts: Vec<Duration>) -> DriverClient {
         let slots = per_actor.into_iter().map(|(spec, log)| Slot { spec, log, running: tokio::sync::Mutex::new(None) }).collect();
-        DriverClient { slots, next_id: AtomicU64::new(1), timeout }
+        DriverClient { slots, next_id: AtomicU64::new(1), timeouts }
     }
 
     async fn driver(&self, actor_index: usize) -> Result<Arc<Running>, String> {
@@ -145,12 +146,13 @@ impl Client for DriverClient {
             driver.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             return Outcome::info(format!("write to driver: {e}"));
         }
-        match tokio::time::timeout(self.timeout, rx).await {
+        let timeout = self.timeouts.get(op.action_index).copied().unwrap_or(crate::plan::DEFAULT_OP_TIMEOUT);
+        match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Outcome::info("driver dropped the request"),
             Err(_) => {
                 driver.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-                Outcome::info(format!("driver did not reply within {:?}", self.timeout))
+                Outcome::info(format!("driver did not reply within {timeout:?}"))
             }
         }
     }

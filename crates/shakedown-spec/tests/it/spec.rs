@@ -101,6 +101,12 @@ fn placeholders_fit_their_place() {
 }
 
 #[test]
+fn value_and_build_placeholders_are_checked() {
+    check_err(|t| t.replace("value = \"{seq}\"", "value = \"{value}\""), "16:9", "cannot be used in the value itself");
+    check_err(|t| format!("{t}[[build]]\ncommand = [\"make\", \"-C\", \"{{service.kv.dir}}\"]\n"), "33:26", "do not exist yet when builds run");
+}
+
+#[test]
 fn syntax_errors_are_located() {
     check_err(|t| t.replace("clients = 2", "clients = = 2"), "3:11", "");
 }
