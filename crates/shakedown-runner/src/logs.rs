@@ -97,15 +97,55 @@ impl LogSink {
     }
 }
 
-/// Copies lines from `reader` into `sink` until EOF.
+/// Copies lines from `reader` into `sink` until EOF. A line longer than
+/// `MAX_LINE_BYTES` is pushed in pieces, so memory stays bounded whatever the
+/// process prints.
 pub async fn pump(sink: std::sync::Arc<LogSink>, stream: &'static str, reader: impl AsyncRead + Unpin) {
-    let mut lines = BufReader::new(reader);
-    let mut buf = Vec::new();
+    let mut reader = BufReader::new(reader);
+    let mut line: Vec<u8> = Vec::new();
     loop {
-        buf.clear();
-        match lines.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => sink.push(stream, &String::from_utf8_lossy(&buf)),
+        let chunk = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(chunk) => chunk,
+        };
+        let (take, ends_line) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let n = take.min(MAX_LINE_BYTES - line.len());
+        line.extend_from_slice(&chunk[..n]);
+        reader.consume(n);
+        if (ends_line && n == take) || line.len() == MAX_LINE_BYTES {
+            sink.push(stream, &String::from_utf8_lossy(&line));
+            line.clear();
         }
+    }
+    if !line.is_empty() {
+        sink.push(stream, &String::from_utf8_lossy(&line));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn pump_splits_lines_and_bounds_long_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Arc::new(LogSink::create("t", &dir.path().join("t.log"), Instant::now()).unwrap());
+        let mut input = b"one\ntwo\r\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 3 * MAX_LINE_BYTES + 10));
+        input.extend(b"\nlast");
+        pump(sink.clone(), "out", &input[..]).await;
+        let lines: Vec<String> = sink.lines_from(0).into_iter().map(|l| l.text).collect();
+        assert_eq!(&lines[..2], ["one", "two"]);
+        assert_eq!(lines.last().unwrap(), "last");
+        assert!(lines.len() >= 6, "the long line arrives in bounded pieces: {}", lines.len());
+        assert!(lines.iter().all(|l| l.len() <= MAX_LINE_BYTES));
+        let xs: usize = lines.iter().map(|l| l.matches('x').count()).sum();
+        assert_eq!(xs, 3 * MAX_LINE_BYTES + 10, "no byte is dropped");
+        let file = std::fs::read_to_string(dir.path().join("t.log")).unwrap();
+        assert!(file.contains(" out one\n") && file.contains(" out last\n"));
     }
 }
