@@ -40,6 +40,17 @@ fn pin_top_level(text: &str, key: &str, value: &str) -> String {
     }
 }
 
+
+/// Writes `history.jsonl`, `report.json` and `junit.xml`.
+pub fn write_outputs(run_dir: &Path, history: &History, report: &Report) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(run_dir.join("history.jsonl"))?);
+    shakedown_history::write_jsonl(&mut out, history)?;
+    out.flush()?;
+    report.write_json(&run_dir.join("report.json")).map_err(std::io::Error::other)?;
+    shakedown_report::write_junit(report, &run_dir.join("junit.xml")).map_err(std::io::Error::other)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::pin_top_level;
@@ -50,14 +61,4 @@ mod tests {
         assert_eq!(pin_top_level(text, "seed", "9"), "name = \"x\"\nseed = 9\n[service.a]\nseed = 2\n");
         assert_eq!(pin_top_level("[t]\nseed = 2\n", "seed", "9"), "seed = 9\n[t]\nseed = 2\n");
     }
-}
-
-/// Writes `history.jsonl`, `report.json` and `junit.xml`.
-pub fn write_outputs(run_dir: &Path, history: &History, report: &Report) -> std::io::Result<()> {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(run_dir.join("history.jsonl"))?);
-    shakedown_history::write_jsonl(&mut out, history)?;
-    out.flush()?;
-    report.write_json(&run_dir.join("report.json")).map_err(std::io::Error::other)?;
-    shakedown_report::write_junit(report, &run_dir.join("junit.xml")).map_err(std::io::Error::other)?;
-    Ok(())
 }
