@@ -249,7 +249,7 @@ clients = 1
 
 [service.kv]
 command = ["shakedown-testbed", "kv", "--listen", "127.0.0.1:{port}", "--data", "{dir}/data"]
-ready = { tcp = "{port}" }
+ready = { exec = ["python3", "-c", "import socket; socket.create_connection(('127.0.0.1', {port}), 1)"] }
 
 [client]
 kind = "http"
