@@ -6,6 +6,8 @@ use std::time::Duration;
 
 /// Bodies longer than this are cut in the reply, so one huge answer cannot exhaust memory.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// How long a worker waits after a refused connection before its next op.
+const CONNECT_FAIL_PAUSE: Duration = Duration::from_millis(20);
 
 pub struct HttpClient {
     http: reqwest::Client,
@@ -53,8 +55,13 @@ impl Client for HttpClient {
                     Err(e) => Outcome::info(format!("status {status}, reading the body failed: {e}")),
                 }
             }
-            // The request never left: it definitely did not take effect.
-            Err(e) if e.is_connect() => Outcome::fail(format!("connect {url}: {}", error_chain(&e))),
+            // The request never left: it definitely did not take effect. The pause
+            // keeps workers from spinning on a service that is down; it is harmless
+            // because a fail never constrains a check.
+            Err(e) if e.is_connect() => {
+                tokio::time::sleep(CONNECT_FAIL_PAUSE).await;
+                Outcome::fail(format!("connect {url}: {}", error_chain(&e)))
+            }
             Err(e) if e.is_timeout() => Outcome::info(format!("timed out after {timeout:?}: {url}")),
             Err(e) => Outcome::info(format!("{url}: {}", error_chain(&e))),
         }
