@@ -24,7 +24,7 @@ mod values;
 pub use error::{LoadError, SpecError, SpecErrors};
 pub use model::*;
 pub use template::{Part, Template, TemplateError, Var, PLACEHOLDERS};
-pub use validate::signal_number;
+pub use validate::{signal_number, MODELS};
 pub use values::{Dur, Names, Pattern, ResultParser, ResultSource, ResultSpec, ValueTemplate};
 
 use std::path::Path;

@@ -266,7 +266,7 @@ pub struct FaultSpec {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum CheckKind {
     /// Counts by action and result; unknown when an action never succeeded.
     Stats,
@@ -274,6 +274,22 @@ pub enum CheckKind {
     Unexpected,
     /// Every acknowledged add appears in the final read.
     Set,
+    /// The history is linearizable against `model`.
+    Linearizable,
+    /// Jepsen's set-full: lost, stale and never-read elements, with latencies.
+    SetFull,
+    /// Every acknowledged enqueue is dequeued exactly once (or at least once).
+    TotalQueue,
+    /// Generated ids never repeat.
+    UniqueIds,
+    /// Reads lie between acknowledged and attempted increments.
+    Counter,
+    /// Balances always sum to `total`, none negative.
+    Bank,
+    /// Reads never go backwards.
+    Monotonic,
+    /// Each actor reads its own acknowledged writes.
+    ReadYourWrites,
 }
 
 impl CheckKind {
@@ -282,24 +298,86 @@ impl CheckKind {
             CheckKind::Stats => "stats",
             CheckKind::Unexpected => "unexpected",
             CheckKind::Set => "set",
+            CheckKind::Linearizable => "linearizable",
+            CheckKind::SetFull => "set-full",
+            CheckKind::TotalQueue => "total-queue",
+            CheckKind::UniqueIds => "unique-ids",
+            CheckKind::Counter => "counter",
+            CheckKind::Bank => "bank",
+            CheckKind::Monotonic => "monotonic",
+            CheckKind::ReadYourWrites => "read-your-writes",
+        }
+    }
+
+    /// The optional keys of `[[check]]` this kind reads, besides `kind` and `name`.
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            CheckKind::Stats | CheckKind::Unexpected => &[],
+            CheckKind::Set | CheckKind::SetFull | CheckKind::Counter => &["add", "read"],
+            CheckKind::Linearizable => &["model", "timeout"],
+            CheckKind::TotalQueue => &["enqueue", "dequeue", "drain", "mode"],
+            CheckKind::UniqueIds => &["generate"],
+            CheckKind::Bank => &["read", "total", "negative_allowed"],
+            CheckKind::Monotonic => &["read"],
+            CheckKind::ReadYourWrites => &["write", "read"],
         }
     }
 }
 
+/// One `[[check]]`. Which keys apply depends on `kind` (see [`CheckKind::keys`]);
+/// f names default to the check's usual ones (`add`, `read`, `enqueue`, ...).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckSpec {
     pub kind: CheckKind,
     /// Default: the kind.
     pub name: Option<String>,
-    /// set: the f of adds (default "add").
     pub add: Option<Spanned<String>>,
-    /// set: the f of reads (default "read").
     pub read: Option<Spanned<String>>,
+    pub write: Option<Spanned<String>>,
+    pub enqueue: Option<Spanned<String>>,
+    pub dequeue: Option<Spanned<String>>,
+    pub drain: Option<Spanned<String>>,
+    pub generate: Option<Spanned<String>>,
+    /// linearizable: register, cas-register, kv, mutex, set, fifo-queue, unordered-queue, counter.
+    pub model: Option<Spanned<String>>,
+    /// linearizable: search budget; past it the verdict is unknown (default 60s).
+    pub timeout: Option<Dur>,
+    /// total-queue: "at-most-once" (default) or "at-least-once" (redelivery allowed).
+    pub mode: Option<Spanned<String>>,
+    /// bank: the conserved sum of all balances.
+    pub total: Option<Spanned<i64>>,
+    /// bank: whether balances may go below zero (default false).
+    pub negative_allowed: Option<Spanned<bool>>,
 }
 
 impl CheckSpec {
     pub fn label(&self) -> &str {
         self.name.as_deref().unwrap_or(self.kind.as_str())
+    }
+
+    /// The f-name keys that are set, with their key names.
+    pub fn f_names(&self) -> Vec<(&'static str, &Spanned<String>)> {
+        let all = [
+            ("add", &self.add),
+            ("read", &self.read),
+            ("write", &self.write),
+            ("enqueue", &self.enqueue),
+            ("dequeue", &self.dequeue),
+            ("drain", &self.drain),
+            ("generate", &self.generate),
+        ];
+        all.into_iter().filter_map(|(k, v)| v.as_ref().map(|v| (k, v))).collect()
+    }
+
+    /// Keys that are set, with their spans, for checking they fit the kind.
+    pub fn set_keys(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
+        let mut keys: Vec<(&'static str, std::ops::Range<usize>)> = self.f_names().into_iter().map(|(k, v)| (k, v.span())).collect();
+        keys.extend(self.model.as_ref().map(|m| ("model", m.span())));
+        keys.extend(self.mode.as_ref().map(|m| ("mode", m.span())));
+        keys.extend(self.total.as_ref().map(|t| ("total", t.span())));
+        keys.extend(self.negative_allowed.as_ref().map(|t| ("negative_allowed", t.span())));
+        keys.extend(self.timeout.map(|_| ("timeout", 0..0)));
+        keys
     }
 }

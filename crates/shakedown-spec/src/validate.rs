@@ -6,6 +6,9 @@ use crate::model::*;
 use crate::template::{Template, Var};
 use crate::values::{ResultSource, ValueTemplate};
 use std::collections::BTreeSet;
+
+/// The models the linearizable check knows.
+pub const MODELS: &[&str] = &["register", "cas-register", "kv", "mutex", "set", "fifo-queue", "unordered-queue", "counter"];
 use std::ops::Range;
 
 /// Where a template is used, which decides the placeholders it may hold.
@@ -232,14 +235,40 @@ impl<'a> Validator<'a> {
     }
 
     fn check(&mut self, c: &CheckSpec) {
-        let fs: BTreeSet<&str> = self.s.action.iter().map(|a| a.f.as_str()).collect();
-        for field in [&c.add, &c.read].into_iter().flatten() {
-            if c.kind != CheckKind::Set {
-                self.err(field.span(), format!("`add` and `read` apply to the set check, not `{}`", c.kind.as_str()));
-            } else if !fs.contains(field.get_ref().as_str()) {
-                let msg = format!("check `{}` names f `{}`, which no action has; {}", c.label(), field.get_ref(), one_of("f names", &fs));
-                self.err(field.span(), msg);
+        let label = c.label().to_string();
+        for (key, span) in c.set_keys() {
+            if !c.kind.keys().contains(&key) {
+                let fits = if c.kind.keys().is_empty() { "no other keys".to_string() } else { format!("`{}`", c.kind.keys().join("`, `")) };
+                self.err_or_near(span, &label, format!("check `{label}`: `{key}` does not apply to kind `{}`; it takes {fits}", c.kind.as_str()));
             }
+        }
+        if !self.s.action.is_empty() {
+            let fs: BTreeSet<&str> = self.s.action.iter().map(|a| a.f.as_str()).collect();
+            for (_, f) in c.f_names() {
+                if !fs.contains(f.get_ref().as_str()) {
+                    let msg = format!("check `{label}` names f `{}`, which no action has; {}", f.get_ref(), one_of("f names", &fs));
+                    self.err(f.span(), msg);
+                }
+            }
+        }
+        match (c.kind, &c.model) {
+            (CheckKind::Linearizable, None) => self.err_near(format!("\"{}\"", c.kind.as_str()), format!("check `{label}` needs `model`; expected one of {}", MODELS.join(", "))),
+            (_, Some(m)) if !MODELS.contains(&m.get_ref().as_str()) => self.err(m.span(), format!("unknown model `{}`; expected one of {}", m.get_ref(), MODELS.join(", "))),
+            _ => {}
+        }
+        if let Some(m) = c.mode.as_ref().filter(|m| !["at-most-once", "at-least-once"].contains(&m.get_ref().as_str())) {
+            self.err(m.span(), format!("unknown mode `{}`; expected at-most-once or at-least-once", m.get_ref()));
+        }
+        if c.kind == CheckKind::Bank && c.total.is_none() {
+            self.err_near("\"bank\"".into(), format!("check `{label}` needs `total`, the sum every read must show"));
+        }
+    }
+
+    fn err_or_near(&mut self, span: Range<usize>, label: &str, message: String) {
+        if span == (0..0) {
+            self.err_near(format!("\"{label}\""), message);
+        } else {
+            self.err(span, message);
         }
     }
 

@@ -107,6 +107,17 @@ fn value_and_build_placeholders_are_checked() {
 }
 
 #[test]
+fn check_keys_fit_their_kind() {
+    check_err(|t| format!("{t}model = \"kv\"\n"), "32:9", "`model` does not apply to kind `set`; it takes `add`, `read`");
+    check_err(|t| t.replace("kind = \"set\"", "kind = \"linearizable\""), "31:8", "needs `model`");
+    check_err(|t| t.replace("kind = \"set\"", "kind = \"linearizable\"\nmodel = \"regster\""), "32:9", "unknown model `regster`");
+    check_err(|t| t.replace("kind = \"set\"", "kind = \"total-queue\"\nmode = \"twice\""), "32:8", "unknown mode `twice`");
+    check_err(|t| t.replace("kind = \"set\"", "kind = \"bank\""), "31:8", "needs `total`");
+    let ok = BASE.replace("kind = \"set\"", "kind = \"linearizable\"\nmodel = \"cas-register\"\ntimeout = \"5s\"");
+    assert!(shakedown_spec::parse(&ok, "s.toml").is_ok());
+}
+
+#[test]
 fn syntax_errors_are_located() {
     check_err(|t| t.replace("clients = 2", "clients = = 2"), "3:11", "");
 }
