@@ -20,6 +20,7 @@
 
 pub mod codec;
 mod event;
+pub mod import;
 mod ops;
 
 pub use codec::{read_jsonl, write_jsonl, DecodeError};

@@ -317,3 +317,112 @@ proptest! {
         }
     }
 }
+
+// Importers: arbitrary and EDN-shaped text never panics the importers or the EDN
+// reader, every rejection names a line of the input, and simulated Jepsen logs import.
+
+mod importers {
+    use proptest::prelude::*;
+    use shakedown_history::import::{edn, import, read_any, Format, ImportError};
+    use shakedown_history::OpType;
+
+    /// Pieces of Jepsen logs and EDN op maps, so random text reaches the op checks.
+    #[rustfmt::skip]
+    const IMPORT_TOKENS: &[&str] = &[
+        "\n", "\r\n", " ", "\t", ",", "{", "}", "[", "]", "(", ")", "#{", "#_", "#", ";", "\"", "\\", "\\u00e9",
+        "\\n", ":", ":process", ":type", ":f", ":value", ":key", ":time", ":index", ":error", ":invoke", ":ok",
+        ":fail", ":info", ":read", ":write", ":cas", ":get", ":append", ":nemesis", ":timed-out", "nil", "true",
+        "0", "1", "2", "-1", "1.5", "1e400", "12N", "3M", "99999999999999999999", "18446744073709551615",
+        "\"0\"", "\"x y\"", "INFO  jepsen.util - ", "jepsen.util -", "nemesis", "ü",
+        "{\"format\":\"shakedown-history\",\"version\":1,\"scenario\":\"t\",\"seed\":1}",
+    ];
+
+    fn import_soup() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(IMPORT_TOKENS), 0..120).prop_map(|t| t.concat())
+    }
+
+    fn any_text() -> impl Strategy<Value = String> {
+        prop_oneof![any::<String>(), import_soup()]
+    }
+
+    /// The line of an error must exist: 1 up to one past the last newline.
+    fn check_line(text: &str, line: usize, message: &str) -> Result<(), TestCaseError> {
+        let max_line = text.matches('\n').count() + 1;
+        prop_assert!((1..=max_line).contains(&line), "line {} outside 1..={}: {}", line, max_line, message);
+        Ok(())
+    }
+
+    fn check_import(text: &str, result: Result<shakedown_history::History, ImportError>) -> Result<(), TestCaseError> {
+        match result {
+            Ok(h) => prop_assert!(h.validate().is_ok(), "imported history does not validate"),
+            Err(e) => {
+                let prefix = format!("line {}: ", e.line);
+                prop_assert!(e.to_string().starts_with(&prefix), "{}", e);
+                check_line(text, e.line, &e.message)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A well-formed Jepsen log of a few processes: each step invokes on an idle
+    /// process or completes its pending op with the given type.
+    fn jepsen_log() -> impl Strategy<Value = (String, usize)> {
+        let step = (0..4u64, prop::sample::select(vec![OpType::Ok, OpType::Fail, OpType::Info]), 0..3usize, 0..5i64);
+        prop::collection::vec(step, 0..60).prop_map(|steps| {
+            let mut pending: [Option<usize>; 4] = [None; 4];
+            let mut log = String::from("INFO  jepsen.core - starting\n");
+            let mut n_invokes = 0;
+            for (p, op_type, f_idx, v) in steps {
+                let fs = ["read", "write", "cas"];
+                let (kind, f, value) = match pending[p as usize].take() {
+                    None => {
+                        pending[p as usize] = Some(f_idx);
+                        n_invokes += 1;
+                        let value = match f_idx {
+                            0 => "nil".to_string(),
+                            1 => v.to_string(),
+                            _ => format!("[{v} 1]"),
+                        };
+                        ("invoke", fs[f_idx], value)
+                    }
+                    Some(f) if op_type == OpType::Info => ("info", fs[f], ":timed-out".to_string()),
+                    Some(f) => (op_type.as_str(), fs[f], if f == 2 { format!("[{v} 1]") } else { v.to_string() }),
+                };
+                log.push_str(&format!("INFO  jepsen.util - {p}\t:{kind}\t:{f}\t{value}\n"));
+            }
+            (log, n_invokes)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn importers_never_panic_and_errors_name_a_line(text in any_text()) {
+            for format in [Format::JepsenLog, Format::JepsenEdn, Format::PorcupineKv, Format::Jsonl] {
+                check_import(&text, import(&text, format, "fuzz"))?;
+            }
+            check_import(&text, read_any(&text, None, "fuzz").map(|(h, _)| h))?;
+        }
+
+        #[test]
+        fn edn_reader_never_panics_and_errors_name_a_line(text in any_text()) {
+            match edn::parse_all(&text) {
+                Ok(forms) => {
+                    for (line, form) in forms {
+                        check_line(&text, line, "form line")?;
+                        let _ = form.to_json();
+                    }
+                }
+                Err(e) => check_line(&text, e.line, &e.message)?,
+            }
+        }
+
+        #[test]
+        fn simulated_jepsen_logs_import((log, n_invokes) in jepsen_log()) {
+            let h = import(&log, Format::JepsenLog, "sim").map_err(|e| TestCaseError::fail(format!("{e}\n{log}")))?;
+            prop_assert!(h.validate().is_ok());
+            prop_assert_eq!(h.ops().len(), n_invokes);
+        }
+    }
+}

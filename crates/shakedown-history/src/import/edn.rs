@@ -52,9 +52,7 @@ impl Edn {
             Edn::Vector(items) | Edn::List(items) | Edn::Set(items) => {
                 Value::Array(items.iter().map(Edn::to_json).collect())
             }
-            Edn::Map(entries) => {
-                Value::Object(entries.iter().map(|(k, v)| (k.to_key(), v.to_json())).collect())
-            }
+            Edn::Map(entries) => Value::Object(entries.iter().map(|(k, v)| (k.to_key(), v.to_json())).collect()),
         }
     }
 
@@ -120,11 +118,13 @@ pub struct Reader<'a> {
     src: &'a str,
     pos: usize,
     line: usize,
+    /// Forms being read right now, discarded ones included; bounds the recursion.
+    depth: usize,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(src: &'a str) -> Reader<'a> {
-        Reader { src, pos: 0, line: 1 }
+        Reader { src, pos: 0, line: 1, depth: 0 }
     }
 
     pub fn line(&self) -> usize {
@@ -162,7 +162,7 @@ impl<'a> Reader<'a> {
                 }
                 Some('#') if self.src[self.pos..].starts_with("#_") => {
                     self.pos += 2;
-                    self.read_form(0)?;
+                    self.read_form()?;
                 }
                 _ => return Ok(()),
             }
@@ -176,22 +176,29 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         let line = self.line;
-        Ok(Some((line, self.read_form(0)?)))
+        Ok(Some((line, self.read_form()?)))
     }
 
-    fn read_form(&mut self, depth: usize) -> Result<Edn, EdnError> {
-        if depth >= MAX_DEPTH {
+    fn read_form(&mut self) -> Result<Edn, EdnError> {
+        if self.depth >= MAX_DEPTH {
             return Err(self.error(format!("expected EDN nested at most {MAX_DEPTH} deep")));
         }
+        self.depth += 1;
+        let form = self.read_form_inner();
+        self.depth -= 1;
+        form
+    }
+
+    fn read_form_inner(&mut self) -> Result<Edn, EdnError> {
         self.skip_ws()?;
         let Some(c) = self.peek() else {
             return Err(self.error("expected an EDN value, found the end of the input"));
         };
         match c {
-            '[' => self.read_seq(']', depth).map(Edn::Vector),
-            '(' => self.read_seq(')', depth).map(Edn::List),
-            '{' => self.read_map(depth),
-            '#' => self.read_dispatch(depth),
+            '[' => self.read_seq(']').map(Edn::Vector),
+            '(' => self.read_seq(')').map(Edn::List),
+            '{' => self.read_map(),
+            '#' => self.read_dispatch(),
             '"' => self.read_string().map(Edn::Str),
             ':' => {
                 self.bump();
@@ -214,16 +221,16 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn read_dispatch(&mut self, depth: usize) -> Result<Edn, EdnError> {
+    fn read_dispatch(&mut self) -> Result<Edn, EdnError> {
         self.bump();
         if self.peek() == Some('{') {
-            return self.read_seq('}', depth).map(Edn::Set);
+            return self.read_seq('}').map(Edn::Set);
         }
         Err(self.error("expected a set '#{' (tagged literals are not supported)"))
     }
 
     /// Reads an opening bracket, then forms up to `close`.
-    fn read_seq(&mut self, close: char, depth: usize) -> Result<Vec<Edn>, EdnError> {
+    fn read_seq(&mut self, close: char) -> Result<Vec<Edn>, EdnError> {
         self.bump();
         let mut items = Vec::new();
         loop {
@@ -234,13 +241,13 @@ impl<'a> Reader<'a> {
                     self.bump();
                     return Ok(items);
                 }
-                Some(_) => items.push(self.read_form(depth + 1)?),
+                Some(_) => items.push(self.read_form()?),
             }
         }
     }
 
-    fn read_map(&mut self, depth: usize) -> Result<Edn, EdnError> {
-        let items = self.read_seq('}', depth)?;
+    fn read_map(&mut self) -> Result<Edn, EdnError> {
+        let items = self.read_seq('}')?;
         if items.len() % 2 != 0 {
             return Err(self.error("expected a map with an even number of forms"));
         }
@@ -302,8 +309,8 @@ impl<'a> Reader<'a> {
 /// Classifies a bare token: number, nil, boolean or symbol.
 fn atom(token: &str) -> Result<Edn, String> {
     let bytes = token.as_bytes();
-    let numeric = bytes[0].is_ascii_digit()
-        || (matches!(bytes[0], b'+' | b'-') && bytes.get(1).is_some_and(u8::is_ascii_digit));
+    let numeric =
+        bytes[0].is_ascii_digit() || (matches!(bytes[0], b'+' | b'-') && bytes.get(1).is_some_and(u8::is_ascii_digit));
     if numeric {
         return number(token);
     }
@@ -400,6 +407,8 @@ mod tests {
         }
         let deep = "[".repeat(MAX_DEPTH + 5);
         assert!(parse_one(&deep).unwrap_err().message.contains("nested"));
+        let discards = "#_".repeat(MAX_DEPTH * 4) + "1";
+        assert!(parse_one(&discards).unwrap_err().message.contains("nested"));
     }
 
     #[test]
