@@ -132,6 +132,37 @@ fn rank(v: &Value) -> u8 {
     }
 }
 
+/// An integer a check can do arithmetic on: a JSON integer or a string that
+/// parses as one, the same normalization [`Element`] applies.
+pub(crate) fn as_integer(value: &Value) -> Option<i64> {
+    Element::new(value).value().as_i64()
+}
+
+/// The part of `value` a JSON pointer names; the whole value without one.
+pub(crate) fn select<'a>(value: &'a Value, pointer: Option<&str>) -> Option<&'a Value> {
+    match pointer {
+        Some(p) => value.pointer(p),
+        None => Some(value),
+    }
+}
+
+/// How a report names an operation, so a person can find it in the history:
+/// completion index (or invocation index when it never completed), process,
+/// actor, action, result type, invoked value and completion value.
+pub(crate) fn op_ref(op: &shakedown_history::Op) -> Value {
+    let c = op.completion.as_ref();
+    serde_json::json!({
+        "index": c.map_or(op.invoke_index, |c| c.index),
+        "invoke_index": op.invoke_index,
+        "process": op.process,
+        "actor": op.actor,
+        "f": op.f,
+        "type": op.op_type().as_str(),
+        "value": op.invoke_value,
+        "out": c.map(|c| c.value.clone()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

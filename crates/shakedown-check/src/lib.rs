@@ -35,18 +35,33 @@
 //! assert_eq!(results[0].details["lost"], json!([2]));
 //! ```
 
+pub mod bank;
+pub mod counter;
 mod element;
+pub mod linear;
+pub mod monotonic;
+pub mod read_your_writes;
 pub mod set;
+pub mod set_full;
 pub mod stats;
+pub mod total_queue;
 pub mod unexpected;
+pub mod unique_ids;
 mod verdict;
 
 #[cfg(test)]
 mod testing;
 
+pub use bank::BankCheck;
+pub use counter::CounterCheck;
+pub use monotonic::MonotonicCheck;
+pub use read_your_writes::ReadYourWritesCheck;
 pub use set::SetCheck;
+pub use set_full::SetFullCheck;
 pub use stats::{OpCounts, StatsCheck};
+pub use total_queue::{Delivery, TotalQueueCheck};
 pub use unexpected::UnexpectedCheck;
+pub use unique_ids::UniqueIdsCheck;
 pub use verdict::Verdict;
 
 use serde::{Deserialize, Serialize};

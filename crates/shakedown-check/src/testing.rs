@@ -75,3 +75,40 @@ pub(crate) fn assert_check(check: &dyn Check, h: &History, verdict: Verdict, sum
     assert_eq!(check.check(&CheckInput::new(h)), result);
     result
 }
+
+/// One event of a concurrent test history: process `p` invokes or completes.
+pub(crate) enum Ev {
+    Invoke { p: u64, f: &'static str, value: Value },
+    Complete { p: u64, op_type: OpType, out: Value },
+}
+
+pub(crate) fn inv(p: u64, f: &'static str, value: Value) -> Ev {
+    Ev::Invoke { p, f, value }
+}
+
+pub(crate) fn ret(p: u64, out: Value) -> Ev {
+    Ev::Complete { p, op_type: OpType::Ok, out }
+}
+
+pub(crate) fn ret_as(p: u64, op_type: OpType, out: Value) -> Ev {
+    Ev::Complete { p, op_type, out }
+}
+
+/// Builds a history from events in order, ten nanoseconds apart; process `p`
+/// belongs to actor `actor(p)`, so processes 0 and 3 share "alice".
+pub(crate) fn interleaved(events: &[Ev]) -> History {
+    let mut b = HistoryBuilder::new(Header::new("test", 1));
+    for (i, e) in events.iter().enumerate() {
+        let t = 10 * i as u64;
+        match e {
+            Ev::Invoke { p, f, value } => {
+                b.invoke(t, ProcessId(*p), actor(*p as usize), f, value.clone());
+            }
+            Ev::Complete { p, op_type, out } => {
+                let error = (*op_type != OpType::Ok).then(|| "timeout".to_string());
+                b.complete(t, ProcessId(*p), *op_type, out.clone(), error);
+            }
+        }
+    }
+    b.finish()
+}

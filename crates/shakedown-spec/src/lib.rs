@@ -27,6 +27,7 @@ pub use template::{Part, Template, TemplateError, Var, PLACEHOLDERS};
 pub use validate::{signal_number, MODELS};
 pub use values::{Dur, Names, Pattern, ResultParser, ResultSource, ResultSpec, ValueTemplate};
 
+pub use toml::Spanned;
 use std::path::Path;
 use std::sync::Arc;
 

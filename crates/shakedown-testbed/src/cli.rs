@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
-use crate::kv;
+use crate::service::BugSwitch;
+use crate::{counter, ids, kv, queue};
 
 /// Small services with bug switches, for shakedown's own tests and quick start.
 #[derive(Debug, Parser)]
@@ -22,32 +23,91 @@ pub struct Cli {
 pub enum Service {
     /// HTTP key-value and set service persisted to DIR/kv.log.
     Kv(KvArgs),
+    /// HTTP job queue (enqueue, claim with a 5 s lease, complete) persisted to DIR/queue.log.
+    Queue(QueueArgs),
+    /// HTTP unique-id service reserving blocks of ids in DIR/ids.log.
+    Ids(IdsArgs),
+    /// HTTP counter with idempotency keys persisted to DIR/counter.log.
+    Counter(CounterArgs),
 }
 
+/// Where a service listens and keeps its data.
 #[derive(Debug, Args)]
-pub struct KvArgs {
+pub struct Endpoint {
     /// Address to listen on, e.g. 127.0.0.1:8080.
     #[arg(long, value_name = "ADDR")]
     pub listen: SocketAddr,
     /// Data directory (created if missing).
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct KvArgs {
+    #[command(flatten)]
+    pub endpoint: Endpoint,
     /// Bug switch to turn on; repeat for several.
-    #[arg(long = "bug", value_name = "NAME", value_parser = bug_parser())]
+    #[arg(long = "bug", value_name = "NAME", value_parser = bug_parser::<kv::Bug>())]
     pub bugs: Vec<kv::Bug>,
 }
 
-fn bug_parser() -> impl TypedValueParser<Value = kv::Bug> {
-    PossibleValuesParser::new(kv::Bug::ALL.map(kv::Bug::name))
-        .try_map(|name| name.parse::<kv::Bug>())
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+    /// Bug switch to turn on; repeat for several.
+    #[arg(long = "bug", value_name = "NAME", value_parser = bug_parser::<queue::Bug>())]
+    pub bugs: Vec<queue::Bug>,
+}
+
+#[derive(Debug, Args)]
+pub struct IdsArgs {
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+    /// Bug switch to turn on; repeat for several.
+    #[arg(long = "bug", value_name = "NAME", value_parser = bug_parser::<ids::Bug>())]
+    pub bugs: Vec<ids::Bug>,
+}
+
+#[derive(Debug, Args)]
+pub struct CounterArgs {
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+    /// Bug switch to turn on; repeat for several.
+    #[arg(long = "bug", value_name = "NAME", value_parser = bug_parser::<counter::Bug>())]
+    pub bugs: Vec<counter::Bug>,
+}
+
+/// Accepts exactly the service's bug names; clap's error lists them otherwise.
+fn bug_parser<B: BugSwitch>() -> impl TypedValueParser<Value = B> {
+    PossibleValuesParser::new(B::ALL.iter().map(|bug| bug.name())).try_map(|name| B::parse(&name))
 }
 
 impl KvArgs {
     fn config(&self) -> kv::Config {
-        let config = kv::Config::new(&self.data);
-        self.bugs
-            .iter()
-            .fold(config, |config, &bug| config.with_bug(bug))
+        let config = kv::Config::new(&self.endpoint.data);
+        self.bugs.iter().fold(config, |c, &bug| c.with_bug(bug))
+    }
+}
+
+impl QueueArgs {
+    fn config(&self) -> queue::Config {
+        let config = queue::Config::new(&self.endpoint.data);
+        self.bugs.iter().fold(config, |c, &bug| c.with_bug(bug))
+    }
+}
+
+impl IdsArgs {
+    fn config(&self) -> ids::Config {
+        let config = ids::Config::new(&self.endpoint.data);
+        self.bugs.iter().fold(config, |c, &bug| c.with_bug(bug))
+    }
+}
+
+impl CounterArgs {
+    fn config(&self) -> counter::Config {
+        let config = counter::Config::new(&self.endpoint.data);
+        self.bugs.iter().fold(config, |c, &bug| c.with_bug(bug))
     }
 }
 
@@ -56,19 +116,25 @@ impl KvArgs {
 /// 2 for bad arguments.
 pub fn main() -> ExitCode {
     let cli = Cli::try_parse().unwrap_or_else(|e| e.exit());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => return fail(&format!("start the async runtime: {e}")),
     };
     let result = match &cli.service {
-        Service::Kv(args) => runtime.block_on(kv::run(args.listen, args.config())),
+        Service::Kv(args) => runtime.block_on(kv::run(args.endpoint.listen, args.config())).map_err(|e| e.to_string()),
+        Service::Queue(args) => {
+            runtime.block_on(queue::run(args.endpoint.listen, args.config())).map_err(|e| e.to_string())
+        }
+        Service::Ids(args) => {
+            runtime.block_on(ids::run(args.endpoint.listen, args.config())).map_err(|e| e.to_string())
+        }
+        Service::Counter(args) => {
+            runtime.block_on(counter::run(args.endpoint.listen, args.config())).map_err(|e| e.to_string())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e.to_string()),
+        Err(e) => fail(&e),
     }
 }
 
@@ -100,36 +166,27 @@ mod tests {
             "stale-read",
             "--bug",
             "lost-write",
+            "--bug",
+            "racy-cas",
         ])
         .unwrap();
-        let Service::Kv(args) = cli.service;
+        let Service::Kv(args) = cli.service else {
+            panic!("not kv: {cli:?}");
+        };
         let config = args.config();
-        assert_eq!(args.listen.to_string(), "127.0.0.1:9");
+        assert_eq!(args.endpoint.listen.to_string(), "127.0.0.1:9");
         assert_eq!(config.data_dir, PathBuf::from("/d"));
         assert_eq!(config.bugs.into_iter().collect::<Vec<_>>(), kv::Bug::ALL);
     }
 
     #[test]
     fn rejects_bad_arguments() {
-        let cases: [(&[&str], ErrorKind); 4] = [
-            (
-                &[
-                    "kv",
-                    "--listen",
-                    "127.0.0.1:9",
-                    "--data",
-                    "/d",
-                    "--bug",
-                    "nope",
-                ],
-                ErrorKind::InvalidValue,
-            ),
-            (
-                &["kv", "--listen", "localhost", "--data", "/d"],
-                ErrorKind::ValueValidation,
-            ),
+        let cases: [(&[&str], ErrorKind); 5] = [
+            (&["kv", "--listen", "127.0.0.1:9", "--data", "/d", "--bug", "nope"], ErrorKind::InvalidValue),
+            (&["kv", "--listen", "localhost", "--data", "/d"], ErrorKind::ValueValidation),
             (&["kv", "--data", "/d"], ErrorKind::MissingRequiredArgument),
-            (&["queue"], ErrorKind::InvalidSubcommand),
+            (&["queue", "--listen", "127.0.0.1:9"], ErrorKind::MissingRequiredArgument),
+            (&["nope"], ErrorKind::InvalidSubcommand),
         ];
         for (args, kind) in cases {
             let err = parse(args).unwrap_err();
@@ -139,22 +196,51 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_other_services_with_their_bugs() {
+        let endpoint = ["--listen", "127.0.0.1:9", "--data", "/d"];
+        let with = |service: &str, bugs: &[&str]| {
+            let mut args = vec![service];
+            args.extend(endpoint);
+            bugs.iter().for_each(|bug| args.extend(["--bug", bug]));
+            parse(&args).unwrap().service
+        };
+        let Service::Queue(args) = with("queue", &["lost-on-kill", "double-claim"]) else {
+            panic!("not queue");
+        };
+        assert_eq!(args.config().bugs.into_iter().collect::<Vec<_>>(), queue::Bug::ALL);
+        let Service::Ids(args) = with("ids", &["repeat-after-restart"]) else {
+            panic!("not ids");
+        };
+        assert_eq!(args.config().bugs.into_iter().collect::<Vec<_>>(), ids::Bug::ALL);
+        let Service::Counter(args) = with("counter", &[]) else {
+            panic!("not counter");
+        };
+        assert!(args.config().bugs.is_empty());
+        assert_eq!(args.config().data_dir, PathBuf::from("/d"));
+    }
+
+    #[test]
+    fn each_service_accepts_only_its_own_bugs() {
+        let cases = [
+            ("kv", "double-claim", ["lost-write", "racy-cas", "stale-read"].as_slice()),
+            ("queue", "lost-write", &["double-claim", "lost-on-kill"]),
+            ("ids", "double-apply", &["repeat-after-restart"]),
+            ("counter", "stale-read", &["double-apply"]),
+        ];
+        for (service, bug, valid) in cases {
+            let args = [service, "--listen", "127.0.0.1:9", "--data", "/d", "--bug", bug];
+            let err = parse(&args).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidValue, "{args:?}");
+            let text = err.to_string();
+            assert!(valid.iter().all(|name| text.contains(name)), "{text}");
+        }
+    }
+
+    #[test]
     fn unknown_bug_error_lists_valid_names() {
-        let err = parse(&[
-            "kv",
-            "--listen",
-            "127.0.0.1:9",
-            "--data",
-            "/d",
-            "--bug",
-            "nope",
-        ])
-        .unwrap_err();
+        let err = parse(&["kv", "--listen", "127.0.0.1:9", "--data", "/d", "--bug", "nope"]).unwrap_err();
         let text = err.to_string();
-        assert!(
-            text.contains("lost-write") && text.contains("stale-read"),
-            "{text}"
-        );
+        assert!(text.contains("lost-write") && text.contains("stale-read"), "{text}");
     }
 
     #[test]

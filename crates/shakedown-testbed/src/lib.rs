@@ -1,7 +1,11 @@
 //! Testbed services with bug switches: real processes for shakedown's own tests and quick start.
 //!
-//! Each service is a module with a `Config` and an async `serve` that runs on a
-//! listener you bind, so tests can run it in-process; [`main`] is the
+//! Each service is a module with a `Config`, a `Bug` enum of its own bug
+//! switches and an async `serve` that runs on a listener you bind, so tests can
+//! run it in-process: [`kv`] (key-value and sets), [`queue`] (a job queue over
+//! a pluggable [`queue::Store`] engine), [`ids`] (unique ids) and [`counter`]
+//! (increments with idempotency keys). All of them are durable by default
+//! through one append-only JSON-lines log each. [`main`] is the
 //! `shakedown-testbed` binary's entry point (`shakedown-testbed kv --listen
 //! 127.0.0.1:8080 --data DIR [--bug lost-write] [--bug stale-read]`).
 //!
@@ -26,10 +30,17 @@
 //! ```
 
 pub mod cli;
+pub mod counter;
+pub mod ids;
+mod journal;
 pub mod kv;
 mod log;
+pub mod queue;
+mod service;
 
+pub use journal::JournalError;
 pub use log::Logger;
+pub use service::{BugSwitch, ServiceError, UnknownBug};
 
 /// Entry point of the `shakedown-testbed` binary; see [`cli::main`].
 pub fn main() -> std::process::ExitCode {

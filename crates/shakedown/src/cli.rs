@@ -30,6 +30,27 @@ struct Cli {
 enum Command {
     /// Run a scenario file against real processes and check the history.
     Run(RunArgs),
+    /// Check existing history files (shakedown JSONL, Jepsen EDN or logs, Porcupine kv) for linearizability.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// History files to check.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// The model: register, cas-register, kv, mutex, set, fifo-queue, unordered-queue, counter.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(shakedown_spec::MODELS.iter().copied()))]
+    model: String,
+    /// The files' format (default: detected): jsonl, jepsen-log, jepsen-edn, porcupine-kv.
+    #[arg(long)]
+    input_format: Option<String>,
+    /// Search budget per file; past it the verdict is unknown (default 60s).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    timeout: Duration,
+    /// Output on stdout: a line per file for people, or one JSON object per file.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
 }
 
 #[derive(clap::Args)]
@@ -65,6 +86,7 @@ pub fn main() -> u8 {
     };
     match cli.command {
         Command::Run(args) => run_command(args),
+        Command::Check(args) => check_command(args),
     }
 }
 
@@ -166,7 +188,7 @@ impl Drop for ClearOnDrop {
 fn report(f: &Finished, format: Format, file: &std::path::Path) -> u8 {
     let code = shakedown::exit_code(f);
     if format == Format::Json {
-        println!("{}", f.report.to_json_pretty());
+        print_line(&f.report.to_json_pretty());
     }
     eprint!("{}", render_summary(&f.report, Style { color: color() }));
     match &f.end {
@@ -195,4 +217,60 @@ fn print_spec_errors(errors: &shakedown_spec::SpecErrors) {
         }
     }
     eprintln!("shakedown: {} problem(s) in {}; nothing was run", errors.errors.len(), errors.origin);
+}
+
+fn check_command(args: CheckArgs) -> u8 {
+    let input_format = match args.input_format.as_deref().map(str::parse::<shakedown_history::import::Format>).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("shakedown check: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let (mut invalid, mut unknown, mut bad_input) = (false, false, false);
+    for path in &args.files {
+        let name = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("shakedown check: {name}: cannot read: {e}");
+                bad_input = true;
+                continue;
+            }
+        };
+        match shakedown::check_history_text(&name, &text, input_format, &args.model, Some(args.timeout)) {
+            Err(e) => {
+                eprintln!("shakedown check: {name}:{}: {}", e.line, e.message);
+                bad_input = true;
+            }
+            Ok(v) => {
+                invalid |= v.result.verdict == shakedown::Verdict::Invalid;
+                unknown |= v.result.verdict == shakedown::Verdict::Unknown;
+                let line = match args.format {
+                    Format::Json => v.to_json().to_string(),
+                    Format::Human => format!("{name}: {} ({} ops, {:.1} ms) {}", v.result.verdict.as_str().to_uppercase(), v.ops, v.elapsed.as_secs_f64() * 1000.0, v.result.summary),
+                };
+                if !print_line(&line) {
+                    break;
+                }
+            }
+        }
+    }
+    if bad_input {
+        EXIT_USAGE
+    } else if invalid {
+        1
+    } else if unknown {
+        2
+    } else {
+        0
+    }
+}
+
+/// Writes a line to stdout; false when stdout is closed (e.g. piped into `head`),
+/// which ends output quietly instead of panicking.
+fn print_line(line: &str) -> bool {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
 }

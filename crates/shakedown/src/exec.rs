@@ -1,7 +1,12 @@
 //! Running a scenario end to end: runner, checks, report and run directory.
 
 use crate::rundir;
-use shakedown_check::{Check, CheckInput, SetCheck, StatsCheck, UnexpectedCheck, Verdict};
+use shakedown_check::linear::LinearizableCheck;
+use shakedown_check::{
+    BankCheck, Check, CheckInput, CounterCheck, Delivery, MonotonicCheck, ReadYourWritesCheck, SetCheck, SetFullCheck,
+    StatsCheck, TotalQueueCheck, UnexpectedCheck, UniqueIdsCheck, Verdict,
+};
+use shakedown_spec::Spanned;
 use shakedown_history::History;
 use shakedown_report::{Report, RunMeta};
 use shakedown_runner::{Client, RunEnd, RunOptions};
@@ -9,6 +14,7 @@ use shakedown_spec::{CheckKind, Scenario};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// How to run: everything not in the scenario itself.
@@ -61,15 +67,40 @@ pub fn checks_for(s: &Scenario) -> Vec<(String, Box<dyn Check>)> {
             let check: Box<dyn Check> = match c.kind {
                 CheckKind::Stats => Box::new(StatsCheck::default()),
                 CheckKind::Unexpected => Box::new(UnexpectedCheck::default()),
-                CheckKind::Set => Box::new(SetCheck::new(
-                    c.add.as_ref().map_or("add", |a| a.get_ref().as_str()),
-                    c.read.as_ref().map_or("read", |r| r.get_ref().as_str()),
+                CheckKind::Set => Box::new(SetCheck::new(f(&c.add, "add"), f(&c.read, "read"))),
+                CheckKind::Linearizable => Box::new(LinearizableCheck {
+                    model: c.model.as_ref().map_or_else(String::new, |m| m.get_ref().clone()),
+                    timeout: Some(c.timeout.map_or(Duration::from_secs(60), |t| t.0)),
+                    max_steps: None,
+                }),
+                CheckKind::SetFull => Box::new(SetFullCheck::new(f(&c.add, "add"), f(&c.read, "read"))),
+                CheckKind::TotalQueue => Box::new(TotalQueueCheck::new(
+                    f(&c.enqueue, "enqueue"),
+                    f(&c.dequeue, "dequeue"),
+                    Some(f(&c.drain, "drain").to_string()),
+                    match c.mode.as_ref().map(|m| m.get_ref().as_str()) {
+                        Some("at-least-once") => Delivery::AtLeastOnce,
+                        _ => Delivery::AtMostOnce,
+                    },
                 )),
-                other => Box::new(Unavailable(other.as_str())),
+                CheckKind::UniqueIds => Box::new(UniqueIdsCheck::new(f(&c.generate, "generate"))),
+                CheckKind::Counter => Box::new(CounterCheck::new(f(&c.add, "add"), f(&c.read, "read"))),
+                CheckKind::Bank => {
+                    let mut bank = BankCheck::new(f(&c.read, "read"), c.total.as_ref().map_or(0, |t| *t.get_ref()));
+                    bank.negative_allowed = c.negative_allowed.as_ref().is_some_and(|n| *n.get_ref());
+                    Box::new(bank)
+                }
+                CheckKind::Monotonic => Box::new(MonotonicCheck::new(f(&c.read, "read"))),
+                CheckKind::ReadYourWrites => Box::new(ReadYourWritesCheck::new(f(&c.write, "write"), f(&c.read, "read"))),
             };
             (c.label().to_string(), check)
         })
         .collect()
+}
+
+/// An f name a check is configured with, or its default.
+fn f<'a>(name: &'a Option<Spanned<String>>, default: &'a str) -> &'a str {
+    name.as_ref().map_or(default, |n| n.get_ref().as_str())
 }
 
 /// The documented exit code of a finished run.
@@ -140,17 +171,3 @@ pub fn run_blocking(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
     rt.block_on(run(s, cfg))
 }
 
-/// A check kind the scenario format accepts but this build cannot run yet:
-/// unknown with the reason, never silently valid.
-struct Unavailable(&'static str);
-
-impl Check for Unavailable {
-    fn kind(&self) -> &'static str {
-        self.0
-    }
-
-    fn check(&self, _input: &CheckInput<'_>) -> shakedown_check::CheckResult {
-        let why = format!("the `{}` check is not available in this build", self.0);
-        shakedown_check::CheckResult::new(self.0, Verdict::Unknown, why, serde_json::Value::Null)
-    }
-}

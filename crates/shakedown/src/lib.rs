@@ -23,10 +23,12 @@
 
 mod builder;
 mod exec;
+mod offline;
 mod rundir;
 
 pub use builder::{Action, ScenarioBuilder};
 pub use exec::{checks_for, exit_code, run, run_blocking, Error, Finished, RunConfig};
+pub use offline::{check_history_text, FileVerdict};
 pub use rundir::{default_run_dir, write_resolved_scenario};
 pub use shakedown_check::{CheckResult, Verdict};
 pub use shakedown_report::Report;

@@ -1,6 +1,7 @@
 //! The kv service's HTTP routes: text bodies in, text or JSON out.
 
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use axum::extract::{Path, State as Shared};
 use axum::http::{header, StatusCode};
@@ -9,13 +10,14 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::Value;
 
-use super::store::{Command, Outcome, State, Store};
+use super::store::{Command, Outcome, State, Store, StoreError};
 
-/// What every handler shares: the store and, with `stale-read`, the snapshot
-/// reads are served from.
+/// What every handler shares: the store, with `stale-read` the snapshot reads
+/// are served from, and with `racy-cas` the pause between a cas's check and write.
 #[derive(Clone, Debug)]
 pub(crate) struct App {
     pub(crate) store: Arc<Store>,
+    pub(crate) racy_cas_delay: Option<Duration>,
     pub(crate) snapshot: Option<Arc<RwLock<Arc<State>>>>,
 }
 
@@ -58,10 +60,27 @@ async fn delete_key(Shared(app): Shared<App>, Path(key): Path<String>) -> Respon
 }
 
 async fn cas_key(Shared(app): Shared<App>, Path(key): Path<String>, body: String) -> Response {
-    match parse_cas(&body) {
-        Ok((from, to)) => execute(app, Command::Cas { key, from, to }).await,
-        Err(why) => (StatusCode::BAD_REQUEST, why).into_response(),
+    let (from, to) = match parse_cas(&body) {
+        Ok(from_to) => from_to,
+        Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+    };
+    match app.racy_cas_delay {
+        None => execute(app, Command::Cas { key, from, to }).await,
+        Some(delay) => racy_cas(app, delay, key, from, to).await,
     }
+}
+
+/// The `racy-cas` bug: the check and the write are two steps with a pause in
+/// between and no lock held across it, so the write may clobber a value the
+/// check never saw.
+async fn racy_cas(app: App, delay: Duration, key: String, from: String, to: String) -> Response {
+    let command = Command::Cas { key: key.clone(), from, to: to.clone() };
+    let (outcome, _) = app.store.read(|state| state.plan(command));
+    if outcome != Outcome::Done(to.clone()) {
+        return respond(Ok(Ok(outcome)));
+    }
+    tokio::time::sleep(delay).await;
+    execute(app, Command::Put { key, value: to }).await
 }
 
 async fn read_set(Shared(app): Shared<App>, Path(name): Path<String>) -> Response {
@@ -72,17 +91,18 @@ async fn read_set(Shared(app): Shared<App>, Path(name): Path<String>) -> Respons
     }
 }
 
-async fn add_element(
-    Shared(app): Shared<App>,
-    Path((set, element)): Path<(String, String)>,
-) -> Response {
+async fn add_element(Shared(app): Shared<App>, Path((set, element)): Path<(String, String)>) -> Response {
     execute(app, Command::SetAdd { set, element }).await
 }
 
 /// Runs a mutation on a blocking thread, because the correct build fsyncs.
 async fn execute(app: App, command: Command) -> Response {
     let store = Arc::clone(&app.store);
-    match tokio::task::spawn_blocking(move || store.execute(command)).await {
+    respond(tokio::task::spawn_blocking(move || store.execute(command)).await)
+}
+
+fn respond(result: Result<Result<Outcome, StoreError>, tokio::task::JoinError>) -> Response {
+    match result {
         Ok(Ok(Outcome::Done(body))) => (StatusCode::OK, body).into_response(),
         Ok(Ok(Outcome::NotFound)) => not_found(),
         Ok(Ok(Outcome::Mismatch)) => (StatusCode::CONFLICT, "mismatch").into_response(),
@@ -106,9 +126,7 @@ fn parse_cas(body: &str) -> Result<(String, String), String> {
     let field = |name: &str| match json.get(name) {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Number(n)) => Ok(n.to_string()),
-        _ => Err(format!(
-            "bad cas body: `{name}` must be a string or a number"
-        )),
+        _ => Err(format!("bad cas body: `{name}` must be a string or a number")),
     };
     Ok((field("from")?, field("to")?))
 }

@@ -8,10 +8,10 @@ mod http;
 mod store;
 
 use std::collections::BTreeSet;
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -20,58 +20,28 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::log::Logger;
+pub use crate::service::UnknownBug;
+use crate::service::{bug_switches, drain_deadline, flush_every, shutdown_signal};
 use http::App;
 use store::{Durability, State, Store};
 pub use store::{StoreError, LOG_FILE};
 
-/// How long a graceful shutdown waits for open connections before giving up on them.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A deliberate defect the service can be started with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Bug {
-    /// Acknowledge mutations before they are durable: they are applied in
-    /// memory and buffered, and written (and synced) only once they are
-    /// [`Config::lost_write_delay`] old. A SIGKILL loses the recent ones;
-    /// a graceful shutdown flushes everything.
-    LostWrite,
-    /// Serve GETs from a snapshot of the state refreshed every
-    /// [`Config::stale_read_period`], so reads can miss recent writes.
-    StaleRead,
-}
-
-impl Bug {
-    /// Every bug, in the order of their names.
-    pub const ALL: [Bug; 2] = [Bug::LostWrite, Bug::StaleRead];
-
-    /// The name used with `--bug`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Bug::LostWrite => "lost-write",
-            Bug::StaleRead => "stale-read",
-        }
-    }
-}
-
-/// A `--bug` name that is not one of [`Bug::ALL`].
-#[derive(Debug, thiserror::Error)]
-#[error("parse bug: unknown bug {name:?} (valid: {valid})")]
-pub struct UnknownBug {
-    name: String,
-    valid: String,
-}
-
-impl FromStr for Bug {
-    type Err = UnknownBug;
-
-    fn from_str(name: &str) -> Result<Bug, UnknownBug> {
-        Bug::ALL
-            .into_iter()
-            .find(|bug| bug.name() == name)
-            .ok_or_else(|| UnknownBug {
-                name: name.to_string(),
-                valid: Bug::ALL.map(Bug::name).join(", "),
-            })
+bug_switches! {
+    /// A deliberate defect the service can be started with.
+    pub enum Bug {
+        /// Acknowledge mutations before they are durable: they are applied in
+        /// memory and buffered, and written (and synced) only once they are
+        /// [`Config::lost_write_delay`] old. A SIGKILL loses the recent ones;
+        /// a graceful shutdown flushes everything.
+        LostWrite = "lost-write",
+        /// Make `POST /kv/{key}/cas` non-atomic: it checks the current value,
+        /// releases the lock, waits [`Config::racy_cas_delay`], then writes
+        /// without checking again, so two cas from the same old value can both
+        /// succeed.
+        RacyCas = "racy-cas",
+        /// Serve GETs from a snapshot of the state refreshed every
+        /// [`Config::stale_read_period`], so reads can miss recent writes.
+        StaleRead = "stale-read",
     }
 }
 
@@ -85,18 +55,21 @@ pub struct Config {
     pub lost_write_delay: Duration,
     /// With [`Bug::StaleRead`]: how often the read snapshot is refreshed.
     pub stale_read_period: Duration,
+    /// With [`Bug::RacyCas`]: the pause between a cas's check and its write.
+    pub racy_cas_delay: Duration,
     pub log: Logger,
 }
 
 impl Config {
     /// The correct build, logging to stdout, with the default bug timings
-    /// (2 s lost-write delay, 1 s stale-read period).
+    /// (2 s lost-write delay, 1 s stale-read period, 5 ms racy-cas pause).
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
         Config {
             data_dir: data_dir.into(),
             bugs: BTreeSet::new(),
             lost_write_delay: Duration::from_secs(2),
             stale_read_period: Duration::from_secs(1),
+            racy_cas_delay: Duration::from_millis(5),
             log: Logger::Stdout,
         }
     }
@@ -122,10 +95,7 @@ impl Config {
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {
     #[error("bind {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("read the listening address: {0}")]
@@ -140,10 +110,10 @@ pub enum KvError {
 
 /// Binds `addr`, serves until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn run(addr: SocketAddr, config: Config) -> Result<(), KvError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| KvError::Bind { addr, source })?;
-    let shutdown = shutdown_signal(config.log.clone())?;
+    let listener = TcpListener::bind(addr).await.map_err(|source| KvError::Bind { addr, source })?;
+    // Installed before `serve` logs `listening`, so a signal sent right after
+    // that line is never missed.
+    let shutdown = shutdown_signal(config.log.clone()).map_err(KvError::Signals)?;
     serve(listener, config, shutdown).await
 }
 
@@ -160,15 +130,13 @@ where
     let log = config.log.clone();
     let store = open_store(&config).await?;
     let app = App {
+        racy_cas_delay: config.has(Bug::RacyCas).then_some(config.racy_cas_delay),
         snapshot: config.has(Bug::StaleRead).then(|| snapshot_of(&store)),
         store,
     };
     let addr = listener.local_addr().map_err(KvError::LocalAddr)?;
     let bugs: Vec<Value> = config.bugs.iter().map(|b| b.name().into()).collect();
-    log.info(
-        "listening",
-        &[("addr", addr.to_string().into()), ("bugs", bugs.into())],
-    );
+    log.info("listening", &[("addr", addr.to_string().into()), ("bugs", bugs.into())]);
     let (draining_tx, draining_rx) = oneshot::channel();
     let graceful = async move {
         shutdown.await;
@@ -187,19 +155,12 @@ where
 }
 
 async fn open_store(config: &Config) -> Result<Arc<Store>, KvError> {
-    let durability = if config.has(Bug::LostWrite) {
-        Durability::Buffered
-    } else {
-        Durability::SyncEachWrite
-    };
+    let durability = if config.has(Bug::LostWrite) { Durability::Buffered } else { Durability::SyncEachWrite };
     let dir = config.data_dir.clone();
-    let (store, recovery) =
-        tokio::task::spawn_blocking(move || Store::open(&dir, durability)).await??;
+    let (store, recovery) = tokio::task::spawn_blocking(move || Store::open(&dir, durability)).await??;
     if recovery.torn_bytes > 0 {
         let bytes = recovery.torn_bytes.into();
-        config
-            .log
-            .warn("ignored torn last log line", &[("bytes", bytes)]);
+        config.log.warn("ignored torn last log line", &[("bytes", bytes)]);
     }
     let dir = config.data_dir.display().to_string();
     let fields = [("entries", recovery.n_entries.into()), ("dir", dir.into())];
@@ -209,14 +170,6 @@ async fn open_store(config: &Config) -> Result<Arc<Store>, KvError> {
 
 fn snapshot_of(store: &Store) -> Arc<RwLock<Arc<State>>> {
     Arc::new(RwLock::new(Arc::new(store.read(State::clone))))
-}
-
-/// Completes [`DRAIN_TIMEOUT`] after a graceful shutdown began; never before.
-async fn drain_deadline(draining: oneshot::Receiver<()>) {
-    match draining.await {
-        Ok(()) => tokio::time::sleep(DRAIN_TIMEOUT).await,
-        Err(_) => std::future::pending().await,
-    }
 }
 
 /// Runs the bug switches' background loops; never returns.
@@ -238,18 +191,9 @@ async fn maintain(app: &App, config: &Config) {
 
 /// Writes buffered entries once they are `delay` old, checking four times per
 /// `delay`, so a write acknowledged less than `delay` before a SIGKILL is lost.
-async fn flush_loop(store: &Arc<Store>, delay: Duration, log: &Logger) -> ! {
-    let mut tick = tokio::time::interval((delay / 4).max(Duration::from_millis(1)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let store = Arc::clone(store);
-        match tokio::task::spawn_blocking(move || store.flush(delay)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => log.error("flush failed", &[("error", e.to_string().into())]),
-            Err(e) => log.error("flush task failed", &[("error", e.to_string().into())]),
-        }
-    }
+async fn flush_loop(store: &Arc<Store>, delay: Duration, log: &Logger) -> Infallible {
+    let store = Arc::clone(store);
+    flush_every(delay / 4, log, move || store.flush(delay)).await
 }
 
 /// Replaces the read snapshot with the live state every `period`.
@@ -265,31 +209,16 @@ async fn refresh_loop(store: &Store, snapshot: &RwLock<Arc<State>>, period: Dura
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT. Installed before [`serve`] logs
-/// `listening`, so a signal sent right after that line is never missed.
-fn shutdown_signal(log: Logger) -> Result<impl Future<Output = ()> + Send + 'static, KvError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(KvError::Signals)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(KvError::Signals)?;
-    Ok(async move {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        log.info("shutting down", &[("signal", name.into())]);
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn bug_names_round_trip() {
-        for bug in Bug::ALL {
+        for &bug in Bug::ALL {
             assert_eq!(bug.name().parse::<Bug>().unwrap(), bug);
         }
         let err = "lost-writes".parse::<Bug>().unwrap_err().to_string();
-        assert!(err.contains("lost-write, stale-read"), "{err}");
+        assert!(err.contains("lost-write, racy-cas, stale-read"), "{err}");
     }
 }

@@ -1,27 +1,20 @@
 //! Unit tests for the kv state machine, log parsing and the journal's two durability modes.
 
+use std::fs;
+
 use super::*;
+use crate::journal::{encode, parse_log};
 
 fn put(key: &str, value: &str) -> Command {
-    Command::Put {
-        key: key.into(),
-        value: value.into(),
-    }
+    Command::Put { key: key.into(), value: value.into() }
 }
 
 fn cas(key: &str, from: &str, to: &str) -> Command {
-    Command::Cas {
-        key: key.into(),
-        from: from.into(),
-        to: to.into(),
-    }
+    Command::Cas { key: key.into(), from: from.into(), to: to.into() }
 }
 
 fn add(set: &str, element: &str) -> Command {
-    Command::SetAdd {
-        set: set.into(),
-        element: element.into(),
-    }
+    Command::SetAdd { set: set.into(), element: element.into() }
 }
 
 /// Runs `commands` in order on an empty state and checks each outcome.
@@ -75,13 +68,7 @@ fn plan_logs_only_changes() {
     let state = check(&[(put("k", "a"), done("a")), (add("s", "x"), done("x"))]);
     assert_eq!(state.plan(cas("k", "z", "b")).1, None);
     assert_eq!(state.plan(add("s", "x")).1, None);
-    assert_eq!(
-        state.plan(cas("k", "a", "b")).1,
-        Some(Mutation::Put {
-            key: "k".into(),
-            value: "b".into()
-        })
-    );
+    assert_eq!(state.plan(cas("k", "a", "b")).1, Some(Mutation::Put { key: "k".into(), value: "b".into() }));
 }
 
 fn line(mutation: &Mutation) -> String {
@@ -89,10 +76,7 @@ fn line(mutation: &Mutation) -> String {
 }
 
 fn put_entry(key: &str, value: &str) -> Mutation {
-    Mutation::Put {
-        key: key.into(),
-        value: value.into(),
-    }
+    Mutation::Put { key: key.into(), value: value.into() }
 }
 
 #[test]
@@ -109,8 +93,8 @@ fn parse_log_keeps_whole_lines_and_drops_a_torn_tail() {
         (format!("{a}\n{b}"), 2, a.len() + 1 + b.len()),
     ];
     for (text, n_entries, valid_len) in cases {
-        let replay = parse_log(text.as_bytes()).unwrap();
-        assert_eq!(replay.mutations.len(), n_entries, "{text:?}");
+        let replay = parse_log::<Mutation>(text.as_bytes()).unwrap();
+        assert_eq!(replay.entries.len(), n_entries, "{text:?}");
         assert_eq!(replay.valid_len, valid_len, "{text:?}");
     }
 }
@@ -119,7 +103,7 @@ fn parse_log_keeps_whole_lines_and_drops_a_torn_tail() {
 fn parse_log_rejects_a_bad_line_before_the_end() {
     let a = line(&put_entry("a", "1"));
     let text = format!("{a}garbage\n{a}");
-    let (line_no, _) = parse_log(text.as_bytes()).unwrap_err();
+    let (line_no, _) = parse_log::<Mutation>(text.as_bytes()).unwrap_err();
     assert_eq!(line_no, 2);
 }
 
@@ -131,11 +115,7 @@ fn temp_dir() -> tempfile::TempDir {
 fn open_replays_and_cuts_a_torn_tail() {
     let dir = temp_dir();
     let a = line(&put_entry("a", "1"));
-    fs::write(
-        dir.path().join(LOG_FILE),
-        format!("{a}{{\"op\":\"put\",\"ke"),
-    )
-    .unwrap();
+    fs::write(dir.path().join(LOG_FILE), format!("{a}{{\"op\":\"put\",\"ke")).unwrap();
     let (store, recovery) = Store::open(dir.path(), Durability::SyncEachWrite).unwrap();
     assert_eq!(recovery.n_entries, 1);
     assert_eq!(recovery.torn_bytes, 15);
@@ -163,10 +143,7 @@ fn sync_each_write_is_on_disk_before_execute_returns() {
     // Reopening while the first store is still alive sees what was acknowledged.
     let (reopened, recovery) = Store::open(dir.path(), Durability::SyncEachWrite).unwrap();
     assert_eq!(recovery.n_entries, 2);
-    assert_eq!(
-        reopened.read(|s| s.get("k").map(str::to_string)),
-        Some("v".into())
-    );
+    assert_eq!(reopened.read(|s| s.get("k").map(str::to_string)), Some("v".into()));
 }
 
 #[test]
@@ -174,17 +151,11 @@ fn buffered_writes_reach_disk_only_when_old_enough() {
     let dir = temp_dir();
     let (store, _) = Store::open(dir.path(), Durability::Buffered).unwrap();
     store.execute(put("k", "v")).unwrap();
-    assert_eq!(
-        store.read(|s| s.get("k").map(str::to_string)),
-        Some("v".into())
-    );
+    assert_eq!(store.read(|s| s.get("k").map(str::to_string)), Some("v".into()));
     assert_eq!(store.flush(Duration::from_secs(60)).unwrap(), 0);
     assert_eq!(fs::read(dir.path().join(LOG_FILE)).unwrap(), b"");
     assert_eq!(store.flush(Duration::ZERO).unwrap(), 1);
-    assert_eq!(
-        fs::read_to_string(dir.path().join(LOG_FILE)).unwrap(),
-        line(&put_entry("k", "v"))
-    );
+    assert_eq!(fs::read_to_string(dir.path().join(LOG_FILE)).unwrap(), line(&put_entry("k", "v")));
 }
 
 #[test]
@@ -193,8 +164,5 @@ fn corrupt_log_is_an_error() {
     let a = line(&put_entry("a", "1"));
     fs::write(dir.path().join(LOG_FILE), format!("not json\n{a}")).unwrap();
     let err = Store::open(dir.path(), Durability::SyncEachWrite).unwrap_err();
-    assert!(
-        matches!(err, StoreError::Corrupt { line_no: 1, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, StoreError::Corrupt { line_no: 1, .. }), "{err}");
 }

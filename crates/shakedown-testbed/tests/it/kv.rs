@@ -1,132 +1,18 @@
-//! Integration tests for the kv service: a real server in-process on 127.0.0.1:0, driven over HTTP.
+//! The kv service: a real server in-process on 127.0.0.1:0, driven over HTTP.
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 use shakedown_testbed::kv::{self, Bug, Config, KvError};
 use shakedown_testbed::Logger;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::net::TcpListener;
 
-const TEST_TIMEOUT: Duration = Duration::from_secs(30);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::support::{self, futures_join_all, ok, request, run, status, temp_dir, Server};
 
-/// Runs one test body on its own runtime, failing it if it takes too long.
-/// Dropping the runtime afterwards ends every task the test left behind.
-fn run(body: impl Future<Output = ()>) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("build runtime");
-    runtime.block_on(async {
-        tokio::time::timeout(TEST_TIMEOUT, body)
-            .await
-            .expect("test timed out");
-    });
-}
-
-/// A server running in-process; stop it gracefully or kill it.
-struct Server {
-    addr: SocketAddr,
-    log: Logger,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), KvError>>,
-}
-
+/// Starts the kv service in-process with `config`.
 async fn start(config: Config) -> Server {
-    let log = Logger::memory();
-    let config = config.with_log(log.clone());
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("local addr");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let shutdown = async move {
-        let _ = stopped.await;
-    };
-    let task = tokio::spawn(kv::serve(listener, config, shutdown));
-    let server = Server {
-        addr,
-        log,
-        stop,
-        task,
-    };
-    server.wait_listening().await;
-    server
-}
-
-impl Server {
-    async fn wait_listening(&self) {
-        while !self.logged("listening") {
-            assert!(
-                !self.task.is_finished(),
-                "server exited: {:?}",
-                self.log.lines()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    fn logged(&self, msg: &str) -> bool {
-        let needle = format!(r#""msg":"{msg}""#);
-        self.log.lines().iter().any(|line| line.contains(&needle))
-    }
-
-    /// The SIGTERM path: stop accepting, drain, flush, return.
-    async fn stop(self) -> Logger {
-        let _ = self.stop.send(());
-        let result = self.task.await.expect("server task panicked");
-        result.expect("server failed");
-        self.log
-    }
-
-    /// The in-process stand-in for SIGKILL: drop the server without a shutdown.
-    async fn kill(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
-
-    async fn call(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let call = request(self.addr, method, path, body);
-        tokio::time::timeout(REQUEST_TIMEOUT, call)
-            .await
-            .expect("request timed out")
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection; returns status and body.
-async fn request(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.expect("write head");
-    stream.write_all(body.as_bytes()).await.expect("write body");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .expect("read response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("response head");
-    let status = head.split(' ').nth(1).expect("status code");
-    (status.parse().expect("numeric status"), body.to_string())
-}
-
-fn ok(body: &str) -> (u16, String) {
-    (200, body.to_string())
-}
-
-fn status(code: u16, body: &str) -> (u16, String) {
-    (code, body.to_string())
-}
-
-fn temp_dir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("create temp dir")
+    support::start(move |listener, log, shutdown| kv::serve(listener, config.with_log(log), shutdown)).await
 }
 
 #[test]
@@ -138,20 +24,10 @@ fn kv_put_get_delete_cas() {
             ("GET", "/health", "", ok("ok")),
             ("GET", "/kv/k", "", status(404, "not found")),
             ("DELETE", "/kv/k", "", status(404, "not found")),
-            (
-                "POST",
-                "/kv/k/cas",
-                r#"{"from":"a","to":"b"}"#,
-                status(404, "not found"),
-            ),
+            ("POST", "/kv/k/cas", r#"{"from":"a","to":"b"}"#, status(404, "not found")),
             ("PUT", "/kv/k", "a", ok("a")),
             ("GET", "/kv/k", "", ok("a")),
-            (
-                "POST",
-                "/kv/k/cas",
-                r#"{"from":"x","to":"b"}"#,
-                status(409, "mismatch"),
-            ),
+            ("POST", "/kv/k/cas", r#"{"from":"x","to":"b"}"#, status(409, "mismatch")),
             ("GET", "/kv/k", "", ok("a")),
             ("POST", "/kv/k/cas", r#"{"from":"a","to":"b"}"#, ok("b")),
             ("GET", "/kv/k", "", ok("b")),
@@ -165,11 +41,7 @@ fn kv_put_get_delete_cas() {
             ("GET", "/kv/with%20space", "", ok("x y")),
         ];
         for (method, path, body, expected) in cases {
-            assert_eq!(
-                server.call(method, path, body).await,
-                expected,
-                "{method} {path} {body}"
-            );
+            assert_eq!(server.call(method, path, body).await, expected, "{method} {path} {body}");
         }
         let (code, _) = server.call("POST", "/kv/n/cas", "not json").await;
         assert_eq!(code, 400);
@@ -187,10 +59,7 @@ fn set_add_and_read_sorted_with_numbers() {
             let path = format!("/set/s/{element}");
             assert_eq!(server.call("POST", &path, "").await, ok(element));
         }
-        assert_eq!(
-            server.call("GET", "/set/s", "").await,
-            ok(r#"[-1,2,10,"a","b"]"#)
-        );
+        assert_eq!(server.call("GET", "/set/s", "").await, ok(r#"[-1,2,10,"a","b"]"#));
         assert_eq!(server.call("GET", "/set/other", "").await, ok("[]"));
         server.stop().await;
     });
@@ -200,17 +69,11 @@ fn set_add_and_read_sorted_with_numbers() {
 async fn write_sample(server: &Server) -> Vec<(&'static str, (u16, String))> {
     server.call("PUT", "/kv/a", "1").await;
     server.call("PUT", "/kv/b", "2").await;
-    server
-        .call("POST", "/kv/a/cas", r#"{"from":"1","to":"3"}"#)
-        .await;
+    server.call("POST", "/kv/a/cas", r#"{"from":"1","to":"3"}"#).await;
     server.call("DELETE", "/kv/b", "").await;
     server.call("POST", "/set/s/7", "").await;
     server.call("POST", "/set/s/x", "").await;
-    vec![
-        ("/kv/a", ok("3")),
-        ("/kv/b", status(404, "not found")),
-        ("/set/s", ok(r#"[7,"x"]"#)),
-    ]
+    vec![("/kv/a", ok("3")), ("/kv/b", status(404, "not found")), ("/set/s", ok(r#"[7,"x"]"#))]
 }
 
 async fn assert_reads(server: &Server, expected: &[(&str, (u16, String))]) {
@@ -229,11 +92,7 @@ fn state_survives_a_graceful_restart() {
         let server = start(Config::new(dir.path())).await;
         assert_reads(&server, &expected).await;
         let log = server.log.lines();
-        assert!(
-            log.iter()
-                .any(|l| l.contains(r#""msg":"recovered","entries":6"#)),
-            "{log:?}"
-        );
+        assert!(log.iter().any(|l| l.contains(r#""msg":"recovered","entries":6"#)), "{log:?}");
         server.stop().await;
     });
 }
@@ -257,53 +116,27 @@ fn concurrent_writes_all_survive_a_restart() {
         let dir = temp_dir();
         let server = start(Config::new(dir.path())).await;
         let addr = server.addr;
-        let adds =
-            (0..40).map(|n| async move { request(addr, "POST", &format!("/set/s/{n}"), "").await });
+        let adds = (0..40).map(|n| async move { request(addr, "POST", &format!("/set/s/{n}"), "").await });
         let replies = futures_join_all(adds).await;
         assert!(replies.iter().all(|(code, _)| *code == 200), "{replies:?}");
         server.kill().await;
         let server = start(Config::new(dir.path())).await;
         let all: Vec<String> = (0..40).map(|n| n.to_string()).collect();
-        assert_eq!(
-            server.call("GET", "/set/s", "").await,
-            ok(&format!("[{}]", all.join(",")))
-        );
+        assert_eq!(server.call("GET", "/set/s", "").await, ok(&format!("[{}]", all.join(","))));
         server.stop().await;
     });
-}
-
-/// Runs futures concurrently on the runtime and collects their outputs in order.
-async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futures.map(tokio::spawn).collect();
-    let mut outputs = Vec::new();
-    for handle in handles {
-        outputs.push(handle.await.expect("request task panicked"));
-    }
-    outputs
 }
 
 #[test]
 fn torn_last_line_is_ignored_with_a_warning() {
     run(async {
         let dir = temp_dir();
-        let log_text =
-            "{\"op\":\"put\",\"key\":\"a\",\"value\":\"1\"}\n{\"op\":\"put\",\"key\":\"b\",\"va";
+        let log_text = "{\"op\":\"put\",\"key\":\"a\",\"value\":\"1\"}\n{\"op\":\"put\",\"key\":\"b\",\"va";
         std::fs::write(dir.path().join(kv::LOG_FILE), log_text).expect("write log");
         let server = start(Config::new(dir.path())).await;
-        assert!(
-            server.logged("ignored torn last log line"),
-            "{:?}",
-            server.log.lines()
-        );
+        assert!(server.logged("ignored torn last log line"), "{:?}", server.log.lines());
         assert_eq!(server.call("GET", "/kv/a", "").await, ok("1"));
-        assert_eq!(
-            server.call("GET", "/kv/b", "").await,
-            status(404, "not found")
-        );
+        assert_eq!(server.call("GET", "/kv/b", "").await, status(404, "not found"));
         assert_eq!(server.call("PUT", "/kv/c", "3").await, ok("3"));
         server.kill().await;
         let server = start(Config::new(dir.path())).await;
@@ -341,10 +174,7 @@ fn lost_write_flushes_on_graceful_shutdown() {
         let server = start(lost_write(dir.path(), Duration::from_secs(60))).await;
         let expected = write_sample(&server).await;
         let log = server.stop().await;
-        assert!(log
-            .lines()
-            .iter()
-            .any(|l| l.contains(r#""msg":"stopped","flushed":6"#)));
+        assert!(log.lines().iter().any(|l| l.contains(r#""msg":"stopped","flushed":6"#)));
         let server = start(Config::new(dir.path())).await;
         assert_reads(&server, &expected).await;
         server.stop().await;
@@ -377,16 +207,11 @@ fn stale_read_misses_a_write_until_the_snapshot_refreshes() {
         let dir = temp_dir();
         let server = start(stale_read(dir.path(), Duration::from_secs(60))).await;
         assert_eq!(server.call("PUT", "/kv/k", "1").await, ok("1"));
-        assert_eq!(
-            server.call("GET", "/kv/k", "").await,
-            status(404, "not found")
-        );
+        assert_eq!(server.call("GET", "/kv/k", "").await, status(404, "not found"));
         assert_eq!(server.call("POST", "/set/s/1", "").await, ok("1"));
         assert_eq!(server.call("GET", "/set/s", "").await, ok("[]"));
         // Mutations still see the live state: cas from the acknowledged value works.
-        let cas = server
-            .call("POST", "/kv/k/cas", r#"{"from":"1","to":"2"}"#)
-            .await;
+        let cas = server.call("POST", "/kv/k/cas", r#"{"from":"1","to":"2"}"#).await;
         assert_eq!(cas, ok("2"));
         server.stop().await;
     });
@@ -411,21 +236,13 @@ fn logs_are_json_lines_with_listening_and_recovered() {
         let server = start(Config::new(dir.path()).with_bug(Bug::StaleRead)).await;
         let addr = server.addr.to_string();
         let lines = server.stop().await.lines();
-        let parsed: Vec<Value> = lines
-            .iter()
-            .map(|l| serde_json::from_str(l).expect("JSON line"))
-            .collect();
-        let msgs: Vec<&str> = parsed
-            .iter()
-            .map(|v| v["msg"].as_str().expect("msg"))
-            .collect();
+        let parsed: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+        let msgs: Vec<&str> = parsed.iter().map(|v| v["msg"].as_str().expect("msg")).collect();
         assert_eq!(msgs, ["recovered", "listening", "stopped"]);
         assert_eq!(parsed[0]["entries"], 0);
         assert_eq!(parsed[1]["addr"], addr.as_str());
         assert_eq!(parsed[1]["bugs"], serde_json::json!(["stale-read"]));
-        assert!(parsed
-            .iter()
-            .all(|v| v["ts"].is_string() && v["level"] == "info"));
+        assert!(parsed.iter().all(|v| v["ts"].is_string() && v["level"] == "info"));
     });
 }
 
@@ -451,5 +268,53 @@ fn run_reports_a_taken_address() {
         let config = Config::new(dir.path()).with_log(Logger::memory());
         let err = kv::run(addr, config).await.unwrap_err();
         assert!(matches!(err, KvError::Bind { .. }), "{err}");
+    });
+}
+
+fn racy_cas(dir: &Path, delay: Duration) -> Config {
+    let mut config = Config::new(dir).with_bug(Bug::RacyCas);
+    config.racy_cas_delay = delay;
+    config
+}
+
+/// Sends two cas from "0" (to "1" and to "2") at once; returns both replies.
+async fn two_cas_from_the_same_value(server: &Server) -> Vec<(u16, String)> {
+    assert_eq!(server.call("PUT", "/kv/k", "0").await, ok("0"));
+    let addr = server.addr;
+    let cas = (1..=2).map(|to| async move {
+        let body = format!(r#"{{"from":"0","to":"{to}"}}"#);
+        request(addr, "POST", "/kv/k/cas", &body).await
+    });
+    futures_join_all(cas).await
+}
+
+#[test]
+fn concurrent_cas_from_the_same_value_lets_only_one_win() {
+    run(async {
+        let dir = temp_dir();
+        let server = start(Config::new(dir.path())).await;
+        let mut codes: Vec<u16> =
+            two_cas_from_the_same_value(&server).await.into_iter().map(|(code, _)| code).collect();
+        codes.sort_unstable();
+        assert_eq!(codes, [200, 409]);
+        server.stop().await;
+    });
+}
+
+#[test]
+fn racy_cas_lets_two_cas_from_the_same_value_both_win() {
+    run(async {
+        let dir = temp_dir();
+        // A long pause makes the overlap certain rather than likely.
+        let server = start(racy_cas(dir.path(), Duration::from_millis(200))).await;
+        let replies = two_cas_from_the_same_value(&server).await;
+        assert_eq!(replies, [ok("1"), ok("2")]);
+        let (code, last) = server.call("GET", "/kv/k", "").await;
+        assert!(code == 200 && (last == "1" || last == "2"), "{last}");
+        // A cas that does not match is still refused.
+        let stale = server.call("POST", "/kv/k/cas", r#"{"from":"0","to":"3"}"#).await;
+        assert_eq!(stale, status(409, "mismatch"));
+        assert_eq!(server.call("POST", "/kv/none/cas", r#"{"from":"0","to":"3"}"#).await, status(404, "not found"));
+        server.stop().await;
     });
 }

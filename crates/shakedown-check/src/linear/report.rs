@@ -1,0 +1,154 @@
+//! Turning search outcomes into a verdict, a one-line summary and a readable counterexample.
+
+use super::ops::OpRef;
+use super::search::{SearchOp, Searched};
+use super::{Model, Partition};
+use crate::{list_bounded, plural, CheckResult, Verdict};
+use serde_json::{json, Value};
+use shakedown_history::OpType;
+
+const KIND: &str = "linearizable";
+
+/// An op the model cannot read: the history does not fit the model.
+pub(super) fn malformed(model: &str, op: &OpRef<'_>, reason: &str) -> CheckResult {
+    let summary = format!("op {} ({}) does not fit the {model} model: {reason}", op.invoke_index, describe(op));
+    CheckResult::new(KIND, Verdict::Unknown, summary, json!({"model": model, "op": op_json(op), "reason": reason}))
+}
+
+/// Nothing acknowledged, so nothing to check: unknown, not valid.
+pub(super) fn vacuous(model: &str, n_ops: usize) -> CheckResult {
+    let summary =
+        format!("no ok operations to check against the {model} model ({} in the history)", plural(n_ops as u64, "op"));
+    CheckResult::new(KIND, Verdict::Unknown, summary, json!({"model": model, "n_ops": n_ops}))
+}
+
+/// The first partition (in key order) with a counterexample makes the check
+/// invalid; otherwise a partition whose budget ran out makes it unknown.
+pub(super) fn conclude<M: Model + ?Sized>(
+    model: &M,
+    ops: &[OpRef<'_>],
+    partitions: &[Partition<M::Op>],
+    results: &[Searched<M::State>],
+) -> CheckResult {
+    assert_eq!(partitions.len(), results.len(), "one search per partition");
+    let steps: u64 = results.iter().map(searched_steps).sum();
+    for (p, r) in partitions.iter().zip(results) {
+        if let Searched::NotLinearizable { prefix, blocked, state, .. } = r {
+            return invalid(model, ops, p, prefix, *blocked, state, steps);
+        }
+    }
+    let exhausted: Vec<String> = partitions
+        .iter()
+        .zip(results)
+        .filter_map(|(p, r)| match r {
+            Searched::Exhausted { timed_out, steps } => {
+                let why = if *timed_out { "time limit" } else { "step limit" };
+                Some(format!("{} ({why} after {steps} steps)", key_name(&p.key)))
+            }
+            _ => None,
+        })
+        .collect();
+    let n_ok: usize = partitions.iter().map(|p| p.ops.iter().filter(|o| o.ret.is_some()).count()).sum();
+    let n_unknown: usize = partitions.iter().map(|p| p.ops.len()).sum::<usize>() - n_ok;
+    let details = json!({
+        "model": model.name(), "n_ok": n_ok, "n_unknown": n_unknown,
+        "n_partitions": partitions.len(), "steps": steps, "exhausted": exhausted,
+    });
+    if !exhausted.is_empty() {
+        let summary = format!(
+            "search budget spent on {}: {}",
+            plural(exhausted.len() as u64, "partition"),
+            list_bounded(&exhausted, 3)
+        );
+        return CheckResult::new(KIND, Verdict::Unknown, summary, details);
+    }
+    let mut summary = format!(
+        "{} and {} linearizable as {}",
+        plural(n_ok as u64, "ok op"),
+        plural(n_unknown as u64, "indeterminate op"),
+        model.name()
+    );
+    if partitions.len() > 1 {
+        summary.push_str(&format!(" across {}", plural(partitions.len() as u64, "key")));
+    }
+    CheckResult::new(KIND, Verdict::Valid, summary, details)
+}
+
+fn invalid<M: Model + ?Sized>(
+    model: &M,
+    ops: &[OpRef<'_>],
+    p: &Partition<M::Op>,
+    prefix: &[usize],
+    blocked: usize,
+    state: &M::State,
+    steps: u64,
+) -> CheckResult {
+    let source = |i: usize| &ops[p.sources[i]];
+    let blocked_op = source(blocked);
+    let state = model.describe_state(state);
+    let concurrent: Vec<Value> = (0..p.ops.len())
+        .filter(|&j| j != blocked && overlap(&p.ops[j], &p.ops[blocked]))
+        .map(|j| op_json(source(j)))
+        .collect();
+    let mut summary = format!(
+        "op {} ({}) cannot be linearized after {}; state was {state}",
+        blocked_op.invoke_index,
+        describe(blocked_op),
+        plural(prefix.len() as u64, "op")
+    );
+    if let Some(key) = &p.key {
+        summary.push_str(&format!(" (key {key})"));
+    }
+    let details = json!({
+        "model": model.name(),
+        "key": p.key,
+        "linearized_prefix": prefix.iter().map(|&i| op_json(source(i))).collect::<Vec<_>>(),
+        "blocked": op_json(blocked_op),
+        "concurrent": concurrent,
+        "state": state,
+        "steps": steps,
+    });
+    CheckResult::new(KIND, Verdict::Invalid, summary, details)
+}
+
+/// Whether two ops' intervals overlap; an op of unknown outcome never ends.
+fn overlap<O>(a: &SearchOp<O>, b: &SearchOp<O>) -> bool {
+    a.call < b.ret.unwrap_or(u64::MAX) && b.call < a.ret.unwrap_or(u64::MAX)
+}
+
+fn searched_steps<S>(r: &Searched<S>) -> u64 {
+    match r {
+        Searched::Linearizable { steps }
+        | Searched::NotLinearizable { steps, .. }
+        | Searched::Exhausted { steps, .. } => *steps,
+    }
+}
+
+fn key_name(key: &Option<String>) -> String {
+    key.as_ref().map_or_else(|| "the history".to_string(), |k| format!("key {k}"))
+}
+
+/// "process 3 read → 4", "process 1 write 3".
+fn describe(op: &OpRef<'_>) -> String {
+    let mut s = format!("process {} {}", op.process, op.f);
+    if !op.invoke_value.is_null() {
+        s.push_str(&format!(" {}", op.invoke_value));
+    }
+    match op.completion {
+        Some((OpType::Ok, _, out)) if !out.is_null() || op.invoke_value.is_null() => s.push_str(&format!(" → {out}")),
+        Some((OpType::Ok | OpType::Fail, _, _)) => {}
+        _ => s.push_str(" → ?"),
+    }
+    s
+}
+
+fn op_json(op: &OpRef<'_>) -> Value {
+    json!({
+        "index": op.invoke_index,
+        "process": op.process,
+        "f": op.f,
+        "value": op.invoke_value,
+        "type": op.op_type().as_str(),
+        "result": op.completion.map_or(&Value::Null, |(_, _, out)| out),
+    })
+}

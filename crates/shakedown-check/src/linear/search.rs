@@ -1,0 +1,300 @@
+//! The WGL search (Wing & Gong, with Lowe's state cache, as Porcupine does it) over one partition.
+//!
+//! Events live in an array-backed doubly linked list. Linearizing an op lifts
+//! its call and return out of the list; backtracking puts them back. A cache
+//! of (linearized set, state) pairs prunes configurations already explored.
+//! An op whose outcome is unknown (`info`) returns after every other event, so
+//! the search may place it anywhere after its call; once the cursor reaches
+//! such a return every `ok` op is linearized and the unplaced unknown ops are
+//! taken never to have happened.
+
+use super::model::Model;
+use super::Budget;
+use rustc_hash::{FxBuildHasher, FxHasher};
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::time::Instant;
+
+/// One op of a partition, ordered by call.
+#[derive(Debug, Clone)]
+pub(crate) struct SearchOp<O> {
+    /// Event index of the invocation.
+    pub call: u64,
+    /// Event index of the completion; `None` when the outcome is unknown.
+    pub ret: Option<u64>,
+    pub op: O,
+}
+
+#[derive(Debug)]
+pub(crate) enum Searched<S> {
+    Linearizable {
+        steps: u64,
+    },
+    /// The longest linearizable prefix (positions in the op slice), the `ok`
+    /// op that could not follow it, and the state after the prefix.
+    NotLinearizable {
+        prefix: Vec<usize>,
+        blocked: usize,
+        state: S,
+        steps: u64,
+    },
+    Exhausted {
+        steps: u64,
+        timed_out: bool,
+    },
+}
+
+const NIL: u32 = u32::MAX;
+const HEAD: u32 = 0;
+/// How many steps pass between two looks at the clock.
+const CLOCK_EVERY: u64 = 1 << 10;
+
+/// The event list: node 0 is the head, node `1 + 2i` the call of op `i`,
+/// `2 + 2i` its return.
+struct Events {
+    prev: Vec<u32>,
+    next: Vec<u32>,
+}
+
+impl Events {
+    fn new<O>(ops: &[SearchOp<O>]) -> Events {
+        // Returns of unknown ops sort after every real event, by op.
+        let mut order: Vec<(u64, u32)> = Vec::with_capacity(2 * ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            order.push((op.call, call_node(i)));
+            order.push((op.ret.unwrap_or(u64::MAX - ops.len() as u64 + i as u64), call_node(i) + 1));
+        }
+        order.sort_unstable();
+        let n_nodes = 2 * ops.len() + 1;
+        let (mut prev, mut next) = (vec![NIL; n_nodes], vec![NIL; n_nodes]);
+        let mut last = HEAD;
+        for &(_, node) in &order {
+            next[last as usize] = node;
+            prev[node as usize] = last;
+            last = node;
+        }
+        Events { prev, next }
+    }
+
+    fn unlink(&mut self, node: u32) {
+        let (p, n) = (self.prev[node as usize], self.next[node as usize]);
+        self.next[p as usize] = n;
+        if n != NIL {
+            self.prev[n as usize] = p;
+        }
+    }
+
+    fn relink(&mut self, node: u32) {
+        let (p, n) = (self.prev[node as usize], self.next[node as usize]);
+        self.next[p as usize] = node;
+        if n != NIL {
+            self.prev[n as usize] = node;
+        }
+    }
+
+    /// Removes a call and its return; the return goes first so `unlift` can
+    /// undo in reverse order (dancing links).
+    fn lift(&mut self, call: u32) {
+        self.unlink(call);
+        self.unlink(call + 1);
+    }
+
+    fn unlift(&mut self, call: u32) {
+        self.relink(call + 1);
+        self.relink(call);
+    }
+}
+
+fn call_node(op: usize) -> u32 {
+    1 + 2 * op as u32
+}
+
+fn op_of(node: u32) -> usize {
+    ((node - 1) / 2) as usize
+}
+
+/// The set of linearized ops: a bitset plus what makes it cheap to hash and
+/// to store: a Zobrist hash, the lowest op not yet linearized (every op below
+/// it is), and a stack of running maxima.
+struct Linearized {
+    words: Vec<u64>,
+    zobrist: Vec<u64>,
+    hash: u64,
+    low: usize,
+    n_ops: usize,
+}
+
+impl Linearized {
+    fn new(n_ops: usize) -> Linearized {
+        let zobrist = (0..n_ops as u64).map(splitmix64).collect();
+        Linearized { words: vec![0; n_ops.div_ceil(64)], zobrist, hash: 0, low: 0, n_ops }
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        self.words[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn insert(&mut self, i: usize) {
+        assert!(!self.contains(i), "op {i} linearized twice");
+        self.words[i / 64] |= 1 << (i % 64);
+        self.hash ^= self.zobrist[i];
+        while self.low < self.n_ops && self.contains(self.low) {
+            self.low += 1;
+        }
+    }
+
+    fn remove(&mut self, i: usize) {
+        assert!(self.contains(i), "op {i} unlinearized but not linearized");
+        self.words[i / 64] &= !(1 << (i % 64));
+        self.hash ^= self.zobrist[i];
+        self.low = self.low.min(i);
+    }
+
+    /// The words that, with `low`, determine the set: everything below `low`
+    /// is in it and nothing above `max` is.
+    fn key_words(&self, max: usize) -> Box<[u64]> {
+        if max < self.low {
+            return Box::default();
+        }
+        self.words[self.low / 64..=max / 64].into()
+    }
+}
+
+/// A configuration already explored: which ops are linearized, and the state.
+struct CacheKey<S> {
+    hash: u64,
+    low: u32,
+    words: Box<[u64]>,
+    state: S,
+}
+
+impl<S: Eq> PartialEq for CacheKey<S> {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.low == other.low && self.words == other.words && self.state == other.state
+    }
+}
+
+impl<S: Eq> Eq for CacheKey<S> {}
+
+impl<S> Hash for CacheKey<S> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(self.hash);
+    }
+}
+
+/// A linearized call and what to restore when it is undone.
+struct Frame<S> {
+    call: u32,
+    prev_state: S,
+    /// The highest op linearized so far, this one included.
+    max_op: usize,
+}
+
+/// Runs the search over `ops`, which must be sorted by call.
+pub(crate) fn search<M: Model + ?Sized>(model: &M, ops: &[SearchOp<M::Op>], budget: Budget) -> Searched<M::State> {
+    assert!(ops.windows(2).all(|w| w[0].call < w[1].call), "ops must be sorted by call");
+    assert!(ops.iter().all(|o| o.ret.is_none_or(|r| r > o.call)), "an op returns after its call");
+    assert!(2 * ops.len() < NIL as usize, "too many ops for 32-bit event nodes");
+    let mut events = Events::new(ops);
+    let mut linearized = Linearized::new(ops.len());
+    let mut cache: HashSet<CacheKey<M::State>, FxBuildHasher> = HashSet::default();
+    let mut stack: Vec<Frame<M::State>> = Vec::new();
+    let mut state = model.init();
+    let mut best = Best { len: 0, dirty: true, found: None };
+    let mut steps: u64 = 0;
+    let mut cursor = events.next[HEAD as usize];
+    let linearizable = loop {
+        if cursor == NIL {
+            break true;
+        }
+        steps += 1;
+        if let Some(exhausted) = over_budget(budget, steps) {
+            return exhausted;
+        }
+        let i = op_of(cursor);
+        let is_call = cursor % 2 == 1;
+        if !is_call {
+            if ops[i].ret.is_none() {
+                // Every ok op is linearized: the rest may never have happened.
+                break true;
+            }
+            best.record(&stack, i, &state);
+            let Some(frame) = stack.pop() else { break false };
+            linearized.remove(op_of(frame.call));
+            state = frame.prev_state;
+            events.unlift(frame.call);
+            cursor = events.next[frame.call as usize];
+            continue;
+        }
+        if let Some(next_state) = model.step(&state, &ops[i].op) {
+            linearized.insert(i);
+            let max_op = stack.last().map_or(i, |f| f.max_op.max(i));
+            if cache.insert(cache_key(&linearized, max_op, &next_state)) {
+                let prev_state = std::mem::replace(&mut state, next_state);
+                stack.push(Frame { call: cursor, prev_state, max_op });
+                events.lift(cursor);
+                best.grow(stack.len());
+                cursor = events.next[HEAD as usize];
+                continue;
+            }
+            linearized.remove(i);
+        }
+        cursor = events.next[cursor as usize];
+    };
+    if linearizable {
+        // Postcondition: every op whose completion was seen is linearized.
+        assert!(ops.iter().enumerate().all(|(i, o)| o.ret.is_none() || linearized.contains(i)));
+        return Searched::Linearizable { steps };
+    }
+    let (prefix, blocked, state) = best.found.expect("a failed search backed out of its longest prefix");
+    let prefix = prefix.iter().map(|&c| op_of(c)).collect();
+    Searched::NotLinearizable { prefix, blocked, state, steps }
+}
+
+fn over_budget<S>(budget: Budget, steps: u64) -> Option<Searched<S>> {
+    if budget.max_steps.is_some_and(|max| steps > max) {
+        return Some(Searched::Exhausted { steps, timed_out: false });
+    }
+    let late = steps & (CLOCK_EVERY - 1) == 0 && budget.deadline.is_some_and(|d| Instant::now() >= d);
+    late.then_some(Searched::Exhausted { steps, timed_out: true })
+}
+
+fn cache_key<S: Hash + Clone>(linearized: &Linearized, max_op: usize, state: &S) -> CacheKey<S> {
+    let mut h = FxHasher::default();
+    state.hash(&mut h);
+    let hash = FxBuildHasher.hash_one((linearized.hash, h.finish()));
+    let words = linearized.key_words(max_op);
+    CacheKey { hash, low: linearized.low as u32, words, state: state.clone() }
+}
+
+/// The longest linearizable prefix seen, copied only when the search backs
+/// out of it, so a history that linearizes straight through copies nothing.
+struct Best<S> {
+    len: usize,
+    dirty: bool,
+    found: Option<(Vec<u32>, usize, S)>,
+}
+
+impl<S: Clone> Best<S> {
+    fn grow(&mut self, len: usize) {
+        if len > self.len {
+            self.len = len;
+            self.dirty = true;
+        }
+    }
+
+    fn record(&mut self, stack: &[Frame<S>], blocked: usize, state: &S) {
+        if self.dirty && stack.len() == self.len {
+            self.found = Some((stack.iter().map(|f| f.call).collect(), blocked, state.clone()));
+            self.dirty = false;
+        }
+    }
+}
+
+/// A fixed, well-mixed 64-bit value per op for the Zobrist hash.
+fn splitmix64(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

@@ -1,0 +1,7 @@
+//! Integration tests for the testbed services: real servers in-process on 127.0.0.1:0, driven over HTTP.
+
+mod counter;
+mod ids;
+mod kv;
+mod queue;
+mod support;
