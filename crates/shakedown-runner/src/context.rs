@@ -110,6 +110,10 @@ impl Context {
             Var::Env(name) => std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))?,
             Var::Seq => self.seq.fetch_add(1, Ordering::Relaxed).to_string(),
             Var::Value => value_text(scope.op.as_ref().and_then(|o| o.value).ok_or_else(unavailable)?),
+            Var::ValuePath(path) => {
+                let value = scope.op.as_ref().and_then(|o| o.value).ok_or_else(unavailable)?;
+                value_text(value_at(value, path).ok_or_else(|| format!("the value {value} has nothing at `{}`", path.join(".")))?)
+            }
             Var::Target => value_text(scope.op.as_ref().and_then(|o| o.target).ok_or_else(unavailable)?),
             Var::Int { lo, hi_exclusive } => {
                 let op = scope.op.as_mut().ok_or_else(unavailable)?;
@@ -122,6 +126,15 @@ impl Context {
             }
         })
     }
+}
+
+/// Follows `path` into `v`: numbers index arrays, other segments name object keys.
+fn value_at<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
+    path.iter().try_fold(v, |v, seg| match v {
+        Value::Array(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+        Value::Object(map) => map.get(seg),
+        _ => None,
+    })
 }
 
 fn port_of(svc: &ServiceCtx, name: Option<&str>) -> Result<u16, String> {

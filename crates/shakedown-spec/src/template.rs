@@ -32,6 +32,9 @@ pub enum Var {
     Seed,
     /// `{value}`: the operation's value.
     Value,
+    /// `{value.0}`, `{value.from}`: a part of the operation's value, by array
+    /// index or object key, path segments separated by dots.
+    ValuePath(Vec<String>),
     /// `{target}`: the entity picked from the action's target pool.
     Target,
     /// `{int A..B}` (B excluded) or `{int A..=B}`: an integer drawn from the seed.
@@ -204,6 +207,7 @@ fn parse_var(inner: &str) -> Result<Var, String> {
         ["actor", "home"] => Var::ActorHome,
         ["seed"] => Var::Seed,
         ["value"] => Var::Value,
+        ["value", path @ ..] => Var::ValuePath(path.iter().map(|p| ident(p).map(str::to_string)).collect::<Result<_, _>>()?),
         ["target"] => Var::Target,
         ["seq"] => Var::Seq,
         ["env", name] => Var::Env(ident(name)?.to_string()),
@@ -215,7 +219,7 @@ fn parse_var(inner: &str) -> Result<Var, String> {
 /// Every placeholder, as shown in errors.
 pub const PLACEHOLDERS: &str = "{port}, {port.NAME}, {dir}, {run.dir}, {scenario.dir}, \
 {service.NAME.port}, {service.NAME.port.PORT}, {service.NAME.dir}, {actor.name}, {actor.home}, \
-{seed}, {value}, {target}, {seq}, {int A..B}, {pick POOL}, {env.NAME}";
+{seed}, {value}, {value.PATH}, {target}, {seq}, {int A..B}, {pick POOL}, {env.NAME}";
 
 fn ident(s: &str) -> Result<&str, String> {
     let ok = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
@@ -276,6 +280,14 @@ mod tests {
             let err = Template::parse(src).unwrap_err().to_string();
             assert!(err.contains(want), "{src}: {err}");
         }
+    }
+
+    #[test]
+    fn value_paths_parse() {
+        let t = Template::parse("{value.0}-{value.from.x}").unwrap();
+        let vars: Vec<&Var> = t.vars().collect();
+        assert_eq!(vars, [&Var::ValuePath(vec!["0".into()]), &Var::ValuePath(vec!["from".into(), "x".into()])]);
+        assert!(Template::parse("{value.}").is_err());
     }
 
     #[test]

@@ -202,7 +202,7 @@ impl<'a> Validator<'a> {
     fn value(&mut self, span: Range<usize>, v: &'a ValueTemplate) {
         for t in v.templates() {
             self.vars(span.clone(), t, Ctx::Action);
-            if t.vars().any(|var| *var == Var::Value) {
+            if t.vars().any(|var| matches!(var, Var::Value | Var::ValuePath(_))) {
                 self.err(span.clone(), format!("in {:?}: `{{value}}` cannot be used in the value itself", t.source()));
             }
         }
@@ -307,7 +307,7 @@ impl<'a> Validator<'a> {
             Var::ActorName | Var::ActorHome if !matches!(ctx, Ctx::Actor | Ctx::Action) => {
                 Some("`{actor.*}` only applies to actors, clients and actions".into())
             }
-            Var::Value | Var::Target | Var::Int { .. } | Var::Seq | Var::Pick(_) if !in_action => {
+            Var::Value | Var::ValuePath(_) | Var::Target | Var::Int { .. } | Var::Seq | Var::Pick(_) if !in_action => {
                 Some("`{value}`, `{target}`, `{int}`, `{seq}` and `{pick}` only apply inside actions".into())
             }
             Var::Pick(pool) if !self.pools.contains(pool.as_str()) => Some(format!("pool `{pool}` is never filled by a `capture`")),
