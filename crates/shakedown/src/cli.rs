@@ -141,6 +141,10 @@ fn run_command(args: RunArgs) -> u8 {
     rt.shutdown_timeout(Duration::from_secs(2));
     match finished {
         Ok(f) => report(&f, args.format, &args.file),
+        Err(e @ shakedown::Error::RunDirInUse(_)) => {
+            eprintln!("shakedown: {e}");
+            EXIT_USAGE
+        }
         Err(e) => {
             eprintln!("shakedown: {e}");
             EXIT_HARNESS

@@ -52,6 +52,8 @@ pub enum Error {
     Spec(#[from] shakedown_spec::SpecErrors),
     #[error("write the run directory {path}: {source}")]
     RunDir { path: String, source: std::io::Error },
+    #[error("the run directory {0} already exists and is not empty: choose another --out, or remove it")]
+    RunDirInUse(String),
     #[error("start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -121,6 +123,10 @@ pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
     s.validate()?;
     let seed = cfg.seed.or(s.seed).unwrap_or_else(rand::random);
     let run_dir = cfg.out.clone().unwrap_or_else(|| rundir::default_run_dir(&s.name, seed));
+    // A run must not start from an earlier run's service data or logs.
+    if std::fs::read_dir(&run_dir).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(Error::RunDirInUse(run_dir.display().to_string()));
+    }
     std::fs::create_dir_all(&run_dir).map_err(|source| Error::RunDir { path: run_dir.display().to_string(), source })?;
     let run_dir = run_dir.canonicalize().unwrap_or(run_dir);
     let file_dir = cfg.scenario_dir.clone().unwrap_or_else(|| PathBuf::from("."));

@@ -220,9 +220,16 @@ fn search_all<M: Model + ?Sized>(
     budget: &Budget,
 ) -> Vec<Searched<M::State>> {
     let n_ops: usize = partitions.iter().map(|p| p.ops.len()).sum();
+    let sequential = || partitions.iter().map(|p| search::search(model, &p.ops, *budget)).collect();
+    // Small inputs stay on this thread, and do not even ask how many cores
+    // there are: on Linux that reads cgroup files, which costs more than
+    // checking a few hundred ops.
+    if partitions.len() <= 1 || n_ops < PARALLEL_MIN_OPS {
+        return sequential();
+    }
     let n_threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(partitions.len());
-    if n_threads <= 1 || n_ops < PARALLEL_MIN_OPS {
-        return partitions.iter().map(|p| search::search(model, &p.ops, *budget)).collect();
+    if n_threads <= 1 {
+        return sequential();
     }
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Searched<M::State>>>> = Mutex::new((0..partitions.len()).map(|_| None).collect());

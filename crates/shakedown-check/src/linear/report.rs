@@ -102,7 +102,9 @@ fn invalid<M: Model + ?Sized>(
     let details = json!({
         "model": model.name(),
         "key": p.key,
-        "linearized_prefix": prefix.iter().map(|&i| op_json(source(i))).collect::<Vec<_>>(),
+        // The prefix by op index only: it can be the whole history, and
+        // building an object per op cost more than the search on small ones.
+        "linearized_prefix": prefix.iter().map(|&i| Value::from(source(i).invoke_index)).collect::<Vec<_>>(),
         "blocked": op_json(blocked_op),
         "concurrent": concurrent,
         "state": state,
@@ -142,13 +144,16 @@ fn describe(op: &OpRef<'_>) -> String {
     s
 }
 
+/// Built field by field rather than with `json!`, which would serialize
+/// every borrowed value again: a counterexample lists the whole linearized
+/// prefix, and on a small history building it costs more than the search.
 fn op_json(op: &OpRef<'_>) -> Value {
-    json!({
-        "index": op.invoke_index,
-        "process": op.process,
-        "f": op.f,
-        "value": op.invoke_value,
-        "type": op.op_type().as_str(),
-        "result": op.completion.map_or(&Value::Null, |(_, _, out)| out),
-    })
+    let mut m = serde_json::Map::new();
+    m.insert("index".into(), Value::from(op.invoke_index));
+    m.insert("process".into(), Value::from(op.process.0));
+    m.insert("f".into(), Value::from(op.f));
+    m.insert("value".into(), op.invoke_value.clone());
+    m.insert("type".into(), Value::from(op.op_type().as_str()));
+    m.insert("result".into(), op.completion.map_or(Value::Null, |(_, _, out)| out.clone()));
+    Value::Object(m)
 }

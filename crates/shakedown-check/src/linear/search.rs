@@ -10,8 +10,7 @@
 
 use super::model::Model;
 use super::Budget;
-use rustc_hash::{FxBuildHasher, FxHasher};
-use std::collections::HashSet;
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHasher};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::time::Instant;
 
@@ -152,33 +151,73 @@ impl Linearized {
 
     /// The words that, with `low`, determine the set: everything below `low`
     /// is in it and nothing above `max` is.
-    fn key_words(&self, max: usize) -> Box<[u64]> {
+    fn key_words(&self, max: usize) -> &[u64] {
         if max < self.low {
-            return Box::default();
+            return &[];
         }
-        self.words[self.low / 64..=max / 64].into()
+        &self.words[self.low / 64..=max / 64]
     }
 }
 
-/// A configuration already explored: which ops are linearized, and the state.
-struct CacheKey<S> {
-    hash: u64,
+/// The configurations already explored: (linearized set, state) pairs.
+///
+/// The hash table maps a configuration's 64-bit hash to the newest entry
+/// with that hash; entries live in one arena, chained by `next`, and their
+/// bitset words in one shared vector. So the table stays small (probing it
+/// touches few cache lines) and caching a configuration allocates nothing
+/// beyond amortized growth.
+struct Cache<S> {
+    heads: FxHashMap<u64, u32>,
+    entries: Vec<Entry<S>>,
+    words: Vec<u64>,
+}
+
+struct Entry<S> {
     low: u32,
-    words: Box<[u64]>,
+    /// The entry's words are `words[start..start + len]`.
+    start: u32,
+    len: u32,
+    /// The previous entry with the same hash, or `NIL`.
+    next: u32,
     state: S,
 }
 
-impl<S: Eq> PartialEq for CacheKey<S> {
-    fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.low == other.low && self.words == other.words && self.state == other.state
+impl<S: Hash + Eq + Clone> Cache<S> {
+    fn with_capacity(n: usize) -> Cache<S> {
+        Cache {
+            heads: FxHashMap::with_capacity_and_hasher(n, Default::default()),
+            entries: Vec::with_capacity(n),
+            words: Vec::with_capacity(n),
+        }
     }
-}
 
-impl<S: Eq> Eq for CacheKey<S> {}
-
-impl<S> Hash for CacheKey<S> {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        h.write_u64(self.hash);
+    /// Records the configuration; false when it was already there.
+    fn insert(&mut self, linearized: &Linearized, max_op: usize, state: &S) -> bool {
+        let mut h = FxHasher::default();
+        state.hash(&mut h);
+        let hash = FxBuildHasher.hash_one((linearized.hash, h.finish()));
+        let low = linearized.low as u32;
+        let words = linearized.key_words(max_op);
+        let head = self.heads.entry(hash).or_insert(NIL);
+        let mut at = *head;
+        while at != NIL {
+            let e = &self.entries[at as usize];
+            if e.low == low
+                && e.len as usize == words.len()
+                && self.words[e.start as usize..(e.start + e.len) as usize] == *words
+                && e.state == *state
+            {
+                return false;
+            }
+            at = e.next;
+        }
+        assert!(self.entries.len() < NIL as usize && self.words.len() + words.len() < u32::MAX as usize);
+        let entry =
+            Entry { low, start: self.words.len() as u32, len: words.len() as u32, next: *head, state: state.clone() };
+        *head = self.entries.len() as u32;
+        self.words.extend_from_slice(words);
+        self.entries.push(entry);
+        true
     }
 }
 
@@ -197,8 +236,10 @@ pub(crate) fn search<M: Model + ?Sized>(model: &M, ops: &[SearchOp<M::Op>], budg
     assert!(2 * ops.len() < NIL as usize, "too many ops for 32-bit event nodes");
     let mut events = Events::new(ops);
     let mut linearized = Linearized::new(ops.len());
-    let mut cache: HashSet<CacheKey<M::State>, FxBuildHasher> = HashSet::default();
-    let mut stack: Vec<Frame<M::State>> = Vec::new();
+    // Sized for a search that mostly goes straight through: growing a few
+    // times is cheaper than clearing a big table for a small history.
+    let mut cache: Cache<M::State> = Cache::with_capacity((2 * ops.len()).min(1 << 16));
+    let mut stack: Vec<Frame<M::State>> = Vec::with_capacity(ops.len());
     let mut state = model.init();
     let mut best = Best { len: 0, dirty: true, found: None };
     let mut steps: u64 = 0;
@@ -229,7 +270,7 @@ pub(crate) fn search<M: Model + ?Sized>(model: &M, ops: &[SearchOp<M::Op>], budg
         if let Some(next_state) = model.step(&state, &ops[i].op) {
             linearized.insert(i);
             let max_op = stack.last().map_or(i, |f| f.max_op.max(i));
-            if cache.insert(cache_key(&linearized, max_op, &next_state)) {
+            if cache.insert(&linearized, max_op, &next_state) {
                 let prev_state = std::mem::replace(&mut state, next_state);
                 stack.push(Frame { call: cursor, prev_state, max_op });
                 events.lift(cursor);
@@ -257,14 +298,6 @@ fn over_budget<S>(budget: Budget, steps: u64) -> Option<Searched<S>> {
     }
     let late = steps & (CLOCK_EVERY - 1) == 0 && budget.deadline.is_some_and(|d| Instant::now() >= d);
     late.then_some(Searched::Exhausted { steps, timed_out: true })
-}
-
-fn cache_key<S: Hash + Clone>(linearized: &Linearized, max_op: usize, state: &S) -> CacheKey<S> {
-    let mut h = FxHasher::default();
-    state.hash(&mut h);
-    let hash = FxBuildHasher.hash_one((linearized.hash, h.finish()));
-    let words = linearized.key_words(max_op);
-    CacheKey { hash, low: linearized.low as u32, words, state: state.clone() }
 }
 
 /// The longest linearizable prefix seen, copied only when the search backs

@@ -109,6 +109,16 @@ fn bad_scenarios_exit_3_with_file_line_col() {
 }
 
 #[test]
+fn a_used_run_directory_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("leftover"), "from an earlier run").unwrap();
+    let path = write_scenario(tmp.path(), "s.toml", SMALL);
+    let o = shakedown(&["run", path.to_str().unwrap(), "--out", tmp.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("already exists and is not empty"));
+}
+
+#[test]
 fn usage_errors_exit_3_and_help_exits_0() {
     assert_eq!(shakedown(&["run"]).status.code(), Some(3));
     assert_eq!(shakedown(&["frobnicate"]).status.code(), Some(3));

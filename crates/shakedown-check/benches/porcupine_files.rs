@@ -1,0 +1,294 @@
+//! Side by side on Porcupine's own test files: shakedown against the
+//! `porcupine-rs` port, checking only (import and conversion excluded).
+//!
+//! `cargo bench -p shakedown-check --bench porcupine_files` reads every file of
+//! `<workspace>/../shared/data/histories/porcupine/` (the etcd logs with the
+//! cas-register model, the kv files with the kv model), checks each with both
+//! checkers, interleaved, `REPS` times, and prints per-file medians, the
+//! totals, and Porcupine's Go times from `PORCUPINE_TIMES.tsv` for reference.
+//! Both checkers' verdicts must equal `VERDICTS.tsv`. Without the folder it
+//! says so and exits 0.
+
+use porcupine_rs::{Model as PModel, Operation};
+use serde_json::Value;
+use shakedown_check::linear::{check, model_by_name, Budget};
+use shakedown_check::Verdict;
+use shakedown_history::import::read_any;
+use shakedown_history::{History, OpType};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Repetitions per file per checker; the medians are reported.
+const REPS: usize = 15;
+
+// ---- the checks through porcupine-rs, with shakedown's semantics ----
+
+#[derive(Clone)]
+struct PCas;
+
+#[derive(Clone, Debug)]
+enum PCasOp {
+    Read(Option<i64>),
+    /// A read whose result is unknown (`info`): Porcupine's etcd model accepts it in any state.
+    ReadUnknown,
+    Write(Option<i64>),
+    Cas(Option<i64>, Option<i64>),
+    /// A cas whose outcome is unknown: legal in any state, applied when it matches.
+    CasUnknown(Option<i64>, Option<i64>),
+}
+
+impl PModel for PCas {
+    type State = Option<i64>;
+    type Op = PCasOp;
+    type Metadata = ();
+
+    fn init() -> Option<i64> {
+        None
+    }
+
+    fn step(state: &Option<i64>, op: &PCasOp) -> (bool, Option<i64>) {
+        match op {
+            PCasOp::Read(v) => (v == state, *state),
+            PCasOp::ReadUnknown => (true, *state),
+            PCasOp::Write(v) => (true, *v),
+            PCasOp::Cas(old, new) if old == state => (true, *new),
+            PCasOp::Cas(..) => (false, *state),
+            PCasOp::CasUnknown(old, new) if old == state => (true, *new),
+            PCasOp::CasUnknown(..) => (true, *state),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct PKv;
+
+#[derive(Clone, Debug)]
+struct PKvOp {
+    key: String,
+    /// 0 get, 1 put, 2 append, 3 get with unknown result.
+    f: u8,
+    value: String,
+}
+
+impl PModel for PKv {
+    type State = String;
+    type Op = PKvOp;
+    type Metadata = ();
+
+    fn partition_operations(history: &[Operation<Self>]) -> Vec<Vec<Operation<Self>>> {
+        let mut by_key: HashMap<&str, Vec<Operation<Self>>> = HashMap::new();
+        for op in history {
+            by_key.entry(op.op.key.as_str()).or_default().push(op.clone());
+        }
+        by_key.into_values().collect()
+    }
+
+    fn init() -> String {
+        String::new()
+    }
+
+    fn step(state: &String, op: &PKvOp) -> (bool, String) {
+        match op.f {
+            0 => (op.value == *state, state.clone()),
+            1 => (true, op.value.clone()),
+            2 => (true, format!("{state}{}", op.value)),
+            _ => (true, state.clone()),
+        }
+    }
+}
+
+/// Porcupine's input: `fail` ops dropped (they did not happen); `info` and
+/// pending ops returning at +infinity, as Porcupine's etcd test does, with an
+/// unknown result.
+fn to_porcupine<M: PModel<Metadata = ()>>(
+    h: &History,
+    op: impl Fn(&str, &Value, Option<&Value>) -> M::Op,
+) -> Vec<Operation<M>> {
+    h.ops()
+        .iter()
+        .filter(|o| o.op_type() != OpType::Fail)
+        .map(|o| {
+            let c = o.completion.as_ref().filter(|c| c.op_type == OpType::Ok);
+            Operation {
+                client_id: Some(o.process.0 as u32),
+                call_time: o.invoke_index as i64,
+                return_time: c.map_or(i64::MAX, |c| c.index as i64),
+                op: op(&o.f, &o.invoke_value, c.map(|c| &c.value)),
+                metadata: None,
+            }
+        })
+        .collect()
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::String(s) => s.parse().ok(),
+        v => v.as_i64(),
+    }
+}
+
+fn pcas_op(f: &str, v: &Value, out: Option<&Value>) -> PCasOp {
+    match (f, out) {
+        ("read", Some(out)) => PCasOp::Read(int(out)),
+        ("read", None) => PCasOp::ReadUnknown,
+        ("write", _) => PCasOp::Write(int(v)),
+        ("cas", Some(_)) => PCasOp::Cas(int(&v[0]), int(&v[1])),
+        ("cas", None) => PCasOp::CasUnknown(int(&v[0]), int(&v[1])),
+        (f, _) => panic!("not a cas-register op: {f}"),
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    }
+}
+
+fn pkv_op(f: &str, v: &Value, out: Option<&Value>) -> PKvOp {
+    let key = text(&v["key"]);
+    match (f, out) {
+        ("get", Some(out)) => PKvOp { key, f: 0, value: text(&out["value"]) },
+        ("get", None) => PKvOp { key, f: 3, value: String::new() },
+        ("put", _) => PKvOp { key, f: 1, value: text(&v["value"]) },
+        ("append", _) => PKvOp { key, f: 2, value: text(&v["value"]) },
+        (f, _) => panic!("not a kv op: {f}"),
+    }
+}
+
+// ---- the comparison ----
+
+fn tsv(path: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines().skip(1).filter(|l| !l.trim().is_empty()).map(|l| l.split('\t').map(String::from).collect()).collect()
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> (Duration, T) {
+    let start = Instant::now();
+    let out = black_box(f());
+    (start.elapsed(), out)
+}
+
+struct Row {
+    file: String,
+    ops: usize,
+    ours: Duration,
+    theirs: Duration,
+    go: Option<f64>,
+}
+
+/// Checks one file `REPS` times with each checker, interleaved; asserts both verdicts.
+fn compare(dir: &Path, file: &str, expected: bool, go: Option<f64>) -> Row {
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (h, _) = read_any(&text, None, file).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let kv = file.starts_with("kv/");
+    let model = model_by_name(if kv { "kv" } else { "cas-register" }).unwrap();
+    let pcas = (!kv).then(|| to_porcupine::<PCas>(&h, pcas_op));
+    let pkv = kv.then(|| to_porcupine::<PKv>(&h, pkv_op));
+    let porcupine = || match (&pcas, &pkv) {
+        (Some(ops), _) => porcupine_rs::check_operations(ops),
+        (_, Some(ops)) => porcupine_rs::check_operations(ops),
+        _ => unreachable!(),
+    };
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for rep in 0..REPS {
+        // Alternate which goes first, so neither always runs on a warm cache.
+        let mut run_ours = || {
+            let (t, r) = time(|| check(&h, model.as_ref(), &Budget::default()));
+            let want = if expected { Verdict::Valid } else { Verdict::Invalid };
+            assert_eq!(r.verdict, want, "{file}: shakedown says {} ({}); VERDICTS.tsv says {expected}", r.verdict, r.summary);
+            ours.push(t);
+        };
+        let mut run_theirs = || {
+            let (t, ok) = time(porcupine);
+            assert_eq!(ok, expected, "{file}: porcupine-rs says {ok}; VERDICTS.tsv says {expected}");
+            theirs.push(t);
+        };
+        if rep % 2 == 0 {
+            run_ours();
+            run_theirs();
+        } else {
+            run_theirs();
+            run_ours();
+        }
+    }
+    Row { file: file.to_string(), ops: h.ops().len(), ours: median(ours), theirs: median(theirs), go }
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn main() {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir: PathBuf = workspace.join("../shared/data/histories/porcupine");
+    if !dir.join("VERDICTS.tsv").is_file() {
+        println!(
+            "porcupine_files: skipped: no Porcupine test histories at {} (they live in the project's shared data, not in the repository)",
+            dir.display()
+        );
+        return;
+    }
+    let go: HashMap<String, f64> =
+        tsv(&dir.join("PORCUPINE_TIMES.tsv")).into_iter().filter_map(|r| Some((r[0].clone(), r.get(2)?.parse().ok()?))).collect();
+    let verdicts = tsv(&dir.join("VERDICTS.tsv"));
+    println!("checking only (import excluded); median of {REPS} interleaved runs per file per checker");
+    println!(
+        "{:<20} {:>5} {:>14} {:>16} {:>8} {:>10}  verdicts",
+        "file", "ops", "shakedown µs", "porcupine-rs µs", "rs/ours", "Go µs"
+    );
+    let mut rows = Vec::new();
+    for v in &verdicts {
+        let expected = match v[1].as_str() {
+            "true" => true,
+            "false" => false,
+            other => panic!("{}: verdict {other:?} is neither true nor false", v[0]),
+        };
+        let row = compare(&dir, &v[0], expected, go.get(&v[0]).copied());
+        println!(
+            "{:<20} {:>5} {:>14.1} {:>16.1} {:>7.2}x {:>10}  agree ({})",
+            row.file,
+            row.ops,
+            us(row.ours),
+            us(row.theirs),
+            row.theirs.as_secs_f64() / row.ours.as_secs_f64(),
+            row.go.map_or("-".to_string(), |ms| format!("{:.1}", ms * 1000.0)),
+            if expected { "linearizable" } else { "not linearizable" },
+        );
+        rows.push(row);
+    }
+    let ours: Duration = rows.iter().map(|r| r.ours).sum();
+    let theirs: Duration = rows.iter().map(|r| r.theirs).sum();
+    let go_ms: f64 = rows.iter().filter_map(|r| r.go).sum();
+    let worst = rows
+        .iter()
+        .min_by(|a, b| {
+            let ra = a.theirs.as_secs_f64() / a.ours.as_secs_f64();
+            let rb = b.theirs.as_secs_f64() / b.ours.as_secs_f64();
+            ra.total_cmp(&rb)
+        })
+        .expect("at least one file");
+    println!(
+        "total ({} files): shakedown {:.2} ms, porcupine-rs {:.2} ms, Porcupine (Go) {:.2} ms",
+        rows.len(),
+        ours.as_secs_f64() * 1e3,
+        theirs.as_secs_f64() * 1e3,
+        go_ms
+    );
+    println!(
+        "ratio porcupine-rs/shakedown {:.2}x, Go/shakedown {:.2}x; worst file {} at {:.2}x (porcupine-rs/shakedown)",
+        theirs.as_secs_f64() / ours.as_secs_f64(),
+        go_ms / 1e3 / ours.as_secs_f64(),
+        worst.file,
+        worst.theirs.as_secs_f64() / worst.ours.as_secs_f64()
+    );
+}
