@@ -190,11 +190,12 @@ pub(crate) fn partition<M: Model + ?Sized>(model: &M, ops: &[OpRef<'_>]) -> Resu
         let Some(parsed) = parsed else { continue };
         let key = model.partition_key(&parsed);
         let at = match key {
-            None => *unkeyed.get_or_insert_with(|| open_partition(&mut partitions, None)),
+            // An unkeyed model usually puts every op in this one partition.
+            None => *unkeyed.get_or_insert_with(|| open_partition(&mut partitions, None, ops.len() - idx)),
             Some(k) => match by_key.get(k) {
                 Some(&at) => at,
                 None => {
-                    let at = open_partition(&mut partitions, Some(k.to_string()));
+                    let at = open_partition(&mut partitions, Some(k.to_string()), 0);
                     by_key.insert(k.to_string(), at);
                     at
                 }
@@ -208,8 +209,8 @@ pub(crate) fn partition<M: Model + ?Sized>(model: &M, ops: &[OpRef<'_>]) -> Resu
     Ok(partitions)
 }
 
-fn open_partition<O>(partitions: &mut Vec<Partition<O>>, key: Option<String>) -> usize {
-    partitions.push(Partition { key, ops: Vec::new(), sources: Vec::new() });
+fn open_partition<O>(partitions: &mut Vec<Partition<O>>, key: Option<String>, capacity: usize) -> usize {
+    partitions.push(Partition { key, ops: Vec::with_capacity(capacity), sources: Vec::with_capacity(capacity) });
     partitions.len() - 1
 }
 

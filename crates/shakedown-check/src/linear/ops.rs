@@ -28,7 +28,7 @@ impl OpRef<'_> {
 /// Pairs ops exactly as `History::ops` does, in invocation order.
 pub(crate) fn pair(history: &History) -> Vec<OpRef<'_>> {
     let mut ops: Vec<OpRef<'_>> = Vec::with_capacity(history.events.len() / 2);
-    let mut open: FxHashMap<ProcessId, usize> = FxHashMap::default();
+    let mut open: FxHashMap<ProcessId, usize> = FxHashMap::with_capacity_and_hasher(32, Default::default());
     for e in &history.events {
         match &e.kind {
             EventKind::Invoke(inv) => {

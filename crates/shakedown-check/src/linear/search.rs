@@ -58,19 +58,31 @@ struct Events {
 impl Events {
     fn new<O>(ops: &[SearchOp<O>]) -> Events {
         // Returns of unknown ops sort after every real event, by op.
-        let mut order: Vec<(u64, u32)> = Vec::with_capacity(2 * ops.len());
-        for (i, op) in ops.iter().enumerate() {
-            order.push((op.call, call_node(i)));
-            order.push((op.ret.unwrap_or(u64::MAX - ops.len() as u64 + i as u64), call_node(i) + 1));
-        }
-        order.sort_unstable();
+        // Calls are already in order; sort only the returns (nearly in order
+        // too) and merge. Event indices are distinct, so ties cannot occur.
+        let mut returns: Vec<(u64, u32)> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| (op.ret.unwrap_or(u64::MAX - ops.len() as u64 + i as u64), call_node(i) + 1))
+            .collect();
+        returns.sort_unstable();
         let n_nodes = 2 * ops.len() + 1;
         let (mut prev, mut next) = (vec![NIL; n_nodes], vec![NIL; n_nodes]);
         let mut last = HEAD;
-        for &(_, node) in &order {
+        let mut link = |node: u32| {
             next[last as usize] = node;
             prev[node as usize] = last;
             last = node;
+        };
+        let mut r = returns.iter().peekable();
+        for (i, op) in ops.iter().enumerate() {
+            while let Some(&(_, node)) = r.next_if(|&&(at, _)| at < op.call) {
+                link(node);
+            }
+            link(call_node(i));
+        }
+        for &(_, node) in r {
+            link(node);
         }
         Events { prev, next }
     }

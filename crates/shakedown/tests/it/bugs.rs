@@ -66,3 +66,13 @@ fn unique_ids_catches_ids_repeated_after_restart() {
 fn counter_catches_double_applied_retries() {
     catches("counter", "double-apply", "counter");
 }
+
+#[test]
+fn set_full_catches_lost_writes() {
+    catches("set-full", "lost-write", "set-full");
+}
+
+#[test]
+fn read_your_writes_catches_stale_reads() {
+    catches("read-your-writes", "stale-read", "read-your-writes");
+}
