@@ -28,7 +28,7 @@ impl OpRef<'_> {
 /// Pairs ops exactly as `History::ops` does, in invocation order.
 pub(crate) fn pair(history: &History) -> Vec<OpRef<'_>> {
     let mut ops: Vec<OpRef<'_>> = Vec::with_capacity(history.events.len() / 2);
-    let mut open: FxHashMap<ProcessId, usize> = FxHashMap::with_capacity_and_hasher(32, Default::default());
+    let mut open = Open::default();
     for e in &history.events {
         match &e.kind {
             EventKind::Invoke(inv) => {
@@ -43,12 +43,49 @@ pub(crate) fn pair(history: &History) -> Vec<OpRef<'_>> {
             }
             kind => {
                 let Some((op_type, c)) = kind.completion() else { continue };
-                let Some(i) = open.remove(&c.process) else { continue };
+                let Some(i) = open.remove(c.process) else { continue };
                 ops[i].completion = Some((op_type, e.index, &c.value));
             }
         }
     }
     ops
+}
+
+/// Process ids below this index a vector; larger ones go to a map.
+const DENSE_PROCESSES: u64 = 1 << 12;
+
+/// Each process's op in flight. Process ids are usually small numbers, so a
+/// vector indexed by id does what a hash map would, without hashing.
+#[derive(Default)]
+struct Open {
+    dense: Vec<usize>,
+    sparse: FxHashMap<ProcessId, usize>,
+}
+
+impl Open {
+    const NONE: usize = usize::MAX;
+
+    fn insert(&mut self, p: ProcessId, op: usize) {
+        if p.0 < DENSE_PROCESSES {
+            let at = p.0 as usize;
+            if at >= self.dense.len() {
+                self.dense.resize((at + 1).max(16), Self::NONE);
+            }
+            self.dense[at] = op;
+        } else {
+            self.sparse.insert(p, op);
+        }
+    }
+
+    fn remove(&mut self, p: ProcessId) -> Option<usize> {
+        if p.0 < DENSE_PROCESSES {
+            let slot = self.dense.get_mut(p.0 as usize)?;
+            let op = std::mem::replace(slot, Self::NONE);
+            (op != Self::NONE).then_some(op)
+        } else {
+            self.sparse.remove(&p)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -129,7 +129,6 @@ fn op_of(node: u32) -> usize {
 /// it is), and a stack of running maxima.
 struct Linearized {
     words: Vec<u64>,
-    zobrist: Vec<u64>,
     hash: u64,
     low: usize,
     n_ops: usize,
@@ -137,8 +136,9 @@ struct Linearized {
 
 impl Linearized {
     fn new(n_ops: usize) -> Linearized {
-        let zobrist = (0..n_ops as u64).map(splitmix64).collect();
-        Linearized { words: vec![0; n_ops.div_ceil(64)], zobrist, hash: 0, low: 0, n_ops }
+        // The Zobrist values are computed when needed (a few multiplies),
+        // not tabled: a table per search costs more than it saves on small ones.
+        Linearized { words: vec![0; n_ops.div_ceil(64)], hash: 0, low: 0, n_ops }
     }
 
     fn contains(&self, i: usize) -> bool {
@@ -148,7 +148,7 @@ impl Linearized {
     fn insert(&mut self, i: usize) {
         assert!(!self.contains(i), "op {i} linearized twice");
         self.words[i / 64] |= 1 << (i % 64);
-        self.hash ^= self.zobrist[i];
+        self.hash ^= splitmix64(i as u64);
         while self.low < self.n_ops && self.contains(self.low) {
             self.low += 1;
         }
@@ -157,7 +157,7 @@ impl Linearized {
     fn remove(&mut self, i: usize) {
         assert!(self.contains(i), "op {i} unlinearized but not linearized");
         self.words[i / 64] &= !(1 << (i % 64));
-        self.hash ^= self.zobrist[i];
+        self.hash ^= splitmix64(i as u64);
         self.low = self.low.min(i);
     }
 
