@@ -205,7 +205,11 @@ fn compare(dir: &Path, file: &str, expected: bool, go: Option<f64>) -> Row {
         let mut run_ours = || {
             let (t, r) = time(|| check(&h, model.as_ref(), &Budget::default()));
             let want = if expected { Verdict::Valid } else { Verdict::Invalid };
-            assert_eq!(r.verdict, want, "{file}: shakedown says {} ({}); VERDICTS.tsv says {expected}", r.verdict, r.summary);
+            assert_eq!(
+                r.verdict, want,
+                "{file}: shakedown says {} ({}); VERDICTS.tsv says {expected}",
+                r.verdict, r.summary
+            );
             ours.push(t);
         };
         let mut run_theirs = || {
@@ -238,8 +242,10 @@ fn main() {
         );
         return;
     }
-    let go: HashMap<String, f64> =
-        tsv(&dir.join("PORCUPINE_TIMES.tsv")).into_iter().filter_map(|r| Some((r[0].clone(), r.get(2)?.parse().ok()?))).collect();
+    let go: HashMap<String, f64> = tsv(&dir.join("PORCUPINE_TIMES.tsv"))
+        .into_iter()
+        .filter_map(|r| Some((r[0].clone(), r.get(2)?.parse().ok()?)))
+        .collect();
     let verdicts = tsv(&dir.join("VERDICTS.tsv"));
     println!("checking only (import excluded); median of {REPS} interleaved runs per file per checker");
     println!(

@@ -4,7 +4,7 @@ use crate::element::{op_ref, select, Element};
 use crate::{list_bounded, plural, Check, CheckInput, CheckResult, Verdict};
 use serde_json::{json, Value};
 use shakedown_history::{Op, OpType};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// How many violations a summary names before "... and N more".
 const SUMMARY_VIOLATIONS: usize = 10;
@@ -13,12 +13,13 @@ const SUMMARY_VIOLATIONS: usize = 10;
 /// per actor: once an actor's `write` of `v` completed ok, every `read` that
 /// actor invokes afterwards must return `v` or a value written later.
 ///
-/// "Later" is the history order of acknowledged writes of the key: writes
-/// ordered by completion, a value ranked by its latest acknowledged write
-/// (values compare as [`Element`]s). A read of `null` or of a value ranked
-/// before the actor's last write is a violation. A read of a value no
-/// acknowledged write produced (an indeterminate write, say) cannot be ranked
-/// and is only counted.
+/// A read misses the actor's write `w` only when its value is definitely
+/// older: every write of that value completed before `w` was invoked, so in
+/// every linearization it precedes `w` (values compare as [`Element`]s). A
+/// write of the value concurrent with `w`, or an indeterminate one, may take
+/// effect after `w`, so such reads are allowed. A read of `null` after `w` is
+/// a violation. A read of a value no acknowledged write produced cannot be
+/// judged and is only counted.
 ///
 /// By default the register is single and values are whole: a write's invoked
 /// value, a read's completion value. With `key`, a JSON pointer picks the key
@@ -82,7 +83,8 @@ impl Check for ReadYourWritesCheck {
         let ops = input.history.ops();
         let writes = self.accesses(&ops, &self.write);
         let reads = self.accesses(&ops, &self.read);
-        let (violations, tally) = judge(&writes, &reads);
+        let latest = latest_writes(&ops, self);
+        let (violations, tally) = judge(&latest, &writes, &reads);
         let details = json!({
             "acknowledged_writes": writes.len(),
             "ok_reads": reads.len(),
@@ -119,30 +121,49 @@ impl ReadYourWritesCheck {
     }
 }
 
-/// Each (key, value) ranked by its latest acknowledged write of that key.
-fn ranks(writes: &[Access<'_>]) -> BTreeMap<(Element, Element), usize> {
-    let mut ranks = BTreeMap::new();
-    for (rank, w) in writes.iter().enumerate() {
-        ranks.insert((w.key.clone(), w.value.clone()), rank);
+/// For each (key, value), the latest completion index of a write of it;
+/// `u64::MAX` when some write of it never completed ok (it may take effect at
+/// any later time). Failed writes never happened and are left out.
+fn latest_writes(ops: &[Op], check: &ReadYourWritesCheck) -> BTreeMap<(Element, Element), u64> {
+    let mut latest: BTreeMap<(Element, Element), u64> = BTreeMap::new();
+    for op in ops.iter().filter(|op| op.f == check.write) {
+        let completed = match op.completion.as_ref().map(|c| (c.op_type, c.index)) {
+            Some((OpType::Fail, _)) => continue,
+            Some((OpType::Ok, index)) => index,
+            _ => u64::MAX,
+        };
+        let key = match &check.key {
+            Some(p) => match op.invoke_value.pointer(p) {
+                Some(k) => k,
+                None => continue,
+            },
+            None => &Value::Null,
+        };
+        let value = select(&op.invoke_value, check.value_pointer.as_deref()).unwrap_or(&Value::Null);
+        let slot = latest.entry((Element::new(key), Element::new(value))).or_insert(0);
+        *slot = (*slot).max(completed);
     }
-    ranks
+    latest
 }
 
-/// Judges each read against its actor's last own write. The write's place is
-/// its own position in the order, not its value's rank, so that someone
-/// rewriting the same value later does not make newer values look older.
-fn judge<'a>(writes: &'a [Access<'a>], reads: &'a [Access<'a>]) -> (Vec<Violation<'a>>, Tally) {
-    let ranks = ranks(writes);
+/// Judges each read against its actor's last own write.
+fn judge<'a>(
+    latest: &BTreeMap<(Element, Element), u64>,
+    writes: &'a [Access<'a>],
+    reads: &'a [Access<'a>],
+) -> (Vec<Violation<'a>>, Tally) {
+    let acked: BTreeSet<(&Element, &Element)> = writes.iter().map(|w| (&w.key, &w.value)).collect();
     let mut tally = Tally::default();
     let mut violations = Vec::new();
     for read in reads {
-        let Some((position, write)) = last_own_write(writes, read) else { continue };
+        let Some((_, write)) = last_own_write(writes, read) else { continue };
         tally.judged += 1;
-        match ranks.get(&(read.key.clone(), read.value.clone())) {
-            Some(rank) if *rank < position => violations.push(Violation { write, read }),
-            Some(_) => {}
-            None if read.value.value().is_null() => violations.push(Violation { write, read }),
-            None => tally.unranked += 1,
+        let acknowledged = acked.contains(&(&read.key, &read.value));
+        match latest.get(&(read.key.clone(), read.value.clone())) {
+            Some(done) if acknowledged && *done < write.op.invoke_index => violations.push(Violation { write, read }),
+            Some(_) if acknowledged => {}
+            _ if read.value.value().is_null() => violations.push(Violation { write, read }),
+            _ => tally.unranked += 1,
         }
     }
     assert!(violations.len() + tally.unranked <= tally.judged);
@@ -289,6 +310,37 @@ mod tests {
         let hist = h(&[w(0, "x", 1), w(0, "x", 2), r(0, "x", 1), r(0, "z", 1)]);
         let res = assert_check(&keyed, &hist, Verdict::Invalid, "alice read #5 saw 1 after write #3 of 2");
         assert_eq!(res.details["violations"][0]["key"], "x");
+    }
+
+    /// Bob's write of 11 is concurrent with Alice's write of 10 and completes
+    /// last, yet the server applied it first: Bob reading 10 is legal.
+    #[test]
+    fn a_concurrent_write_completing_first_may_still_come_later() {
+        use shakedown_history::{Header, HistoryBuilder, ProcessId};
+        let mut b = HistoryBuilder::new(Header::new("t", 0));
+        let (alice, bob) = (ProcessId(0), ProcessId(1));
+        b.invoke(1, bob, "bob", "write", json!(11));
+        b.invoke(2, alice, "alice", "write", json!(10));
+        b.complete(3, alice, OpType::Ok, json!(10), None);
+        b.complete(4, bob, OpType::Ok, json!(11), None);
+        b.invoke(5, bob, "bob", "read", Value::Null);
+        b.complete(6, bob, OpType::Ok, json!(10), None);
+        check(&b.finish(), Verdict::Valid, "all 1 read");
+    }
+
+    /// A value whose every write completed before the own write began is older.
+    #[test]
+    fn a_value_written_before_the_own_write_began_is_stale() {
+        use shakedown_history::{Header, HistoryBuilder, ProcessId};
+        let mut b = HistoryBuilder::new(Header::new("t", 0));
+        let (alice, bob) = (ProcessId(0), ProcessId(1));
+        b.invoke(1, alice, "alice", "write", json!(10));
+        b.complete(2, alice, OpType::Ok, json!(10), None);
+        b.invoke(3, bob, "bob", "write", json!(11));
+        b.complete(4, bob, OpType::Ok, json!(11), None);
+        b.invoke(5, bob, "bob", "read", Value::Null);
+        b.complete(6, bob, OpType::Ok, json!(10), None);
+        check(&b.finish(), Verdict::Invalid, "missed the actor's own write");
     }
 
     #[test]

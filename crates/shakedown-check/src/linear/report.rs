@@ -99,17 +99,19 @@ fn invalid<M: Model + ?Sized>(
     if let Some(key) = &p.key {
         summary.push_str(&format!(" (key {key})"));
     }
-    let details = json!({
-        "model": model.name(),
-        "key": p.key,
-        // The prefix by op index only: it can be the whole history, and
-        // building an object per op cost more than the search on small ones.
-        "linearized_prefix": prefix.iter().map(|&i| Value::from(source(i).invoke_index)).collect::<Vec<_>>(),
-        "blocked": op_json(blocked_op),
-        "concurrent": concurrent,
-        "state": state,
-        "steps": steps,
-    });
+    // Built by moving values in: `json!` would serialize each list again.
+    let prefix: Vec<Value> = prefix.iter().map(|&i| Value::from(source(i).invoke_index)).collect();
+    let mut details = serde_json::Map::new();
+    details.insert("model".into(), Value::from(model.name()));
+    details.insert("key".into(), p.key.as_deref().map_or(Value::Null, Value::from));
+    // The prefix by op index only: it can be the whole history, and building
+    // an object per op cost more than the search on small histories.
+    details.insert("linearized_prefix".into(), Value::Array(prefix));
+    details.insert("blocked".into(), op_json(blocked_op));
+    details.insert("concurrent".into(), Value::Array(concurrent));
+    details.insert("state".into(), Value::String(state));
+    details.insert("steps".into(), Value::from(steps));
+    let details = Value::Object(details);
     CheckResult::new(KIND, Verdict::Invalid, summary, details)
 }
 

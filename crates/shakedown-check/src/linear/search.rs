@@ -50,24 +50,39 @@ const CLOCK_EVERY: u64 = 1 << 10;
 
 /// The event list: node 0 is the head, node `1 + 2i` the call of op `i`,
 /// `2 + 2i` its return.
-struct Events {
-    prev: Vec<u32>,
-    next: Vec<u32>,
+struct Events<'a> {
+    prev: &'a mut Vec<u32>,
+    next: &'a mut Vec<u32>,
 }
 
-impl Events {
-    fn new<O>(ops: &[SearchOp<O>]) -> Events {
+impl<'a> Events<'a> {
+    fn new<O>(
+        ops: &[SearchOp<O>],
+        prev: &'a mut Vec<u32>,
+        next: &'a mut Vec<u32>,
+        returns: &mut Vec<(u64, u32)>,
+    ) -> Events<'a> {
         // Returns of unknown ops sort after every real event, by op.
         // Calls are already in order; sort only the returns (nearly in order
         // too) and merge. Event indices are distinct, so ties cannot occur.
-        let mut returns: Vec<(u64, u32)> = ops
-            .iter()
-            .enumerate()
-            .map(|(i, op)| (op.ret.unwrap_or(u64::MAX - ops.len() as u64 + i as u64), call_node(i) + 1))
-            .collect();
-        returns.sort_unstable();
+        // Known returns, nearly in call order, get sorted; unknown ones go
+        // after them, in op order, already sorted.
+        returns.clear();
+        returns.extend(ops.iter().enumerate().filter_map(|(i, op)| Some((op.ret?, call_node(i) + 1))));
+        sort_nearly_sorted(returns);
+        let n_known = returns.len();
+        returns.extend(
+            ops.iter()
+                .enumerate()
+                .filter(|(_, op)| op.ret.is_none())
+                .map(|(i, _)| (u64::MAX - ops.len() as u64 + i as u64, call_node(i) + 1)),
+        );
+        debug_assert!(n_known == 0 || returns[n_known - 1].0 < u64::MAX - ops.len() as u64);
         let n_nodes = 2 * ops.len() + 1;
-        let (mut prev, mut next) = (vec![NIL; n_nodes], vec![NIL; n_nodes]);
+        prev.clear();
+        prev.resize(n_nodes, NIL);
+        next.clear();
+        next.resize(n_nodes, NIL);
         let mut last = HEAD;
         let mut link = |node: u32| {
             next[last as usize] = node;
@@ -127,18 +142,23 @@ fn op_of(node: u32) -> usize {
 /// The set of linearized ops: a bitset plus what makes it cheap to hash and
 /// to store: a Zobrist hash, the lowest op not yet linearized (every op below
 /// it is), and a stack of running maxima.
-struct Linearized {
+struct Linearized<'a> {
     words: Vec<u64>,
+    /// A fixed random value per op (`splitmix64(i)`), kept between searches.
+    zobrist: &'a [u64],
     hash: u64,
     low: usize,
     n_ops: usize,
 }
 
-impl Linearized {
-    fn new(n_ops: usize) -> Linearized {
-        // The Zobrist values are computed when needed (a few multiplies),
-        // not tabled: a table per search costs more than it saves on small ones.
-        Linearized { words: vec![0; n_ops.div_ceil(64)], hash: 0, low: 0, n_ops }
+impl<'a> Linearized<'a> {
+    fn new(n_ops: usize, zobrist: &'a mut Vec<u64>) -> Linearized<'a> {
+        // The table only ever grows: its values depend on the op's position alone.
+        let have = zobrist.len();
+        if have < n_ops {
+            zobrist.extend((have as u64..n_ops as u64).map(splitmix64));
+        }
+        Linearized { words: vec![0; n_ops.div_ceil(64)], zobrist, hash: 0, low: 0, n_ops }
     }
 
     fn contains(&self, i: usize) -> bool {
@@ -148,7 +168,7 @@ impl Linearized {
     fn insert(&mut self, i: usize) {
         assert!(!self.contains(i), "op {i} linearized twice");
         self.words[i / 64] |= 1 << (i % 64);
-        self.hash ^= splitmix64(i as u64);
+        self.hash ^= self.zobrist[i];
         while self.low < self.n_ops && self.contains(self.low) {
             self.low += 1;
         }
@@ -157,7 +177,7 @@ impl Linearized {
     fn remove(&mut self, i: usize) {
         assert!(self.contains(i), "op {i} unlinearized but not linearized");
         self.words[i / 64] &= !(1 << (i % 64));
-        self.hash ^= splitmix64(i as u64);
+        self.hash ^= self.zobrist[i];
         self.low = self.low.min(i);
     }
 
@@ -178,10 +198,10 @@ impl Linearized {
 /// bitset words in one shared vector. So the table stays small (probing it
 /// touches few cache lines) and caching a configuration allocates nothing
 /// beyond amortized growth.
-struct Cache<S> {
-    heads: FxHashMap<u64, u32>,
+struct Cache<'a, S> {
+    heads: &'a mut FxHashMap<u64, u32>,
     entries: Vec<Entry<S>>,
-    words: Vec<u64>,
+    words: &'a mut Vec<u64>,
 }
 
 struct Entry<S> {
@@ -194,13 +214,12 @@ struct Entry<S> {
     state: S,
 }
 
-impl<S: Hash + Eq + Clone> Cache<S> {
-    fn with_capacity(n: usize) -> Cache<S> {
-        Cache {
-            heads: FxHashMap::with_capacity_and_hasher(n, Default::default()),
-            entries: Vec::with_capacity(n),
-            words: Vec::with_capacity(n),
-        }
+impl<'a, S: Hash + Eq + Clone> Cache<'a, S> {
+    fn with_capacity(n: usize, heads: &'a mut FxHashMap<u64, u32>, words: &'a mut Vec<u64>) -> Cache<'a, S> {
+        heads.clear();
+        heads.reserve(n);
+        words.clear();
+        Cache { heads, entries: Vec::with_capacity(n), words }
     }
 
     /// Records the configuration; false when it was already there.
@@ -241,16 +260,75 @@ struct Frame<S> {
     max_op: usize,
 }
 
+/// Buffers a search needs whatever the model, kept per thread between
+/// searches: a check of a small history would otherwise spend much of its
+/// time allocating and freeing them.
+#[derive(Default)]
+struct Scratch {
+    prev: Vec<u32>,
+    next: Vec<u32>,
+    returns: Vec<(u64, u32)>,
+    heads: FxHashMap<u64, u32>,
+    words: Vec<u64>,
+    zobrist: Vec<u64>,
+}
+
+impl Scratch {
+    /// Frees what a big search left, so it does not linger nor make clearing slow.
+    fn trim(&mut self) {
+        const KEEP: usize = 1 << 14;
+        if self.heads.capacity() > KEEP {
+            self.heads = FxHashMap::default();
+        }
+        for v in [&mut self.prev, &mut self.next] {
+            if v.capacity() > KEEP {
+                *v = Vec::new();
+            }
+        }
+        if self.returns.capacity() > KEEP {
+            self.returns = Vec::new();
+        }
+        if self.words.capacity() > KEEP {
+            self.words = Vec::new();
+        }
+        if self.zobrist.len() > KEEP {
+            self.zobrist = Vec::new();
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
+}
+
 /// Runs the search over `ops`, which must be sorted by call.
 pub(crate) fn search<M: Model + ?Sized>(model: &M, ops: &[SearchOp<M::Op>], budget: Budget) -> Searched<M::State> {
+    SCRATCH.with(|cell| {
+        // Taken, not borrowed: a search on this thread that started inside
+        // another (none does today) would simply get fresh buffers.
+        let mut scratch = cell.take();
+        let searched = search_in(model, ops, budget, &mut scratch);
+        scratch.trim();
+        cell.set(scratch);
+        searched
+    })
+}
+
+fn search_in<M: Model + ?Sized>(
+    model: &M,
+    ops: &[SearchOp<M::Op>],
+    budget: Budget,
+    scratch: &mut Scratch,
+) -> Searched<M::State> {
     assert!(ops.windows(2).all(|w| w[0].call < w[1].call), "ops must be sorted by call");
     assert!(ops.iter().all(|o| o.ret.is_none_or(|r| r > o.call)), "an op returns after its call");
     assert!(2 * ops.len() < NIL as usize, "too many ops for 32-bit event nodes");
-    let mut events = Events::new(ops);
-    let mut linearized = Linearized::new(ops.len());
+    let Scratch { prev, next, returns, heads, words, zobrist } = scratch;
+    let mut cache: Cache<M::State> = Cache::with_capacity((2 * ops.len()).min(1 << 16), heads, words);
+    let mut events = Events::new(ops, prev, next, returns);
+    let mut linearized = Linearized::new(ops.len(), zobrist);
     // Sized for a search that mostly goes straight through: growing a few
     // times is cheaper than clearing a big table for a small history.
-    let mut cache: Cache<M::State> = Cache::with_capacity((2 * ops.len()).min(1 << 16));
     let mut stack: Vec<Frame<M::State>> = Vec::with_capacity(ops.len());
     let mut state = model.init();
     let mut best = Best { len: 0, dirty: true, found: None };
@@ -333,6 +411,28 @@ impl<S: Clone> Best<S> {
             self.found = Some((stack.iter().map(|f| f.call).collect(), blocked, state.clone()));
             self.dirty = false;
         }
+    }
+}
+
+/// Sorts `v`, fast when it is nearly sorted (returns mostly come in the
+/// order of their calls): insertion sort while it moves few elements, then
+/// the general sort for whatever remains.
+fn sort_nearly_sorted<T: Ord + Copy>(v: &mut [T]) {
+    let mut budget = 8 * v.len();
+    for i in 1..v.len() {
+        let x = v[i];
+        let mut j = i;
+        while j > 0 && v[j - 1] > x {
+            if budget == 0 {
+                v[j] = x;
+                v.sort_unstable();
+                return;
+            }
+            budget -= 1;
+            v[j] = v[j - 1];
+            j -= 1;
+        }
+        v[j] = x;
     }
 }
 
