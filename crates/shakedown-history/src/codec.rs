@@ -62,7 +62,7 @@ pub fn read_jsonl(input: impl BufRead) -> Result<History, DecodeError> {
     let header = header.ok_or(DecodeError::Empty { line: 1 })?;
     let history = History { header, events };
     history.validate().map_err(|source| {
-        let at = failing_event(&source).and_then(|i| line_numbers.get(i as usize).copied());
+        let at = line_numbers.get(source.event_index() as usize).copied();
         DecodeError::WellFormed { line: at.unwrap_or(0), source }
     })?;
     Ok(history)
@@ -77,18 +77,6 @@ fn parse_header(line_no: usize, line: &str) -> Result<Header, DecodeError> {
         return Err(DecodeError::Version { line: line_no, format, version });
     }
     serde_json::from_value(value).map_err(|e| DecodeError::Header { line: line_no, message: e.to_string() })
-}
-
-fn failing_event(e: &WellFormedError) -> Option<u64> {
-    Some(match e {
-        WellFormedError::Index { expected, .. } => *expected,
-        WellFormedError::TimeBackwards { index, .. }
-        | WellFormedError::DoubleInvoke { index, .. }
-        | WellFormedError::RetiredProcess { index, .. }
-        | WellFormedError::OrphanCompletion { index, .. }
-        | WellFormedError::MismatchedF { index, .. }
-        | WellFormedError::UnmatchedFault { index, .. } => *index,
-    })
 }
 
 #[cfg(test)]

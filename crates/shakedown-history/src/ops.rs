@@ -64,6 +64,21 @@ pub enum WellFormedError {
     UnmatchedFault { index: u64, fault_id: u64, phase: FaultPhase },
 }
 
+impl WellFormedError {
+    /// The index of the event that broke the rule.
+    pub fn event_index(&self) -> u64 {
+        match self {
+            WellFormedError::Index { expected, .. } => *expected,
+            WellFormedError::TimeBackwards { index, .. }
+            | WellFormedError::DoubleInvoke { index, .. }
+            | WellFormedError::RetiredProcess { index, .. }
+            | WellFormedError::OrphanCompletion { index, .. }
+            | WellFormedError::MismatchedF { index, .. }
+            | WellFormedError::UnmatchedFault { index, .. } => *index,
+        }
+    }
+}
+
 /// Tracks the rules a history must obey; shared by the builder (which asserts)
 /// and the reader (which reports).
 #[derive(Debug, Default)]

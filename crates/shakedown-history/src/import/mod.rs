@@ -29,7 +29,7 @@ mod porcupine_kv;
 
 use crate::codec::{read_jsonl, DecodeError};
 use crate::event::{Completion, Event, EventKind, Header, Invoke, OpType, ProcessId};
-use crate::ops::{History, WellFormedError};
+use crate::ops::History;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -222,7 +222,7 @@ fn build(header: Header, records: Vec<Record>) -> Result<History, ImportError> {
     let history = History { header, events };
     // Postcondition: the checks above are meant to cover every rule.
     if let Err(e) = history.validate() {
-        let line = failing_index(&e).and_then(|i| lines.get(i as usize).copied()).unwrap_or(1);
+        let line = lines.get(e.event_index() as usize).copied().unwrap_or(1);
         return Err(ImportError::new(line, e.to_string()));
     }
     Ok(history)
@@ -267,18 +267,6 @@ fn convert(procs: &mut Processes, r: &Record) -> Result<EventKind, ImportError> 
     let process = procs.current.get(&r.process).copied().unwrap_or(ProcessId(r.process));
     let c = Completion { process, actor, f, value, error: r.error.clone(), unexpected: false };
     Ok(EventKind::completion_of(op_type, c))
-}
-
-fn failing_index(e: &WellFormedError) -> Option<u64> {
-    Some(match e {
-        WellFormedError::Index { expected, .. } => *expected,
-        WellFormedError::TimeBackwards { index, .. }
-        | WellFormedError::DoubleInvoke { index, .. }
-        | WellFormedError::RetiredProcess { index, .. }
-        | WellFormedError::OrphanCompletion { index, .. }
-        | WellFormedError::MismatchedF { index, .. }
-        | WellFormedError::UnmatchedFault { index, .. } => *index,
-    })
 }
 
 #[cfg(test)]
