@@ -95,6 +95,7 @@ pub enum Val {
 
 impl Val {
     /// The single place where numbers and numeric strings are reconciled.
+    #[inline]
     pub fn from_json(v: &Value) -> Val {
         match v {
             Value::Null => Val::Null,

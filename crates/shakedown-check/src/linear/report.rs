@@ -6,6 +6,7 @@ use super::{Model, Partition};
 use crate::{list_bounded, plural, CheckResult, Verdict};
 use serde_json::{json, Value};
 use shakedown_history::OpType;
+use std::fmt::Write;
 
 const KIND: &str = "linearizable";
 
@@ -90,14 +91,14 @@ fn invalid<M: Model + ?Sized>(
         .filter(|&j| j != blocked && overlap(&p.ops[j], &p.ops[blocked]))
         .map(|j| op_json(source(j)))
         .collect();
-    let mut summary = format!(
-        "op {} ({}) cannot be linearized after {}; state was {state}",
-        blocked_op.invoke_index,
-        describe(blocked_op),
-        plural(prefix.len() as u64, "op")
-    );
+    // Written into one string: on a small history the report costs as much as the search.
+    let mut summary = String::with_capacity(96);
+    let _ = write!(summary, "op {} (", blocked_op.invoke_index);
+    describe_into(&mut summary, blocked_op);
+    let n = prefix.len();
+    let _ = write!(summary, ") cannot be linearized after {n} op{}; state was {state}", if n == 1 { "" } else { "s" });
     if let Some(key) = &p.key {
-        summary.push_str(&format!(" (key {key})"));
+        let _ = write!(summary, " (key {key})");
     }
     // Built by moving values in: `json!` would serialize each list again.
     let prefix: Vec<Value> = prefix.iter().map(|&i| Value::from(source(i).invoke_index)).collect();
@@ -134,16 +135,23 @@ fn key_name(key: &Option<String>) -> String {
 
 /// "process 3 read → 4", "process 1 write 3".
 fn describe(op: &OpRef<'_>) -> String {
-    let mut s = format!("process {} {}", op.process, op.f);
+    let mut s = String::new();
+    describe_into(&mut s, op);
+    s
+}
+
+fn describe_into(s: &mut String, op: &OpRef<'_>) {
+    let _ = write!(s, "process {} {}", op.process, op.f);
     if !op.invoke_value.is_null() {
-        s.push_str(&format!(" {}", op.invoke_value));
+        let _ = write!(s, " {}", op.invoke_value);
     }
     match op.completion {
-        Some((OpType::Ok, _, out)) if !out.is_null() || op.invoke_value.is_null() => s.push_str(&format!(" → {out}")),
+        Some((OpType::Ok, _, out)) if !out.is_null() || op.invoke_value.is_null() => {
+            let _ = write!(s, " → {out}");
+        }
         Some((OpType::Ok | OpType::Fail, _, _)) => {}
         _ => s.push_str(" → ?"),
     }
-    s
 }
 
 /// Built field by field rather than with `json!`, which would serialize

@@ -62,11 +62,10 @@ impl<'a> Events<'a> {
         next: &'a mut Vec<u32>,
         returns: &mut Vec<(u64, u32)>,
     ) -> Events<'a> {
-        // Returns of unknown ops sort after every real event, by op.
-        // Calls are already in order; sort only the returns (nearly in order
-        // too) and merge. Event indices are distinct, so ties cannot occur.
-        // Known returns, nearly in call order, get sorted; unknown ones go
-        // after them, in op order, already sorted.
+        // Calls are already in order. Known returns, nearly in call order,
+        // get sorted; returns of unknown ops go after every real event, in op
+        // order. Then the two are merged; event indices are distinct, so
+        // there are no ties.
         returns.clear();
         returns.extend(ops.iter().enumerate().filter_map(|(i, op)| Some((op.ret?, call_node(i) + 1))));
         sort_nearly_sorted(returns);
@@ -219,7 +218,8 @@ impl<'a, S: Hash + Eq + Clone> Cache<'a, S> {
         heads.clear();
         heads.reserve(n);
         words.clear();
-        Cache { heads, entries: Vec::with_capacity(n), words }
+        // Entries start small: a search that fails fast caches a few dozen.
+        Cache { heads, entries: Vec::with_capacity(n.min(32)), words }
     }
 
     /// Records the configuration; false when it was already there.
@@ -329,7 +329,7 @@ fn search_in<M: Model + ?Sized>(
     let mut linearized = Linearized::new(ops.len(), zobrist);
     // Sized for a search that mostly goes straight through: growing a few
     // times is cheaper than clearing a big table for a small history.
-    let mut stack: Vec<Frame<M::State>> = Vec::with_capacity(ops.len());
+    let mut stack: Vec<Frame<M::State>> = Vec::with_capacity(ops.len().min(32));
     let mut state = model.init();
     let mut best = Best { len: 0, dirty: true, found: None };
     let mut steps: u64 = 0;

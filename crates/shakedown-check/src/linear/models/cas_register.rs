@@ -21,6 +21,7 @@ impl Model for CasRegister {
         "cas-register"
     }
 
+    #[inline]
     fn parse(&self, op: &OpInput<'_>) -> Result<Option<CasOp>, String> {
         match op.f {
             "write" => Ok(Some(CasOp::Write(Val::from_json(op.value)))),
