@@ -8,7 +8,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 use crate::service::BugSwitch;
-use crate::{counter, ids, kv, queue};
+use crate::{bank, counter, ids, kv, queue};
 
 /// Small services with bug switches, for shakedown's own tests and quick start.
 #[derive(Debug, Parser)]
@@ -29,6 +29,8 @@ pub enum Service {
     Ids(IdsArgs),
     /// HTTP counter with idempotency keys persisted to DIR/counter.log.
     Counter(CounterArgs),
+    /// HTTP bank of accounts 0..N moving money between them, persisted to DIR/bank.log.
+    Bank(BankArgs),
 }
 
 /// Where a service listens and keeps its data.
@@ -78,6 +80,21 @@ pub struct CounterArgs {
     pub bugs: Vec<counter::Bug>,
 }
 
+#[derive(Debug, Args)]
+pub struct BankArgs {
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+    /// Number of accounts, numbered from 0.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub accounts: u32,
+    /// Balance every account starts with.
+    #[arg(long, value_name = "B", default_value_t = 100, value_parser = clap::value_parser!(i64).range(0..))]
+    pub initial: i64,
+    /// Bug switch to turn on; repeat for several.
+    #[arg(long = "bug", value_name = "NAME", value_parser = bug_parser::<bank::Bug>())]
+    pub bugs: Vec<bank::Bug>,
+}
+
 /// Accepts exactly the service's bug names; clap's error lists them otherwise.
 fn bug_parser<B: BugSwitch>() -> impl TypedValueParser<Value = B> {
     PossibleValuesParser::new(B::ALL.iter().map(|bug| bug.name())).try_map(|name| B::parse(&name))
@@ -111,6 +128,13 @@ impl CounterArgs {
     }
 }
 
+impl BankArgs {
+    fn config(&self) -> bank::Config {
+        let config = bank::Config::new(&self.endpoint.data).with_accounts(self.accounts as usize, self.initial);
+        self.bugs.iter().fold(config, |c, &bug| c.with_bug(bug))
+    }
+}
+
 /// Parses the process arguments and runs the chosen service. Exit codes:
 /// 0 after a graceful shutdown, 1 when the service cannot start or fails,
 /// 2 for bad arguments.
@@ -130,6 +154,9 @@ pub fn main() -> ExitCode {
         }
         Service::Counter(args) => {
             runtime.block_on(counter::run(args.endpoint.listen, args.config())).map_err(|e| e.to_string())
+        }
+        Service::Bank(args) => {
+            runtime.block_on(bank::run(args.endpoint.listen, args.config())).map_err(|e| e.to_string())
         }
     };
     match result {
@@ -217,6 +244,31 @@ mod tests {
         };
         assert!(args.config().bugs.is_empty());
         assert_eq!(args.config().data_dir, PathBuf::from("/d"));
+        let Service::Counter(args) = with("counter", &["double-apply", "stale-replica-read"]) else {
+            panic!("not counter");
+        };
+        assert_eq!(args.config().bugs.into_iter().collect::<Vec<_>>(), counter::Bug::ALL);
+        let Service::Bank(args) = with("bank", &["non-atomic-transfer"]) else {
+            panic!("not bank");
+        };
+        let config = args.config();
+        assert_eq!((config.accounts, config.initial), (5, 100));
+        assert_eq!(config.bugs.into_iter().collect::<Vec<_>>(), bank::Bug::ALL);
+    }
+
+    #[test]
+    fn parses_bank_sizes() {
+        let args = ["bank", "--listen", "127.0.0.1:9", "--data", "/d", "--accounts", "3", "--initial", "7"];
+        let Service::Bank(args) = parse(&args).unwrap().service else {
+            panic!("not bank");
+        };
+        let config = args.config();
+        assert_eq!((config.accounts, config.initial), (3, 7));
+        assert!(config.bugs.is_empty());
+        for bad in ["--accounts=0", "--initial=-1"] {
+            let args = ["bank", "--listen", "127.0.0.1:9", "--data", "/d", bad];
+            assert_eq!(parse(&args).unwrap_err().kind(), ErrorKind::ValueValidation, "{bad:?}");
+        }
     }
 
     #[test]
@@ -225,7 +277,8 @@ mod tests {
             ("kv", "double-claim", ["lost-write", "racy-cas", "stale-read"].as_slice()),
             ("queue", "lost-write", &["double-claim", "lost-on-kill"]),
             ("ids", "double-apply", &["repeat-after-restart"]),
-            ("counter", "stale-read", &["double-apply"]),
+            ("counter", "stale-read", &["double-apply", "stale-replica-read"]),
+            ("bank", "stale-read", &["non-atomic-transfer"]),
         ];
         for (service, bug, valid) in cases {
             let args = [service, "--listen", "127.0.0.1:9", "--data", "/d", "--bug", bug];

@@ -3,13 +3,21 @@
 //! The correct build records each increment with its `Idempotency-Key` and
 //! `sync_data`s it before answering; a key already applied is answered with the
 //! total it produced the first time and not applied again, across restarts
-//! too. [`Bug::DoubleApply`] ignores the key.
+//! too, and `GET /counter` always reads the live total. [`Bug::DoubleApply`]
+//! ignores the key; [`Bug::StaleReplicaRead`] serves about half the reads from
+//! a replica copy refreshed every [`Config::replica_period`], so successive
+//! reads can go backwards.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
 use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State as Shared;
 use axum::http::{HeaderMap, StatusCode};
@@ -34,6 +42,10 @@ bug_switches! {
     pub enum Bug {
         /// Ignore `Idempotency-Key`: a retried increment is applied again.
         DoubleApply = "double-apply",
+        /// Serve each `GET /counter` at random (about half the time) from a
+        /// replica copy of the total refreshed every [`Config::replica_period`]
+        /// instead of the live total, so reads can go backwards.
+        StaleReplicaRead = "stale-replica-read",
     }
 }
 
@@ -43,13 +55,20 @@ pub struct Config {
     /// Directory holding [`LOG_FILE`]; created if missing.
     pub data_dir: PathBuf,
     pub bugs: BTreeSet<Bug>,
+    /// With [`Bug::StaleReplicaRead`]: how often the replica copies the live total.
+    pub replica_period: Duration,
     pub log: Logger,
 }
 
 impl Config {
-    /// The correct build, logging to stdout.
+    /// The correct build, logging to stdout (500 ms stale-replica-read period).
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
-        Config { data_dir: data_dir.into(), bugs: BTreeSet::new(), log: Logger::Stdout }
+        Config {
+            data_dir: data_dir.into(),
+            bugs: BTreeSet::new(),
+            replica_period: Duration::from_millis(500),
+            log: Logger::Stdout,
+        }
     }
 
     /// Turns on `bug`.
@@ -125,6 +144,42 @@ struct App {
     counter: Arc<Mutex<Counter>>,
     /// With [`Bug::DoubleApply`], keys are dropped before they reach the counter.
     ignore_keys: bool,
+    /// With [`Bug::StaleReplicaRead`], the lagging copy of the total some reads see.
+    replica: Option<Arc<AtomicI64>>,
+}
+
+impl App {
+    /// The total a read sees: the live one, or with a replica a coin flip
+    /// between the live total and the replica's.
+    fn read_total(&self) -> i64 {
+        match &self.replica {
+            Some(replica) if coin_flip() => replica.load(Ordering::SeqCst),
+            _ => self.counter.lock().expect("counter lock poisoned").total,
+        }
+    }
+}
+
+/// A fair coin, from the randomly keyed hasher std gives each `RandomState`.
+fn coin_flip() -> bool {
+    RandomState::new().build_hasher().finish() & 1 == 1
+}
+
+/// Copies the live total into the replica every `period`; never returns.
+async fn refresh_replica(
+    counter: Arc<Mutex<Counter>>,
+    replica: Option<Arc<AtomicI64>>,
+    period: Duration,
+) -> Infallible {
+    let Some(replica) = replica else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(period.max(Duration::from_millis(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let total = counter.lock().expect("counter lock poisoned").total;
+        replica.store(total, Ordering::SeqCst);
+    }
 }
 
 /// Binds `addr`, serves until SIGTERM or SIGINT, then shuts down gracefully.
@@ -143,21 +198,26 @@ where
     let dir = config.data_dir.clone();
     let (counter, recovery) = tokio::task::spawn_blocking(move || Counter::open(&dir)).await??;
     service::log_recovery(&log, &recovery, &config.data_dir);
-    let app = App { counter: Arc::new(Mutex::new(counter)), ignore_keys: config.bugs.contains(&Bug::DoubleApply) };
+    let replica = config.bugs.contains(&Bug::StaleReplicaRead).then(|| Arc::new(AtomicI64::new(counter.total)));
+    let app = App {
+        counter: Arc::new(Mutex::new(counter)),
+        ignore_keys: config.bugs.contains(&Bug::DoubleApply),
+        replica: replica.clone(),
+    };
+    let refresh = refresh_replica(Arc::clone(&app.counter), replica, config.replica_period);
     let router = Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/counter", get(read_total))
         .route("/counter/add", post(add))
         .with_state(app);
     let bugs = config.bugs.iter().copied();
-    service::serve_http(listener, router, &log, bugs, shutdown, std::future::pending()).await?;
+    service::serve_http(listener, router, &log, bugs, shutdown, refresh).await?;
     log.info("stopped", &[]);
     Ok(())
 }
 
 async fn read_total(Shared(app): Shared<App>) -> Response {
-    let total = app.counter.lock().expect("counter lock poisoned").total;
-    (StatusCode::OK, total.to_string()).into_response()
+    (StatusCode::OK, app.read_total().to_string()).into_response()
 }
 
 async fn add(Shared(app): Shared<App>, headers: HeaderMap, body: String) -> Response {

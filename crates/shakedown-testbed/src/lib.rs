@@ -3,8 +3,9 @@
 //! Each service is a module with a `Config`, a `Bug` enum of its own bug
 //! switches and an async `serve` that runs on a listener you bind, so tests can
 //! run it in-process: [`kv`] (key-value and sets), [`queue`] (a job queue over
-//! a pluggable [`queue::Store`] engine), [`ids`] (unique ids) and [`counter`]
-//! (increments with idempotency keys). All of them are durable by default
+//! a pluggable [`queue::Store`] engine), [`ids`] (unique ids), [`counter`]
+//! (increments with idempotency keys) and [`bank`] (transfers between
+//! accounts). All of them are durable by default
 //! through one append-only JSON-lines log each. [`main`] is the
 //! `shakedown-testbed` binary's entry point (`shakedown-testbed kv --listen
 //! 127.0.0.1:8080 --data DIR [--bug lost-write] [--bug stale-read]`).
@@ -29,6 +30,7 @@
 //! # }
 //! ```
 
+pub mod bank;
 pub mod cli;
 pub mod counter;
 pub mod ids;

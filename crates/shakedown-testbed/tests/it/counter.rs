@@ -52,3 +52,64 @@ fn double_apply_applies_a_retried_key_twice() {
         server.stop().await;
     });
 }
+
+/// Reads `/counter` `n` times in a row.
+async fn reads(server: &Server, n: usize) -> Vec<i64> {
+    let mut totals = Vec::new();
+    for _ in 0..n {
+        let (code, body) = server.call("GET", "/counter", "").await;
+        assert_eq!(code, 200, "{body}");
+        totals.push(body.parse().expect("integer total"));
+    }
+    totals
+}
+
+fn decreases(totals: &[i64]) -> bool {
+    totals.windows(2).any(|pair| pair[1] < pair[0])
+}
+
+#[test]
+fn stale_replica_read_lets_reads_go_backwards() {
+    run(async {
+        let dir = temp_dir();
+        let server = start(Config::new(dir.path()).with_bug(Bug::StaleReplicaRead)).await;
+        assert_eq!(add(&server, None, "").await, ok("1"));
+        // Let the replica catch up once, so it lags only what follows.
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        let mut seen = Vec::new();
+        // Each round moves the live total past the replica, then reads: a
+        // live read followed by a replica read goes backwards.
+        for _ in 0..20 {
+            for _ in 0..5 {
+                assert_eq!(add(&server, None, "").await.0, 200);
+            }
+            seen.extend(reads(&server, 20).await);
+            if decreases(&seen) {
+                break;
+            }
+        }
+        assert!(decreases(&seen), "no read went backwards: {seen:?}");
+        server.stop().await;
+    });
+}
+
+#[test]
+fn reads_never_go_backwards_in_the_correct_build() {
+    run(async {
+        let dir = temp_dir();
+        let server = start(Config::new(dir.path())).await;
+        assert_eq!(add(&server, None, "").await, ok("1"));
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        let mut seen = Vec::new();
+        for round in 0..10 {
+            for _ in 0..5 {
+                assert_eq!(add(&server, None, "").await.0, 200);
+            }
+            let totals = reads(&server, 20).await;
+            assert!(totals.iter().all(|&t| t == 6 + 5 * round), "{totals:?}");
+            seen.extend(totals);
+        }
+        assert!(!decreases(&seen), "{seen:?}");
+        server.stop().await;
+    });
+}

@@ -1,5 +1,6 @@
 //! Integration tests for the testbed services: real servers in-process on 127.0.0.1:0, driven over HTTP.
 
+mod bank;
 mod counter;
 mod ids;
 mod kv;

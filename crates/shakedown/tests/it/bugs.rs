@@ -76,3 +76,13 @@ fn set_full_catches_lost_writes() {
 fn read_your_writes_catches_stale_reads() {
     catches("read-your-writes", "stale-read", "read-your-writes");
 }
+
+#[test]
+fn bank_catches_non_atomic_transfers() {
+    catches("bank", "non-atomic-transfer", "bank");
+}
+
+#[test]
+fn monotonic_catches_reads_from_a_lagging_replica() {
+    catches("monotonic", "stale-replica-read", "monotonic");
+}
