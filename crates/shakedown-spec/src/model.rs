@@ -318,8 +318,8 @@ impl CheckKind {
             CheckKind::TotalQueue => &["enqueue", "dequeue", "drain", "mode"],
             CheckKind::UniqueIds => &["generate"],
             CheckKind::Bank => &["read", "total", "negative_allowed"],
-            CheckKind::Monotonic => &["read"],
-            CheckKind::ReadYourWrites => &["write", "read"],
+            CheckKind::Monotonic => &["read", "key", "value"],
+            CheckKind::ReadYourWrites => &["write", "read", "key", "value"],
         }
     }
 }
@@ -349,6 +349,12 @@ pub struct CheckSpec {
     pub total: Option<Spanned<i64>>,
     /// bank: whether balances may go below zero (default false).
     pub negative_allowed: Option<Spanned<bool>>,
+    /// monotonic, read-your-writes: a JSON pointer to the key in ops' invoked
+    /// values (e.g. "/key"); one register when absent.
+    pub key: Option<Spanned<String>>,
+    /// monotonic, read-your-writes: a JSON pointer to the value in writes'
+    /// invoked values and reads' results (e.g. "/value"); the whole value when absent.
+    pub value: Option<Spanned<String>>,
 }
 
 impl CheckSpec {
@@ -377,6 +383,8 @@ impl CheckSpec {
         keys.extend(self.mode.as_ref().map(|m| ("mode", m.span())));
         keys.extend(self.total.as_ref().map(|t| ("total", t.span())));
         keys.extend(self.negative_allowed.as_ref().map(|t| ("negative_allowed", t.span())));
+        keys.extend(self.key.as_ref().map(|k| ("key", k.span())));
+        keys.extend(self.value.as_ref().map(|v| ("value", v.span())));
         keys.extend(self.timeout.map(|_| ("timeout", 0..0)));
         keys
     }

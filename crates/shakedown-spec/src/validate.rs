@@ -259,6 +259,11 @@ impl<'a> Validator<'a> {
         if let Some(m) = c.mode.as_ref().filter(|m| !["at-most-once", "at-least-once"].contains(&m.get_ref().as_str())) {
             self.err(m.span(), format!("unknown mode `{}`; expected at-most-once or at-least-once", m.get_ref()));
         }
+        for pointer in [&c.key, &c.value].into_iter().flatten() {
+            if !pointer.get_ref().starts_with('/') {
+                self.err(pointer.span(), format!("`{}` is not a JSON pointer; expected one like \"/key\"", pointer.get_ref()));
+            }
+        }
         if c.kind == CheckKind::Bank && c.total.is_none() {
             self.err_near("\"bank\"".into(), format!("check `{label}` needs `total`, the sum every read must show"));
         }

@@ -92,8 +92,16 @@ pub fn checks_for(s: &Scenario) -> Vec<(String, Box<dyn Check>)> {
                     bank.negative_allowed = c.negative_allowed.as_ref().is_some_and(|n| *n.get_ref());
                     Box::new(bank)
                 }
-                CheckKind::Monotonic => Box::new(MonotonicCheck::new(f(&c.read, "read"))),
-                CheckKind::ReadYourWrites => Box::new(ReadYourWritesCheck::new(f(&c.write, "write"), f(&c.read, "read"))),
+                CheckKind::Monotonic => {
+                    let mut check = MonotonicCheck::new(f(&c.read, "read"));
+                    (check.key, check.value_pointer) = (pointer(&c.key), pointer(&c.value));
+                    Box::new(check)
+                }
+                CheckKind::ReadYourWrites => {
+                    let mut check = ReadYourWritesCheck::new(f(&c.write, "write"), f(&c.read, "read"));
+                    (check.key, check.value_pointer) = (pointer(&c.key), pointer(&c.value));
+                    Box::new(check)
+                }
             };
             (c.label().to_string(), check)
         })
@@ -103,6 +111,10 @@ pub fn checks_for(s: &Scenario) -> Vec<(String, Box<dyn Check>)> {
 /// An f name a check is configured with, or its default.
 fn f<'a>(name: &'a Option<Spanned<String>>, default: &'a str) -> &'a str {
     name.as_ref().map_or(default, |n| n.get_ref().as_str())
+}
+
+fn pointer(p: &Option<Spanned<String>>) -> Option<String> {
+    p.as_ref().map(|p| p.get_ref().clone())
 }
 
 /// The documented exit code of a finished run.

@@ -113,6 +113,7 @@ fn check_keys_fit_their_kind() {
     check_err(|t| t.replace("kind = \"set\"", "kind = \"linearizable\"\nmodel = \"regster\""), "32:9", "unknown model `regster`");
     check_err(|t| t.replace("kind = \"set\"", "kind = \"total-queue\"\nmode = \"twice\""), "32:8", "unknown mode `twice`");
     check_err(|t| t.replace("kind = \"set\"", "kind = \"bank\""), "31:8", "needs `total`");
+    check_err(|t| t.replace("kind = \"set\"", "kind = \"monotonic\"\nkey = \"key\""), "32:7", "not a JSON pointer");
     let ok = BASE.replace("kind = \"set\"", "kind = \"linearizable\"\nmodel = \"cas-register\"\ntimeout = \"5s\"");
     assert!(shakedown_spec::parse(&ok, "s.toml").is_ok());
 }
