@@ -159,7 +159,11 @@ pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
     let out = shakedown_runner::run(s, opts).await;
     let checks = match out.end {
         // A run that never finished its workload has no history worth judging.
-        RunEnd::Completed => shakedown_check::run_checks(&checks_for(s), &CheckInput::new(&out.history)),
+        RunEnd::Completed => {
+            let mut results = shakedown_check::run_checks(&checks_for(s), &CheckInput::new(&out.history));
+            results.iter_mut().for_each(|r| shakedown_check::linear::explain(r, &out.history));
+            results
+        }
         _ => Vec::new(),
     };
     let mut errors = out.errors.clone();

@@ -45,7 +45,8 @@ pub fn check_history_text(file: &str, text: &str, format: Option<Format>, model:
     let (history, format) = read_any(text, format, file)?;
     let check = LinearizableCheck { model: model.to_string(), timeout, max_steps: None };
     let start = Instant::now();
-    let result = check.check(&CheckInput::new(&history));
+    let mut result = check.check(&CheckInput::new(&history));
     let elapsed = start.elapsed();
+    shakedown_check::linear::explain(&mut result, &history);
     Ok(FileVerdict { file: file.to_string(), format, ops: history.ops().len(), elapsed, result })
 }

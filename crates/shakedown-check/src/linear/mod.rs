@@ -49,6 +49,7 @@ use crate::{Check, CheckInput, CheckResult, Verdict};
 use ops::OpRef;
 use rustc_hash::FxHashMap;
 use search::{SearchOp, Searched};
+use serde_json::Value;
 use shakedown_history::{History, OpType};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -158,6 +159,39 @@ impl Check for LinearizableCheck {
         };
         let budget = Budget { deadline: self.timeout.map(|t| Instant::now() + t), max_steps: self.max_steps };
         check(input.history, model.as_ref(), &budget)
+    }
+}
+
+/// How many of the last linearized ops [`explain`] shows in full.
+const PREFIX_TAIL: usize = 10;
+
+/// Adds `prefix_tail` to an invalid linearizable result: the last few ops of
+/// the linearized prefix in full, so a person sees what led to the state.
+/// Kept out of the check itself, whose cost on small histories is dominated
+/// by building reports; callers run it once when presenting a result.
+pub fn explain(result: &mut CheckResult, history: &History) {
+    if result.kind != "linearizable" || result.verdict != Verdict::Invalid {
+        return;
+    }
+    let Some(prefix) = result.details.get("linearized_prefix").and_then(Value::as_array) else { return };
+    let wanted: Vec<u64> = prefix.iter().rev().take(PREFIX_TAIL).rev().filter_map(Value::as_u64).collect();
+    let ops = history.ops();
+    let tail: Vec<Value> = wanted
+        .iter()
+        .filter_map(|i| ops.iter().find(|op| op.invoke_index == *i))
+        .map(|op| {
+            serde_json::json!({
+                "index": op.invoke_index,
+                "process": op.process,
+                "f": op.f,
+                "value": op.invoke_value,
+                "type": op.op_type().as_str(),
+                "result": op.completion.as_ref().map(|c| &c.value),
+            })
+        })
+        .collect();
+    if let Some(details) = result.details.as_object_mut() {
+        details.insert("prefix_tail".into(), Value::Array(tail));
     }
 }
 

@@ -43,6 +43,19 @@ fn linearizable_register_catches_stale_reads() {
 }
 
 #[test]
+fn a_linearizability_counterexample_shows_the_ops_before_the_blocked_one() {
+    let (code, r, err) = run("register", Some("stale-read"));
+    assert_eq!(code, Some(1), "{err}");
+    let details = &r["checks"][0]["details"];
+    let tail = details["prefix_tail"].as_array().expect("the prefix's last ops in full");
+    assert!(!tail.is_empty() && tail.len() <= 10, "{details}");
+    let prefix = details["linearized_prefix"].as_array().unwrap();
+    assert_eq!(tail.last().unwrap()["index"], *prefix.last().unwrap(), "the tail ends where the prefix does");
+    assert!(tail.iter().all(|op| op["f"].is_string() && op.get("result").is_some()));
+    assert_eq!(details["blocked"]["f"], "read");
+}
+
+#[test]
 fn linearizable_cas_register_catches_a_non_atomic_cas() {
     catches("cas", "racy-cas", "linearizable");
 }
