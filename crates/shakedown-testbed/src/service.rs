@@ -84,7 +84,7 @@ macro_rules! bug_switches {
 }
 pub(crate) use bug_switches;
 
-/// Why a service (other than `kv`, which has [`crate::kv::KvError`]) could not start or keep serving.
+/// Why a testbed service could not start or keep serving.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error("bind {addr}: {source}")]

@@ -91,22 +91,8 @@ impl Config {
     }
 }
 
-/// Why the service could not start or keep serving.
-#[derive(Debug, thiserror::Error)]
-pub enum KvError {
-    #[error("bind {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
-    #[error("install signal handlers: {0}")]
-    Signals(std::io::Error),
-    #[error("read the listening address: {0}")]
-    LocalAddr(std::io::Error),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("serve http: {0}")]
-    Serve(std::io::Error),
-    #[error("run a storage task: {0}")]
-    Task(#[from] tokio::task::JoinError),
-}
+/// Why the service could not start or keep serving: the same reasons as every testbed service.
+pub type KvError = crate::service::ServiceError;
 
 /// Binds `addr`, serves until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn run(addr: SocketAddr, config: Config) -> Result<(), KvError> {
