@@ -4,13 +4,17 @@
 //! (median of several runs, with ratios) and then runs the criterion benches.
 
 use criterion::Criterion;
-use porcupine_rs::{Model as PModel, Operation};
 use serde_json::{json, Value};
 use shakedown_check::linear::{check, model_by_name, Budget};
 use shakedown_check::Verdict;
 use shakedown_history::{EventKind, Header, History, HistoryBuilder, OpType, ProcessId};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+#[path = "peer/mod.rs"]
+mod peer;
+
+use peer::{pcas_op, pkv_op, to_porcupine, PCas, PKv};
 
 /// A small deterministic generator, so every run benchmarks the same histories.
 struct Rng(u64);
@@ -138,111 +142,6 @@ fn cas_history(seed: u64, lost_timeouts: bool, n_ops: usize, n_clients: u64) -> 
 }
 
 // ---- the same checks through porcupine-rs ----
-
-#[derive(Clone)]
-struct PCas;
-
-#[derive(Clone, Debug)]
-enum PCasOp {
-    Read(Option<i64>),
-    Write(Option<i64>),
-    Cas(Option<i64>, Option<i64>),
-}
-
-impl PModel for PCas {
-    type State = Option<i64>;
-    type Op = PCasOp;
-    type Metadata = ();
-
-    fn init() -> Option<i64> {
-        None
-    }
-
-    fn step(state: &Option<i64>, op: &PCasOp) -> (bool, Option<i64>) {
-        match op {
-            PCasOp::Read(v) => (v == state, *state),
-            PCasOp::Write(v) => (true, *v),
-            PCasOp::Cas(old, new) if old == state => (true, *new),
-            PCasOp::Cas(..) => (false, *state),
-        }
-    }
-}
-
-#[derive(Clone)]
-struct PKv;
-
-#[derive(Clone, Debug)]
-struct PKvOp {
-    key: String,
-    f: u8,
-    value: String,
-}
-
-impl PModel for PKv {
-    type State = String;
-    type Op = PKvOp;
-    type Metadata = ();
-
-    fn partition_operations(history: &[Operation<Self>]) -> Vec<Vec<Operation<Self>>> {
-        let mut by_key: HashMap<&str, Vec<Operation<Self>>> = HashMap::new();
-        for op in history {
-            by_key.entry(op.op.key.as_str()).or_default().push(op.clone());
-        }
-        by_key.into_values().collect()
-    }
-
-    fn init() -> String {
-        String::new()
-    }
-
-    fn step(state: &String, op: &PKvOp) -> (bool, String) {
-        match op.f {
-            0 => (op.value == *state, state.clone()),
-            1 => (true, op.value.clone()),
-            _ => (true, format!("{state}{}", op.value)),
-        }
-    }
-}
-
-/// Porcupine's input: ok ops and applied-but-timed-out updates (which it must
-/// linearize, returning at +infinity); fail ops dropped. The generators only
-/// time out updates that took effect, so both checkers must say valid.
-fn to_porcupine<M: PModel<Metadata = ()>>(
-    h: &History,
-    op: impl Fn(&str, &Value, &Value) -> M::Op,
-) -> Vec<Operation<M>> {
-    h.ops()
-        .iter()
-        .filter(|o| o.op_type() != OpType::Fail)
-        .map(|o| {
-            let c = o.completion.as_ref().filter(|c| c.op_type == OpType::Ok);
-            Operation {
-                client_id: Some(o.process.0 as u32),
-                call_time: o.invoke_index as i64,
-                return_time: c.map_or(i64::MAX, |c| c.index as i64),
-                op: op(&o.f, &o.invoke_value, c.map_or(&Value::Null, |c| &c.value)),
-                metadata: None,
-            }
-        })
-        .collect()
-}
-
-fn pcas_op(f: &str, v: &Value, out: &Value) -> PCasOp {
-    match f {
-        "read" => PCasOp::Read(out.as_i64()),
-        "write" => PCasOp::Write(v.as_i64()),
-        _ => PCasOp::Cas(v[0].as_i64(), v[1].as_i64()),
-    }
-}
-
-fn pkv_op(f: &str, v: &Value, out: &Value) -> PKvOp {
-    let key = v["key"].as_str().unwrap().to_string();
-    match f {
-        "get" => PKvOp { key, f: 0, value: out["value"].as_str().unwrap().to_string() },
-        "put" => PKvOp { key, f: 1, value: v["value"].as_str().unwrap().to_string() },
-        _ => PKvOp { key, f: 2, value: v["value"].as_str().unwrap().to_string() },
-    }
-}
 
 fn median_time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     let mut times = Vec::with_capacity(runs);
