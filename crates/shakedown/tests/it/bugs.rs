@@ -1,24 +1,19 @@
 //! Every check catches its testbed bug in a real scenario and passes the
 //! correct build; each rejection's details name the offending operations.
 
-use crate::common::{report, repo_root, stderr, SHAKEDOWN};
-use std::process::Command;
+use crate::common::{repo_root, run_text, stderr};
 
 /// Runs `examples/checks/<scenario>.toml`, with `--bug <bug>` added to the
 /// testbed's command when given; returns the exit code and report.
 fn run(scenario: &str, bug: Option<&str>) -> (Option<i32>, serde_json::Value, String) {
-    let tmp = tempfile::tempdir().unwrap();
     let mut text = std::fs::read_to_string(repo_root().join(format!("examples/checks/{scenario}.toml"))).unwrap();
     if let Some(bug) = bug {
         let switched = text.replace("\"{dir}/data\"]", &format!("\"{{dir}}/data\", \"--bug\", \"{bug}\"]"));
         assert_ne!(switched, text, "the scenario starts a testbed whose command can take --bug");
         text = switched;
     }
-    let path = tmp.path().join("s.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = tmp.path().join("run");
-    let o = Command::new(SHAKEDOWN).args(["run", path.to_str().unwrap(), "--out", out.to_str().unwrap()]).env("NO_COLOR", "1").output().unwrap();
-    (o.status.code(), report(&out), stderr(&o))
+    let (o, report) = run_text(&text, &[]);
+    (o.status.code(), report, stderr(&o))
 }
 
 /// The correct build passes; the buggy one fails this check, and its details

@@ -1,6 +1,6 @@
 //! `shakedown check` on existing histories: verdicts, exit codes, bad input.
 
-use crate::common::{shakedown, stderr};
+use crate::common::{shakedown, stderr, write_file};
 use std::path::Path;
 
 const PORCUPINE: &str = "../shared/data/histories/porcupine";
@@ -38,9 +38,7 @@ fn porcupine_sample_verdicts_match() {
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
+    write_file(dir, name, text).display().to_string()
 }
 
 const GOOD: &str = "INFO  jepsen.util - 0\t:invoke\t:write\t1\nINFO  jepsen.util - 0\t:ok\t:write\t1\nINFO  jepsen.util - 1\t:invoke\t:read\tnil\nINFO  jepsen.util - 1\t:ok\t:read\t1\n";

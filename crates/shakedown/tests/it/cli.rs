@@ -1,16 +1,10 @@
 //! The `shakedown` binary end to end: real testbed processes, real signals,
 //! exit codes, run directories, and nothing left running afterwards.
 
-use crate::common::{report, repo_root, shakedown, stderr, SHAKEDOWN};
-use std::path::{Path, PathBuf};
+use crate::common::{report, repo_root, shakedown, stderr, write_file, SHAKEDOWN};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn write_scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 /// Processes whose command line mentions `marker` (a run directory).
 fn processes_mentioning(marker: &str) -> Vec<String> {
@@ -99,7 +93,7 @@ fn bad_scenarios_exit_3_with_file_line_col() {
         ("undefined-service.toml", SMALL.replace("target = \"kv\"", "target = \"db\""), ":20:10: fault target `db` is not a defined service"),
     ];
     for (name, text, want) in cases {
-        let path = write_scenario(tmp.path(), name, &text);
+        let path = write_file(tmp.path(), name, &text);
         let o = shakedown(&["run", path.to_str().unwrap(), "--out", tmp.path().join("never").to_str().unwrap()]);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(3), "{name}: {err}");
@@ -112,7 +106,7 @@ fn bad_scenarios_exit_3_with_file_line_col() {
 fn a_used_run_directory_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("leftover"), "from an earlier run").unwrap();
-    let path = write_scenario(tmp.path(), "s.toml", SMALL);
+    let path = write_file(tmp.path(), "s.toml", SMALL);
     let o = shakedown(&["run", path.to_str().unwrap(), "--out", tmp.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("already exists and is not empty"));
@@ -158,7 +152,7 @@ fn wait_with_timeout(child: &mut std::process::Child, limit: Duration) -> Option
 fn sigint_mid_run_exits_130_and_leaves_no_process() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let path = write_scenario(tmp.path(), "long.toml", &SMALL.replace("duration = \"1s\"", "duration = \"60s\"").replace("every = \"1s\"", "every = \"30s\""));
+    let path = write_file(tmp.path(), "long.toml", &SMALL.replace("duration = \"1s\"", "duration = \"60s\"").replace("every = \"1s\"", "every = \"30s\""));
     let mut child = Command::new(SHAKEDOWN)
         .args(["run", path.to_str().unwrap(), "--out", out.to_str().unwrap()])
         .stdout(Stdio::null())
@@ -180,7 +174,7 @@ fn a_service_that_never_becomes_ready_exits_4_and_leaves_no_process() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let text = SMALL.replace("ready = { log = \"listening\" }", "ready = { log = \"this never appears\", timeout = \"1s\" }");
-    let path = write_scenario(tmp.path(), "never-ready.toml", &text);
+    let path = write_file(tmp.path(), "never-ready.toml", &text);
     let o = shakedown(&["run", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(4), "{err}");
@@ -193,7 +187,7 @@ fn a_service_that_never_becomes_ready_exits_4_and_leaves_no_process() {
 fn a_failed_build_exits_4_with_its_output() {
     let tmp = tempfile::tempdir().unwrap();
     let text = format!("{SMALL}\n[[build]]\ncommand = [\"sh\", \"-c\", \"echo compiling widget; echo 'error: widget broke' >&2; exit 2\"]\n");
-    let path = write_scenario(tmp.path(), "build.toml", &text);
+    let path = write_file(tmp.path(), "build.toml", &text);
     let o = shakedown(&["run", path.to_str().unwrap(), "--out", tmp.path().join("run").to_str().unwrap()]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(4), "{err}");
@@ -247,7 +241,7 @@ value = "{int 0..3}"
 request = { method = "POST", path = "/kv/r/cas", body = '{{"from": {value}, "to": {int 0..3}}}' }
 fail = { status = [404, 409] }
 "#;
-    let path = write_scenario(tmp.path(), "det.toml", text);
+    let path = write_file(tmp.path(), "det.toml", text);
     let run = |seed: &str, dir: &str| {
         let out = tmp.path().join(dir);
         let o = shakedown(&["run", path.to_str().unwrap(), "--seed", seed, "--out", out.to_str().unwrap()]);
@@ -280,7 +274,7 @@ f = "add"
 value = "{int 0..100}"
 command = ["./add.sh", "{value}"]
 "#;
-    let path = write_scenario(&project, "s.toml", text);
+    let path = write_file(&project, "s.toml", text);
     let first = tmp.path().join("first");
     let o = shakedown(&["run", path.to_str().unwrap(), "--out", first.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

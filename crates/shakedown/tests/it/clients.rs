@@ -1,21 +1,12 @@
 //! The built-in clients and process faults against real processes: each
 //! scenario must pass on the correct system and fail where the system is wrong.
 
-use crate::common::{report, repo_root, stderr, SHAKEDOWN};
-use std::process::{Command, Output};
+use crate::common::{repo_root, run_text, stderr};
+use std::process::Output;
 
-/// Runs `text` as a scenario file and returns the process output and report.
+/// Runs `text` with a fixed seed.
 fn run(text: &str) -> (Output, serde_json::Value) {
-    let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("s.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = tmp.path().join("run");
-    let o = Command::new(SHAKEDOWN)
-        .args(["run", path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--seed", "5"])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (o, report(&out))
+    run_text(text, &["--seed", "5"])
 }
 
 fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {

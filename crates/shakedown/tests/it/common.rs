@@ -17,6 +17,24 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `text` as a scenario file with `args` added; returns the output and
+/// the report (null when none was written).
+pub fn run_text(text: &str, args: &[&str]) -> (Output, serde_json::Value) {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write_file(tmp.path(), "s.toml", text);
+    let out = tmp.path().join("run");
+    let mut all = vec!["run", path.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let o = shakedown(&all);
+    (o, report(&out))
+}
+
 pub fn report(run_dir: &Path) -> serde_json::Value {
     std::fs::read_to_string(run_dir.join("report.json"))
         .map_or(serde_json::Value::Null, |t| serde_json::from_str(&t).expect("report.json is JSON"))
