@@ -7,7 +7,7 @@ use crate::logs::LogSink;
 use crate::recorder::Recorder;
 use crate::supervisor::{ProcSpec, Probe, Service};
 use nix::sys::signal::Signal;
-use shakedown_spec::{ClientKind, Scenario, ServiceSpec, Template};
+use shakedown_spec::{BuildSpec, ClientKind, Scenario, ServiceSpec, Template};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -108,6 +108,17 @@ pub fn proc_spec(ctx: &Context, argv: &[Template], env: Vec<(String, String)>, c
     Ok(ProcSpec { argv, env: full_env, cwd })
 }
 
+/// A build command: its dir is relative to the scenario's base directory.
+pub fn build(ctx: &Context, b: &BuildSpec) -> Result<ProcSpec, PlanError> {
+    let mut scope = Scope::default();
+    let env = render_env(ctx, &b.env, &mut scope)?;
+    let cwd = match &b.dir {
+        Some(d) => ctx.scenario_dir.join(ctx.render(d, &mut scope)?),
+        None => ctx.scenario_dir.clone(),
+    };
+    proc_spec(ctx, &b.command, env, cwd, &mut scope)
+}
+
 pub fn service(ctx: &Context, name: &str, spec: &ServiceSpec, logs_dir: &Path, start: Instant, recorder: Arc<Recorder>) -> Result<Service, PlanError> {
     let mut scope = Scope { service: Some(name), ..Scope::default() };
     let env = render_env(ctx, &spec.env, &mut scope)?;
@@ -115,7 +126,7 @@ pub fn service(ctx: &Context, name: &str, spec: &ServiceSpec, logs_dir: &Path, s
         Some(d) => ctx.scenario_dir.join(ctx.render(d, &mut scope)?),
         None => ctx.services[name].dir.clone(),
     };
-    let proc_spec = proc_spec(ctx, &spec.command, env, cwd.clone(), &mut scope)?;
+    let process = proc_spec(ctx, &spec.command, env.clone(), cwd.clone(), &mut scope)?;
     let ready = spec.ready.clone().unwrap_or_default();
     let probe = if let Some(t) = &ready.tcp {
         let addr = ctx.render(t, &mut scope)?;
@@ -125,7 +136,8 @@ pub fn service(ctx: &Context, name: &str, spec: &ServiceSpec, logs_dir: &Path, s
     } else if let Some(re) = &ready.log {
         Probe::Log(re.clone())
     } else if let Some(cmd) = &ready.exec {
-        Probe::Exec(proc_spec_plain(ctx, cmd, cwd, &mut scope)?)
+        // The probe runs like the service: same env, same directory.
+        Probe::Exec(proc_spec(ctx, cmd, env, cwd, &mut scope)?)
     } else {
         Probe::None
     };
@@ -134,7 +146,7 @@ pub fn service(ctx: &Context, name: &str, spec: &ServiceSpec, logs_dir: &Path, s
     let log = LogSink::create(name, &log_path, start).map_err(|source| PlanError::Io { path: log_path.display().to_string(), source })?;
     Ok(Service::new(
         name.to_string(),
-        proc_spec,
+        process,
         probe,
         ready.timeout.map_or(DEFAULT_READY_TIMEOUT, |d| d.0),
         ready.interval.map_or(Duration::from_millis(50), |d| d.0),
@@ -143,10 +155,6 @@ pub fn service(ctx: &Context, name: &str, spec: &ServiceSpec, logs_dir: &Path, s
         Arc::new(log),
         recorder,
     ))
-}
-
-fn proc_spec_plain(ctx: &Context, argv: &[Template], cwd: PathBuf, scope: &mut Scope<'_, '_>) -> Result<ProcSpec, PlanError> {
-    proc_spec(ctx, argv, Vec::new(), cwd, scope)
 }
 
 /// The env an actor's commands and driver run with.

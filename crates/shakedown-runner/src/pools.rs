@@ -38,8 +38,4 @@ impl Pools {
             None => false,
         }
     }
-
-    pub fn len(&self, pool: &str) -> usize {
-        self.pools.lock().unwrap_or_else(|p| p.into_inner()).get(pool).map_or(0, Vec::len)
-    }
 }

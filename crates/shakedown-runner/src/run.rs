@@ -6,7 +6,7 @@
 
 use crate::build::{run_build, BuildError};
 use crate::client::Client;
-use crate::context::{Context, Scope};
+use crate::context::Context;
 use crate::faults::Nemesis;
 use crate::logs::LogSink;
 use crate::plan::{self, mkdir, PlanError};
@@ -152,15 +152,7 @@ impl Run<'_> {
         // Builds run before ports, service dirs and actors exist.
         let ctx = Context::new(self.opts.run_dir.clone(), self.opts.scenario_dir.clone(), self.opts.seed, BTreeMap::new(), Vec::new());
         for b in &self.s.build {
-            let mut scope = Scope::default();
-            let env = b.env.iter().map(|(k, v)| Ok((k.clone(), ctx.render(v, &mut scope)?))).collect::<Result<Vec<_>, crate::context::RenderError>>();
-            let dir = b.dir.as_ref().map(|d| ctx.render(d, &mut scope)).transpose();
-            let (env, dir) = match (env, dir) {
-                (Ok(e), Ok(d)) => (e, d),
-                (Err(e), _) | (_, Err(e)) => return Some(RunEnd::Failed(e.to_string())),
-            };
-            let cwd = dir.map_or(self.opts.scenario_dir.clone(), |d| self.opts.scenario_dir.join(d));
-            let spec = match plan::proc_spec(&ctx, &b.command, env, cwd, &mut scope) {
+            let spec = match plan::build(&ctx, b) {
                 Ok(s) => s,
                 Err(e) => return Some(RunEnd::Failed(e.to_string())),
             };
