@@ -41,6 +41,8 @@ bug_switches! {
     }
 }
 
+crate::service::config_builders!(Config, Bug);
+
 /// Everything [`serve`] needs besides the socket.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -70,22 +72,10 @@ impl Config {
         }
     }
 
-    /// Turns on `bug`.
-    pub fn with_bug(mut self, bug: Bug) -> Config {
-        self.bugs.insert(bug);
-        self
-    }
-
     /// Sets the number of accounts and their starting balance.
     pub fn with_accounts(mut self, accounts: usize, initial: i64) -> Config {
         self.accounts = accounts;
         self.initial = initial;
-        self
-    }
-
-    /// Sends the log lines to `log`.
-    pub fn with_log(mut self, log: Logger) -> Config {
-        self.log = log;
         self
     }
 }
@@ -193,7 +183,7 @@ where
     let app = App {
         bank: Arc::new(Mutex::new(bank)),
         n_accounts: config.accounts,
-        non_atomic_delay: config.bugs.contains(&Bug::NonAtomicTransfer).then_some(config.transfer_delay),
+        non_atomic_delay: config.has(Bug::NonAtomicTransfer).then_some(config.transfer_delay),
     };
     let router = Router::new()
         .route("/health", get(|| async { "ok" }))

@@ -49,6 +49,8 @@ bug_switches! {
     }
 }
 
+crate::service::config_builders!(Config, Bug);
+
 /// Everything [`serve`] needs besides the socket.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -69,18 +71,6 @@ impl Config {
             replica_period: Duration::from_millis(500),
             log: Logger::Stdout,
         }
-    }
-
-    /// Turns on `bug`.
-    pub fn with_bug(mut self, bug: Bug) -> Config {
-        self.bugs.insert(bug);
-        self
-    }
-
-    /// Sends the log lines to `log`.
-    pub fn with_log(mut self, log: Logger) -> Config {
-        self.log = log;
-        self
     }
 }
 
@@ -198,10 +188,10 @@ where
     let dir = config.data_dir.clone();
     let (counter, recovery) = tokio::task::spawn_blocking(move || Counter::open(&dir)).await??;
     service::log_recovery(&log, &recovery, &config.data_dir);
-    let replica = config.bugs.contains(&Bug::StaleReplicaRead).then(|| Arc::new(AtomicI64::new(counter.total)));
+    let replica = config.has(Bug::StaleReplicaRead).then(|| Arc::new(AtomicI64::new(counter.total)));
     let app = App {
         counter: Arc::new(Mutex::new(counter)),
-        ignore_keys: config.bugs.contains(&Bug::DoubleApply),
+        ignore_keys: config.has(Bug::DoubleApply),
         replica: replica.clone(),
     };
     let refresh = refresh_replica(Arc::clone(&app.counter), replica, config.replica_period);

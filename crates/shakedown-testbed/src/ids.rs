@@ -36,6 +36,8 @@ bug_switches! {
     }
 }
 
+crate::service::config_builders!(Config, Bug);
+
 /// Everything [`serve`] needs besides the socket.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -51,18 +53,6 @@ impl Config {
     /// The correct build, logging to stdout, reserving blocks of 100 ids.
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
         Config { data_dir: data_dir.into(), bugs: BTreeSet::new(), block_size: 100, log: Logger::Stdout }
-    }
-
-    /// Turns on `bug`.
-    pub fn with_bug(mut self, bug: Bug) -> Config {
-        self.bugs.insert(bug);
-        self
-    }
-
-    /// Sends the log lines to `log`.
-    pub fn with_log(mut self, log: Logger) -> Config {
-        self.log = log;
-        self
     }
 }
 
@@ -130,7 +120,7 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let log = config.log.clone();
-    let in_memory = config.bugs.contains(&Bug::RepeatAfterRestart);
+    let in_memory = config.has(Bug::RepeatAfterRestart);
     let (dir, block_size) = (config.data_dir.clone(), config.block_size);
     let (counter, recovery) = tokio::task::spawn_blocking(move || Counter::open(&dir, block_size, in_memory)).await??;
     service::log_recovery(&log, &recovery, &config.data_dir);

@@ -84,6 +84,32 @@ macro_rules! bug_switches {
 }
 pub(crate) use bug_switches;
 
+/// The builder methods every service's `Config` shares: it must have fields
+/// `bugs: BTreeSet<Bug>` and `log: Logger`.
+macro_rules! config_builders {
+    ($config:ident, $bug:ident) => {
+        impl $config {
+            /// Turns on `bug`.
+            pub fn with_bug(mut self, bug: $bug) -> $config {
+                self.bugs.insert(bug);
+                self
+            }
+
+            /// Sends the log lines to `log`.
+            pub fn with_log(mut self, log: $crate::log::Logger) -> $config {
+                self.log = log;
+                self
+            }
+
+            /// Whether `bug` is switched on.
+            pub fn has(&self, bug: $bug) -> bool {
+                self.bugs.contains(&bug)
+            }
+        }
+    };
+}
+pub(crate) use config_builders;
+
 /// Why a testbed service could not start or keep serving.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

@@ -38,6 +38,8 @@ bug_switches! {
     }
 }
 
+crate::service::config_builders!(Config, Bug);
+
 /// Everything [`serve`] needs besides the socket.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -65,22 +67,6 @@ impl Config {
             double_claim_delay: Duration::from_millis(5),
             log: Logger::Stdout,
         }
-    }
-
-    /// Turns on `bug`.
-    pub fn with_bug(mut self, bug: Bug) -> Config {
-        self.bugs.insert(bug);
-        self
-    }
-
-    /// Sends the log lines to `log`.
-    pub fn with_log(mut self, log: Logger) -> Config {
-        self.log = log;
-        self
-    }
-
-    fn has(&self, bug: Bug) -> bool {
-        self.bugs.contains(&bug)
     }
 }
 
