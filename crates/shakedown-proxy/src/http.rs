@@ -1,0 +1,1 @@
+//! The HTTP fault layer (to be written).
