@@ -21,9 +21,13 @@
 
 mod build;
 pub mod client;
+pub mod clock;
 pub mod context;
+pub mod disk;
+pub mod doctor;
 pub mod faults;
 pub mod logs;
+pub mod netns;
 pub mod plan;
 pub mod pools;
 pub mod recorder;

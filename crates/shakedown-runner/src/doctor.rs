@@ -1,0 +1,1 @@
+//! `shakedown doctor`: which fault tiers this machine has (to be written).

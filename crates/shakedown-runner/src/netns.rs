@@ -1,0 +1,1 @@
+//! Network namespaces for the Linux tier (to be written).

@@ -1,0 +1,5 @@
+//! Integration tests of the runner's fault backends against real namespaces, mounts and processes.
+
+mod clock;
+mod disk;
+mod netns;
