@@ -47,6 +47,7 @@ pub mod stats;
 pub mod total_queue;
 pub mod unexpected;
 pub mod unique_ids;
+pub mod vacuity;
 mod verdict;
 
 #[cfg(test)]

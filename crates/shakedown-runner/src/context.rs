@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct ServiceCtx {
     pub ports: BTreeMap<String, u16>,
     pub dir: PathBuf,
+    /// Its address: 127.0.0.1, or its own network namespace's.
+    pub host: String,
 }
 
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ pub struct Context {
     pub seed: u64,
     pub services: BTreeMap<String, ServiceCtx>,
     pub actors: Vec<ActorCtx>,
+    /// Proxy links by name, with their loopback ports.
+    pub links: BTreeMap<String, u16>,
     seq: AtomicU64,
 }
 
@@ -68,7 +72,7 @@ pub fn value_text(v: &Value) -> String {
 
 impl Context {
     pub fn new(run_dir: PathBuf, scenario_dir: PathBuf, seed: u64, services: BTreeMap<String, ServiceCtx>, actors: Vec<ActorCtx>) -> Context {
-        Context { run_dir, scenario_dir, seed, services, actors, seq: AtomicU64::new(0) }
+        Context { run_dir, scenario_dir, seed, services, actors, links: BTreeMap::new(), seq: AtomicU64::new(0) }
     }
 
     pub fn render(&self, t: &Template, scope: &mut Scope<'_, '_>) -> Result<String, RenderError> {
@@ -99,6 +103,9 @@ impl Context {
                 let svc = self.services.get(service).ok_or_else(|| format!("no service `{service}`"))?;
                 port_of(svc, port.as_deref())?.to_string()
             }
+            Var::Host => scope.service.and_then(|s| self.services.get(s)).ok_or_else(unavailable)?.host.clone(),
+            Var::ServiceHost(service) => self.services.get(service).ok_or_else(|| format!("no service `{service}`"))?.host.clone(),
+            Var::LinkPort(link) => self.links.get(link).ok_or_else(|| format!("no link `{link}`"))?.to_string(),
             Var::ServiceDir(service) => {
                 self.services.get(service).ok_or_else(|| format!("no service `{service}`"))?.dir.display().to_string()
             }

@@ -102,6 +102,7 @@ impl Nemesis {
                 }
                 svc.start().await.err().map(|e| e.to_string())
             }
+            other => Some(format!("{} faults are not wired yet", other.as_str())),
         };
         if let Some(d) = &detail {
             self.recorder.service(target, "restart failed", false, Some(d.clone()));

@@ -1,7 +1,7 @@
 //! Resolution: turns a validated scenario into concrete directories, ports,
 //! processes and clients for one run.
 
-use crate::client::{driver::DriverClient, exec::ExecClient, http::HttpClient, Client};
+use crate::client::{driver::DriverClient, exec::ExecClient, http::{HttpClient, Retry}, Client};
 use crate::context::{ActorCtx, Context, RenderError, Scope, ServiceCtx};
 use crate::logs::LogSink;
 use crate::recorder::Recorder;
@@ -33,33 +33,49 @@ pub fn mkdir(path: &Path) -> Result<(), PlanError> {
     std::fs::create_dir_all(path).map_err(|source| PlanError::Io { path: path.display().to_string(), source })
 }
 
-/// Allocates every named port of every service on loopback, all distinct.
-pub fn allocate_ports(s: &Scenario) -> Result<BTreeMap<String, BTreeMap<String, u16>>, PlanError> {
+/// Every port of a run: each service's named ports, then each link's.
+pub struct Ports {
+    pub services: BTreeMap<String, BTreeMap<String, u16>>,
+    pub links: BTreeMap<String, u16>,
+}
+
+/// Allocates every named port of every service, and every link's port, on
+/// loopback, all distinct.
+pub fn allocate_ports(s: &Scenario) -> Result<Ports, PlanError> {
     let mut held = Vec::new();
-    let mut out = BTreeMap::new();
+    let mut fresh = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(PlanError::Port)?;
+        let port = l.local_addr().map_err(PlanError::Port)?.port();
+        // Held until all are allocated so no two ports collide.
+        held.push(l);
+        Ok::<u16, PlanError>(port)
+    };
+    let mut services = BTreeMap::new();
     for (name, svc) in &s.service {
         let mut ports = BTreeMap::new();
         for p in std::iter::once("port").chain(svc.ports.iter().map(String::as_str)) {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(PlanError::Port)?;
-            ports.insert(p.to_string(), l.local_addr().map_err(PlanError::Port)?.port());
-            // Held until all are allocated so no two ports collide.
-            held.push(l);
+            ports.insert(p.to_string(), fresh()?);
         }
-        out.insert(name.clone(), ports);
+        services.insert(name.clone(), ports);
     }
-    Ok(out)
+    let links = s.link.keys().map(|name| Ok((name.clone(), fresh()?))).collect::<Result<_, PlanError>>()?;
+    Ok(Ports { services, links })
 }
 
-/// Builds the run's context: service dirs and ports, actor homes and env.
-pub fn context(s: &Scenario, run_dir: &Path, scenario_dir: &Path, seed: u64) -> Result<Context, PlanError> {
+/// Builds the run's context: service dirs, ports and addresses (`hosts`, for
+/// services in network namespaces; 127.0.0.1 otherwise), link ports, actor
+/// homes and env.
+pub fn context(s: &Scenario, run_dir: &Path, scenario_dir: &Path, seed: u64, hosts: &BTreeMap<String, String>) -> Result<Context, PlanError> {
     let ports = allocate_ports(s)?;
     let mut services = BTreeMap::new();
-    for (name, ports) in ports {
+    for (name, ports) in ports.services {
         let dir = run_dir.join("services").join(&name);
         mkdir(&dir)?;
-        services.insert(name, ServiceCtx { ports, dir });
+        let host = hosts.get(&name).cloned().unwrap_or_else(|| "127.0.0.1".to_string());
+        services.insert(name, ServiceCtx { ports, dir, host });
     }
     let mut ctx = Context::new(run_dir.to_path_buf(), scenario_dir.to_path_buf(), seed, services, Vec::new());
+    ctx.links = ports.links;
     let names: Vec<String> = if s.actor.is_empty() { vec!["client".into()] } else { s.actor.keys().cloned().collect() };
     let mut actors = Vec::new();
     for name in names {
@@ -177,7 +193,8 @@ pub fn client(ctx: &Context, s: &Scenario, logs_dir: &Path, start: Instant) -> R
         ClientKind::Http => {
             let base = spec.base.as_ref().expect("validated: http client has a base");
             let bases = ctx.actors.iter().map(|a| ctx.render(base.get_ref(), &mut Scope { actor: Some(a), ..Scope::default() })).collect::<Result<_, _>>()?;
-            Arc::new(HttpClient::new(bases, s.action.clone(), timeout).map_err(PlanError::Client)?)
+            let retry = spec.retry.as_ref().map_or_else(Retry::none, Retry::from_spec);
+            Arc::new(HttpClient::new(bases, s.action.clone(), timeout, retry).map_err(PlanError::Client)?)
         }
         ClientKind::Exec => {
             let envs = ctx.actors.iter().map(|a| actor_env(ctx, s, a)).collect::<Result<_, _>>()?;

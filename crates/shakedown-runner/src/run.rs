@@ -46,6 +46,9 @@ pub enum RunEnd {
     Interrupted,
     /// The harness or environment failed (build, readiness, setup); not a finding.
     Failed(String),
+    /// The scenario needs a fault tier this machine lacks (namespaces,
+    /// libfaketime, tmpfs mounts): nothing ran, and every verdict is unknown.
+    Unsupported(String),
 }
 
 #[derive(Debug, Clone)]
@@ -126,7 +129,7 @@ impl Run<'_> {
         if let Some(end) = self.builds(&logs_dir).await {
             return end;
         }
-        let ctx = match plan::context(self.s, &self.opts.run_dir, &self.opts.scenario_dir, self.opts.seed) {
+        let ctx = match plan::context(self.s, &self.opts.run_dir, &self.opts.scenario_dir, self.opts.seed, &BTreeMap::new()) {
             Ok(c) => Arc::new(c),
             Err(e) => return RunEnd::Failed(e.to_string()),
         };

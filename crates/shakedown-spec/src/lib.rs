@@ -16,12 +16,14 @@
 //! ```
 
 mod error;
+mod fault;
 mod model;
 mod template;
 mod validate;
 mod values;
 
 pub use error::{LoadError, SpecError, SpecErrors};
+pub use fault::*;
 pub use model::*;
 pub use template::{Part, Template, TemplateError, Var, PLACEHOLDERS};
 pub use validate::{signal_number, MODELS};

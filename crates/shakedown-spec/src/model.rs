@@ -4,11 +4,12 @@
 //! be built in code. Fields that refer to other parts of the scenario carry spans
 //! so that [`crate::validate`] can point at them.
 
+use crate::fault::{DiskSpec, FaultSpec, LinkSpec, NetworkSpec};
 use crate::template::Template;
-use crate::values::{Dur, Names, Pattern, ResultSpec, ValueTemplate};
+use crate::values::{Dur, Pattern, ResultSpec, ValueTemplate};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::num::{NonZeroU64, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use toml::Spanned;
 
 fn positive_rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
@@ -53,6 +54,12 @@ pub struct Scenario {
     pub client: Option<ClientSpec>,
     #[serde(default)]
     pub action: Vec<ActionSpec>,
+    /// Proxy links clients or services connect through, so faults can act on them.
+    #[serde(default)]
+    pub link: BTreeMap<String, LinkSpec>,
+    /// The Linux namespace tier: each service in its own network namespace.
+    #[serde(default)]
+    pub network: NetworkSpec,
     #[serde(default)]
     pub fault: Vec<FaultSpec>,
     #[serde(default)]
@@ -87,6 +94,8 @@ pub struct ServiceSpec {
     pub ready: Option<ReadySpec>,
     #[serde(default)]
     pub stop: StopSpec,
+    /// A size-limited tmpfs at a path of the service, for disk-full faults.
+    pub disk: Option<DiskSpec>,
 }
 
 /// How to tell a service is ready: exactly one of `tcp`, `http`, `log`, `exec`.
@@ -153,6 +162,26 @@ pub struct ClientSpec {
     pub env: BTreeMap<String, Template>,
     /// Per-operation timeout; a timed-out operation is `info` (default 5s).
     pub timeout: Option<Dur>,
+    /// http: resend a request (same body and headers, so the same idempotency
+    /// key) on these statuses or a broken connection; the op's outcome is the
+    /// last attempt's.
+    pub retry: Option<RetrySpec>,
+}
+
+/// `[client.retry]`: how the http client retries, as a real client library would.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Attempts in all, the first included (default 3).
+    pub attempts: Option<NonZeroU32>,
+    /// Statuses that are retried (default 429 and 503).
+    pub on: Option<Vec<u16>>,
+    /// Also retry when the connection breaks or the reply never comes
+    /// (default true): the request may have taken effect.
+    pub on_error: Option<bool>,
+    /// Wait between attempts, doubled each time (default 20ms); a
+    /// `Retry-After` header in seconds overrides it, capped at 2s.
+    pub backoff: Option<Dur>,
 }
 
 /// One kind of operation of the workload.
@@ -220,49 +249,6 @@ pub struct OutcomeSpec {
     /// A pattern the reply (body or stdout+stderr) must match.
     #[serde(rename = "match")]
     pub matches: Option<Pattern>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FaultKind {
-    /// SIGKILL, then restart.
-    Kill,
-    /// SIGTERM with the stop profile's grace, then restart.
-    Terminate,
-    /// SIGINT, then restart.
-    Interrupt,
-    /// SIGSTOP for `for`, then SIGCONT.
-    Pause,
-    /// Stop with the stop profile, then start again.
-    Restart,
-}
-
-impl FaultKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FaultKind::Kill => "kill",
-            FaultKind::Terminate => "terminate",
-            FaultKind::Interrupt => "interrupt",
-            FaultKind::Pause => "pause",
-            FaultKind::Restart => "restart",
-        }
-    }
-}
-
-/// A fault on a fixed timeline (`at`) or drawn from the seed (`every`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultSpec {
-    pub kind: FaultKind,
-    /// The service, or services to draw from.
-    pub target: Spanned<Names>,
-    /// Fire once at these offsets from the start of the workload.
-    pub at: Option<Spanned<Vec<Dur>>>,
-    /// Fire repeatedly, with intervals drawn from the seed in [every/2, 3*every/2].
-    pub every: Option<Spanned<Dur>>,
-    /// How long the fault lasts: downtime before restart, or pause length.
-    #[serde(rename = "for")]
-    pub duration: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -355,6 +341,9 @@ pub struct CheckSpec {
     /// monotonic, read-your-writes: a JSON pointer to the value in writes'
     /// invoked values and reads' results (e.g. "/value"); the whole value when absent.
     pub value: Option<Spanned<String>>,
+    /// Any kind: the verdict is unknown, not valid, unless at least this many
+    /// operations completed ok while a fault was active (the vacuity guard).
+    pub during_faults: Option<u64>,
 }
 
 impl CheckSpec {

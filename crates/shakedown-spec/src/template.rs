@@ -24,6 +24,13 @@ pub enum Var {
     ServicePort { service: String, port: Option<String> },
     /// `{service.NAME.dir}`.
     ServiceDir(String),
+    /// `{service.NAME.host}`: the service's address (its namespace's with
+    /// `[network] namespaces = true`, else 127.0.0.1).
+    ServiceHost(String),
+    /// `{host}`: the address of the service being configured.
+    Host,
+    /// `{link.NAME.port}`: the loopback port of a proxy link.
+    LinkPort(String),
     /// `{actor.name}`.
     ActorName,
     /// `{actor.home}`.
@@ -50,7 +57,7 @@ pub enum Var {
 impl Var {
     /// Whether the placeholder yields a number, so a lone one renders to a JSON number.
     pub fn is_numeric(&self) -> bool {
-        matches!(self, Var::Int { .. } | Var::Seq | Var::Seed | Var::Port(_) | Var::ServicePort { .. })
+        matches!(self, Var::Int { .. } | Var::Seq | Var::Seed | Var::Port(_) | Var::ServicePort { .. } | Var::LinkPort(_))
     }
 }
 
@@ -203,6 +210,9 @@ fn parse_var(inner: &str) -> Result<Var, String> {
             Var::ServicePort { service: ident(s)?.to_string(), port: Some(ident(p)?.to_string()) }
         }
         ["service", s, "dir"] => Var::ServiceDir(ident(s)?.to_string()),
+        ["service", s, "host"] => Var::ServiceHost(ident(s)?.to_string()),
+        ["host"] => Var::Host,
+        ["link", l, "port"] => Var::LinkPort(ident(l)?.to_string()),
         ["actor", "name"] => Var::ActorName,
         ["actor", "home"] => Var::ActorHome,
         ["seed"] => Var::Seed,
@@ -218,7 +228,8 @@ fn parse_var(inner: &str) -> Result<Var, String> {
 
 /// Every placeholder, as shown in errors.
 pub const PLACEHOLDERS: &str = "{port}, {port.NAME}, {dir}, {run.dir}, {scenario.dir}, \
-{service.NAME.port}, {service.NAME.port.PORT}, {service.NAME.dir}, {actor.name}, {actor.home}, \
+{service.NAME.port}, {service.NAME.port.PORT}, {service.NAME.dir}, {service.NAME.host}, {host}, \
+{link.NAME.port}, {actor.name}, {actor.home}, \
 {seed}, {value}, {value.PATH}, {target}, {seq}, {int A..B}, {pick POOL}, {env.NAME}";
 
 fn ident(s: &str) -> Result<&str, String> {

@@ -2,7 +2,9 @@
 //! placeholders make sense where. Syntax and types are checked by the parser.
 
 use crate::error::SpecError;
+use crate::fault::*;
 use crate::model::*;
+use toml::Spanned;
 use crate::template::{Template, Var};
 use crate::values::{ResultSource, ValueTemplate};
 use std::collections::BTreeSet;
@@ -38,6 +40,7 @@ pub fn validate(s: &Scenario) -> Vec<SpecError> {
     s.build.iter().for_each(|b| v.build(b));
     s.service.iter().for_each(|(name, svc)| v.service(name, svc));
     s.actor.iter().for_each(|(name, a)| v.actor(name, a));
+    s.link.iter().for_each(|(name, l)| v.link(name, l));
     v.client_and_actions();
     s.fault.iter().for_each(|f| v.fault(f));
     s.check.iter().for_each(|c| v.check(c));
@@ -84,6 +87,12 @@ impl<'a> Validator<'a> {
         self.templates(svc.command.iter().chain(svc.dir.iter()).chain(svc.env.values()), ctx);
         if let Some(r) = &svc.ready {
             self.ready(name, r, ctx);
+        }
+        if let Some(disk) = &svc.disk {
+            self.template(&disk.path, ctx);
+            if disk.size.0 < 64 * 1024 {
+                self.err_near(format!("service.{name}"), format!("service `{name}`: `disk.size` is {} bytes; expected at least 64KiB", disk.size.0));
+            }
         }
         for p in &svc.ports {
             if p == "port" || !is_name(p) {
@@ -215,22 +224,114 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn fault(&mut self, f: &FaultSpec) {
-        for name in f.target.get_ref().iter() {
-            if !self.s.service.contains_key(name) {
-                let names = self.s.service.keys().map(String::as_str).collect();
-                let msg = format!("fault target `{name}` is not a defined service; {}", one_of("services", &names));
-                self.err(f.target.span(), msg);
-            }
+    fn link(&mut self, name: &str, l: &'a LinkSpec) {
+        if !is_name(name) {
+            self.err_near(format!("link.{name}"), format!("link name `{name}` is not a name (letters, digits, `_` and `-`)"));
         }
-        if f.target.get_ref().0.is_empty() {
-            self.err(f.target.span(), "fault `target` is empty; expected a service name");
+        let upstream = l.upstream.get_ref();
+        self.template(upstream, Ctx::Actor);
+        if !upstream.source().contains(':') {
+            self.err(l.upstream.span(), format!("link `{name}`: upstream {:?} is not `host:port`", upstream.source()));
         }
+    }
+
+    fn fault(&mut self, f: &'a FaultSpec) {
+        self.fault_targets(f);
         match (&f.at, &f.every) {
             (Some(_), Some(every)) => self.err(every.span(), "a fault has both `at` and `every`; expected one schedule"),
             (None, None) => self.err(f.target.span(), "a fault needs a schedule: `at = [\"3s\"]` (fixed) or `every = \"4s\"` (drawn from the seed)"),
             (None, Some(every)) if every.get_ref().0.is_zero() => self.err(every.span(), "`every` must be above 0"),
             _ => {}
+        }
+        let kind = f.kind.as_str();
+        for key in f.set_keys() {
+            if !f.kind.keys().contains(&key) {
+                let fits = if f.kind.keys().is_empty() { "no other keys".to_string() } else { format!("`{}`", f.kind.keys().join("`, `")) };
+                self.err(f.target.span(), format!("fault `{kind}`: `{key}` does not apply; it takes {fits}"));
+            }
+        }
+        self.fault_kind(f);
+    }
+
+    fn fault_targets(&mut self, f: &FaultSpec) {
+        let (what, names): (&str, BTreeSet<&str>) = match f.kind.target() {
+            FaultTarget::Service => ("service", self.s.service.keys().map(String::as_str).collect()),
+            FaultTarget::Link => ("link", self.s.link.keys().map(String::as_str).collect()),
+        };
+        for name in f.target.get_ref().iter() {
+            if !names.contains(name.as_ref() as &str) {
+                let msg = format!("fault target `{name}` is not a defined {what}; {}", one_of(&format!("{what}s"), &names));
+                self.err(f.target.span(), msg);
+            }
+        }
+        if f.target.get_ref().0.is_empty() {
+            self.err(f.target.span(), format!("fault `target` is empty; expected a {what} name"));
+        }
+    }
+
+    fn fault_kind(&mut self, f: &'a FaultSpec) {
+        let span = f.target.span();
+        let targets = &f.target.get_ref().0;
+        let link_kinds = |want: LinkKind| targets.iter().filter(|t| self.s.link.get(*t).is_some_and(|l| l.kind != want)).cloned().collect::<Vec<_>>();
+        match f.kind {
+            FaultKind::Toxic => {
+                if f.toxic.is_none() {
+                    self.err(span.clone(), "a `toxic` fault needs `toxic`, e.g. `toxic = { type = \"latency\", latency = \"200ms\" }`");
+                }
+                for l in link_kinds(LinkKind::Tcp) {
+                    self.err(span.clone(), format!("link `{l}` is an http link; toxics need a tcp link"));
+                }
+            }
+            FaultKind::Down => {}
+            FaultKind::Http => {
+                match &f.http {
+                    None => self.err(span.clone(), "an `http` fault needs `http`, e.g. `http = { status = 503, probability = 0.5 }`"),
+                    Some(h) => self.http_fault(h),
+                }
+                for l in link_kinds(LinkKind::Http) {
+                    self.err(span.clone(), format!("link `{l}` is a tcp link; http faults need `kind = \"http\"` on the link"));
+                }
+            }
+            FaultKind::Partition => {
+                if !self.s.network.namespaces {
+                    self.err(span.clone(), "partitions need `[network] namespaces = true`, so each service has its own network namespace");
+                }
+                if targets.len() < 2 {
+                    self.err(span.clone(), "a partition needs at least two target services to split");
+                }
+            }
+            FaultKind::Clock if f.offset.is_none() && f.rate.is_none() => {
+                self.err(span.clone(), "a `clock` fault needs `offset` (e.g. \"-5s\") or `rate` (e.g. 2.0)");
+            }
+            FaultKind::DiskFull => {
+                for t in targets.iter().filter(|t| self.s.service.get(*t).is_some_and(|s| s.disk.is_none())) {
+                    self.err(span.clone(), format!("service `{t}` has no `disk`; a disk-full fault needs `disk = {{ path = \"{{dir}}/data\", size = \"8MiB\" }}` on it"));
+                }
+            }
+            _ => {}
+        }
+        if let Some(t) = f.toxicity.as_ref().filter(|t| !(0.0..=1.0).contains(t.get_ref())) {
+            self.err(t.span(), format!("toxicity {} is not a probability; expected 0 to 1", t.get_ref()));
+        }
+        if let Some(r) = f.rate.as_ref().filter(|r| !(r.get_ref().is_finite() && *r.get_ref() > 0.0)) {
+            self.err(r.span(), format!("clock rate {} must be above 0", r.get_ref()));
+        }
+    }
+
+    fn http_fault(&mut self, h: &Spanned<HttpFaultSpec>) {
+        let spec = h.get_ref();
+        let n = [spec.status.is_some(), spec.delay.is_some(), spec.abort.is_some()].iter().filter(|b| **b).count();
+        if n != 1 {
+            self.err(h.span(), format!("`http` needs exactly one of `status`, `delay`, `abort` (found {n})"));
+        }
+        if spec.retry_after.is_some() && spec.status.is_none() {
+            self.err(h.span(), "`retry_after` goes with `status`");
+        }
+        if let Some(code) = spec.status.filter(|c| !(100..=599).contains(c)) {
+            self.err(h.span(), format!("status {code} is not an HTTP status; expected 100 to 599"));
+        }
+        if let Some(p) = spec.probability.filter(|p| !(0.0..=1.0).contains(p)) {
+            self.err(h.span(), format!("probability {p} is not a probability; expected 0 to 1"));
         }
     }
 
@@ -309,6 +410,14 @@ impl<'a> Validator<'a> {
             Var::ServicePort { service, port } => self.service_port_problem(service, port.as_deref(), ctx),
             Var::ServiceDir(_) if matches!(ctx, Ctx::Build) => Some("service directories do not exist yet when builds run".into()),
             Var::ServiceDir(service) if !self.s.service.contains_key(service) => Some(self.no_service(service)),
+            Var::ServiceHost(_) if matches!(ctx, Ctx::Build) => Some("service addresses do not exist yet when builds run".into()),
+            Var::ServiceHost(service) if !self.s.service.contains_key(service) => Some(self.no_service(service)),
+            Var::Host if !matches!(ctx, Ctx::Service(_)) => Some("`{host}` only applies inside a service; use `{service.NAME.host}`".into()),
+            Var::LinkPort(_) if matches!(ctx, Ctx::Build) => Some("links do not exist yet when builds run".into()),
+            Var::LinkPort(link) if !self.s.link.contains_key(link) => {
+                let names = self.s.link.keys().map(String::as_str).collect();
+                Some(format!("link `{link}` is not defined; {}", one_of("links", &names)))
+            }
             Var::ActorName | Var::ActorHome if !matches!(ctx, Ctx::Actor | Ctx::Action) => {
                 Some("`{actor.*}` only applies to actors, clients and actions".into())
             }

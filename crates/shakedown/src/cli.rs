@@ -198,6 +198,7 @@ fn report(f: &Finished, format: Format, file: &std::path::Path) -> u8 {
     match &f.end {
         RunEnd::Failed(why) => eprintln!("shakedown: harness failure: {why}"),
         RunEnd::Interrupted => eprintln!("shakedown: interrupted; partial run kept in {}", f.run_dir.display()),
+        RunEnd::Unsupported(why) => eprintln!("shakedown: unknown: this machine cannot run the scenario's faults: {why} (see `shakedown doctor`)"),
         RunEnd::Completed => {}
     }
     eprintln!("run directory: {} (scenario file: {})", f.run_dir.display(), file.display());

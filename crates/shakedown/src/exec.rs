@@ -3,7 +3,7 @@
 use crate::rundir;
 use shakedown_check::linear::LinearizableCheck;
 use shakedown_check::{
-    BankCheck, Check, CheckInput, CounterCheck, Delivery, MonotonicCheck, ReadYourWritesCheck, SetCheck, SetFullCheck,
+    BankCheck, Check, CheckInput, CheckResult, CounterCheck, Delivery, MonotonicCheck, ReadYourWritesCheck, SetCheck, SetFullCheck,
     StatsCheck, TotalQueueCheck, UnexpectedCheck, UniqueIdsCheck, Verdict,
 };
 use shakedown_spec::Spanned;
@@ -122,6 +122,7 @@ pub fn exit_code(f: &Finished) -> u8 {
     match &f.end {
         RunEnd::Interrupted => 130,
         RunEnd::Failed(_) => 4,
+        RunEnd::Unsupported(_) => 2,
         RunEnd::Completed => match f.report.verdict {
             Verdict::Valid => 0,
             Verdict::Invalid => 1,
@@ -157,19 +158,34 @@ pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
         completed: cfg.completed.clone().unwrap_or_default(),
     };
     let out = shakedown_runner::run(s, opts).await;
-    let checks = match out.end {
+    let checks = match &out.end {
         // A run that never finished its workload has no history worth judging.
         RunEnd::Completed => {
             let mut results = shakedown_check::run_checks(&checks_for(s), &CheckInput::new(&out.history));
             results.iter_mut().for_each(|r| shakedown_check::linear::explain(r, &out.history));
+            for (result, spec) in results.iter_mut().zip(&s.check) {
+                if let Some(min_ok) = spec.during_faults {
+                    shakedown_check::vacuity::guard_during_faults(result, &out.history, min_ok);
+                }
+            }
             results
         }
+        // A fault this machine cannot inject: every check is unknown, never passed.
+        RunEnd::Unsupported(why) => checks_for(s)
+            .iter()
+            .map(|(name, check)| {
+                let mut r = CheckResult::new(check.kind(), Verdict::Unknown, format!("not run: {why}"), serde_json::json!({ "unsupported": why }));
+                r.name = name.clone();
+                r
+            })
+            .collect(),
         _ => Vec::new(),
     };
     let mut errors = out.errors.clone();
     match &out.end {
         RunEnd::Failed(why) => errors.push(why.clone()),
         RunEnd::Interrupted => errors.push("interrupted".into()),
+        RunEnd::Unsupported(why) => errors.push(format!("unsupported on this machine: {why}")),
         RunEnd::Completed => {}
     }
     let meta = RunMeta {

@@ -1,13 +1,48 @@
 //! The `http` client: one request per operation against a base URL.
 
 use super::{classify, Client, Operation, Outcome, Reply};
-use shakedown_spec::ActionSpec;
+use shakedown_spec::{ActionSpec, RetrySpec};
 use std::time::Duration;
 
 /// Bodies longer than this are cut in the reply, so one huge answer cannot exhaust memory.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// How long a worker waits after a refused connection before its next op.
 const CONNECT_FAIL_PAUSE: Duration = Duration::from_millis(20);
+/// The longest wait a `Retry-After` header can ask for.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// The client's retry policy, resolved from `[client.retry]`.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    pub attempts: u32,
+    pub on: Vec<u16>,
+    pub on_error: bool,
+    pub backoff: Duration,
+}
+
+impl Retry {
+    /// No retries: the default when `[client.retry]` is absent.
+    pub fn none() -> Retry {
+        Retry { attempts: 1, on: Vec::new(), on_error: false, backoff: Duration::ZERO }
+    }
+
+    pub fn from_spec(spec: &RetrySpec) -> Retry {
+        Retry {
+            attempts: spec.attempts.map_or(3, |a| a.get()),
+            on: spec.on.clone().unwrap_or_else(|| vec![429, 503]),
+            on_error: spec.on_error.unwrap_or(true),
+            backoff: spec.backoff.map_or(Duration::from_millis(20), |d| d.0),
+        }
+    }
+}
+
+/// What one attempt came to, before classification.
+enum Attempt {
+    Replied { status: u16, retry_after: Option<Duration>, body: Result<String, String> },
+    Refused(String),
+    TimedOut,
+    Broken(String),
+}
 
 pub struct HttpClient {
     http: reqwest::Client,
@@ -15,10 +50,11 @@ pub struct HttpClient {
     bases: Vec<String>,
     actions: Vec<ActionSpec>,
     timeout: Duration,
+    retry: Retry,
 }
 
 impl HttpClient {
-    pub fn new(bases: Vec<String>, actions: Vec<ActionSpec>, timeout: Duration) -> Result<HttpClient, String> {
+    pub fn new(bases: Vec<String>, actions: Vec<ActionSpec>, timeout: Duration, retry: Retry) -> Result<HttpClient, String> {
         let http = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(2)))
             .pool_max_idle_per_host(64)
@@ -26,7 +62,7 @@ impl HttpClient {
             .no_proxy()
             .build()
             .map_err(|e| format!("build HTTP client: {e}"))?;
-        Ok(HttpClient { http, bases, actions, timeout })
+        Ok(HttpClient { http, bases, actions, timeout, retry })
     }
 }
 
@@ -40,7 +76,30 @@ impl Client for HttpClient {
             return Outcome::fail(format!("invalid HTTP method {method:?}"));
         };
         let url = format!("{}{}", self.bases[op.actor_index].trim_end_matches('/'), op.rendered.path.as_deref().unwrap_or(""));
-        let mut req = self.http.request(method, &url).timeout(timeout);
+        let mut backoff = self.retry.backoff;
+        for attempt in 1..=self.retry.attempts {
+            let last = attempt == self.retry.attempts;
+            let outcome = self.attempt(&op, method.clone(), &url, timeout).await;
+            let retry_after = match &outcome {
+                Attempt::Replied { status, retry_after, .. } if self.retry.on.contains(status) => Some(*retry_after),
+                Attempt::Refused(_) | Attempt::TimedOut | Attempt::Broken(_) if self.retry.on_error => Some(None),
+                _ => None,
+            };
+            match retry_after {
+                Some(after) if !last => {
+                    tokio::time::sleep(after.unwrap_or(backoff)).await;
+                    backoff *= 2;
+                }
+                _ => return self.outcome(action, outcome, &url, timeout).await,
+            }
+        }
+        unreachable!("the last attempt always returns")
+    }
+}
+
+impl HttpClient {
+    async fn attempt(&self, op: &Operation<'_>, method: reqwest::Method, url: &str, timeout: Duration) -> Attempt {
+        let mut req = self.http.request(method, url).timeout(timeout);
         for (k, v) in &op.rendered.headers {
             req = req.header(k, v);
         }
@@ -50,20 +109,33 @@ impl Client for HttpClient {
         match req.send().await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                match read_body(resp).await {
-                    Ok(out) => classify(action, &Reply { status: Some(status), out, ..Reply::default() }),
-                    Err(e) => Outcome::info(format!("status {status}, reading the body failed: {e}")),
-                }
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+                    .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+                let body = read_body(resp).await.map_err(|e| e.to_string());
+                Attempt::Replied { status, retry_after, body }
             }
+            Err(e) if e.is_connect() => Attempt::Refused(error_chain(&e)),
+            Err(e) if e.is_timeout() => Attempt::TimedOut,
+            Err(e) => Attempt::Broken(error_chain(&e)),
+        }
+    }
+
+    async fn outcome(&self, action: &ActionSpec, attempt: Attempt, url: &str, timeout: Duration) -> Outcome {
+        match attempt {
+            Attempt::Replied { status, body: Ok(out), .. } => classify(action, &Reply { status: Some(status), out, ..Reply::default() }),
+            Attempt::Replied { status, body: Err(e), .. } => Outcome::info(format!("status {status}, reading the body failed: {e}")),
             // The request never left: it definitely did not take effect. The pause
             // keeps workers from spinning on a service that is down; it is harmless
             // because a fail never constrains a check.
-            Err(e) if e.is_connect() => {
+            Attempt::Refused(e) => {
                 tokio::time::sleep(CONNECT_FAIL_PAUSE).await;
-                Outcome::fail(format!("connect {url}: {}", error_chain(&e)))
+                Outcome::fail(format!("connect {url}: {e}"))
             }
-            Err(e) if e.is_timeout() => Outcome::info(format!("timed out after {timeout:?}: {url}")),
-            Err(e) => Outcome::info(format!("{url}: {}", error_chain(&e))),
+            Attempt::TimedOut => Outcome::info(format!("timed out after {timeout:?}: {url}")),
+            Attempt::Broken(e) => Outcome::info(format!("{url}: {e}")),
         }
     }
 }
