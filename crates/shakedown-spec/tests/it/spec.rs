@@ -122,3 +122,73 @@ fn check_keys_fit_their_kind() {
 fn syntax_errors_are_located() {
     check_err(|t| t.replace("clients = 2", "clients = = 2"), "3:11", "");
 }
+
+/// Every scenario shipped in `examples/` parses and validates.
+#[test]
+fn every_example_scenario_is_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut dirs = vec![root];
+    let mut seen = 0;
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                if let Err(e) = shakedown_spec::load(&path) {
+                    panic!("{e}");
+                }
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 20, "found only {seen} example scenarios");
+}
+
+/// Replaces the base scenario's kill fault with `fault` (and adds `extra` at the top level).
+fn with_fault(fault: &str, extra: &str) -> impl Fn(&str) -> String {
+    let (fault, extra) = (fault.to_string(), extra.to_string());
+    move |t: &str| {
+        let t = t.replace("[[fault]]\nkind = \"kill\"\ntarget = \"kv\"\nevery = \"1s\"", &format!("[[fault]]\n{fault}"));
+        format!("{t}\n{extra}")
+    }
+}
+
+#[test]
+fn environment_faults_are_checked_against_their_kind() {
+    let link = "[link.api]\nupstream = \"127.0.0.1:{service.kv.port}\"\n";
+    let cases = [
+        ("kind = \"toxic\"\ntarget = \"kv\"\nevery = \"1s\"", "", "fault target `kv` is not a defined link"),
+        ("kind = \"toxic\"\ntarget = \"api\"\nevery = \"1s\"", link, "a `toxic` fault needs `toxic`"),
+        ("kind = \"toxic\"\ntarget = \"api\"\nevery = \"1s\"\ntoxic = { type = \"latency\" }", link, "missing field `latency`"),
+        ("kind = \"toxic\"\ntarget = \"api\"\nevery = \"1s\"\ntoxic = { type = \"wobble\" }", link, "unknown variant `wobble`"),
+        ("kind = \"toxic\"\ntarget = \"api\"\nevery = \"1s\"\ntoxic = { type = \"bandwidth\", rate = 1 }\ntoxicity = 2.0", link, "toxicity 2 is not a probability"),
+        ("kind = \"kill\"\ntarget = \"kv\"\nevery = \"1s\"\nmode = \"halves\"", "", "fault `kill`: `mode` does not apply"),
+        ("kind = \"http\"\ntarget = \"api\"\nevery = \"1s\"\nhttp = { status = 503 }", link, "http faults need `kind = \"http\"` on the link"),
+        ("kind = \"partition\"\ntarget = \"kv\"\nevery = \"1s\"", "", "partitions need `[network] namespaces = true`"),
+        ("kind = \"clock\"\ntarget = \"kv\"\nevery = \"1s\"", "", "needs `offset`"),
+        ("kind = \"clock\"\ntarget = \"kv\"\nevery = \"1s\"\noffset = \"soon\"", "", "expected a signed duration"),
+        ("kind = \"disk-full\"\ntarget = \"kv\"\nevery = \"1s\"", "", "service `kv` has no `disk`"),
+    ];
+    for (fault, extra, want) in cases {
+        let text = with_fault(fault, extra)(BASE);
+        let err = shakedown_spec::parse(&text, "s.toml").expect_err(fault).to_string();
+        assert!(err.contains(want), "{fault}: want {want:?}, got:\n{err}");
+        assert!(err.starts_with("s.toml:") && !err.starts_with("s.toml:0:"), "located: {err}");
+    }
+    let http = "[link.api]\nupstream = \"127.0.0.1:{service.kv.port}\"\nkind = \"http\"\n";
+    let both = with_fault("kind = \"http\"\ntarget = \"api\"\nevery = \"1s\"\nhttp = { status = 503, abort = \"after\" }", http)(BASE);
+    assert!(shakedown_spec::parse(&both, "s.toml").unwrap_err().to_string().contains("exactly one of `status`, `delay`, `abort`"));
+    let ok = with_fault("kind = \"http\"\ntarget = \"api\"\nevery = \"1s\"\nhttp = { status = 429, retry_after = 1, probability = 0.5 }", http)(BASE);
+    shakedown_spec::parse(&ok, "s.toml").unwrap();
+}
+
+#[test]
+fn link_and_host_placeholders_are_checked() {
+    let bad_link = BASE.replace("base = \"http://127.0.0.1:{service.kv.port}\"", "base = \"http://127.0.0.1:{link.nope.port}\"");
+    assert!(shakedown_spec::parse(&bad_link, "s.toml").unwrap_err().to_string().contains("link `nope` is not defined; there are no links"));
+    let bad_host = BASE.replace("base = \"http://127.0.0.1:{service.kv.port}\"", "base = \"http://{host}:1\"");
+    assert!(shakedown_spec::parse(&bad_host, "s.toml").unwrap_err().to_string().contains("`{host}` only applies inside a service"));
+    let good = BASE.replace("base = \"http://127.0.0.1:{service.kv.port}\"", "base = \"http://{service.kv.host}:{service.kv.port}\"");
+    shakedown_spec::parse(&good, "s.toml").unwrap();
+}
