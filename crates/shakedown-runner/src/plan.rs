@@ -121,7 +121,7 @@ pub fn proc_spec(ctx: &Context, argv: &[Template], env: Vec<(String, String)>, c
     resolve_program(&mut argv, &ctx.scenario_dir);
     let mut full_env = vec![("PATH".to_string(), search_path()), ("SHAKEDOWN_SEED".to_string(), ctx.seed.to_string())];
     full_env.extend(env);
-    Ok(ProcSpec { argv, env: full_env, cwd })
+    Ok(ProcSpec { argv, env: full_env, cwd, namespaces: Vec::new() })
 }
 
 /// A build command: its dir is relative to the scenario's base directory.

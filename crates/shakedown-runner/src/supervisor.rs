@@ -11,6 +11,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use shakedown_spec::Pattern;
 use std::collections::BTreeSet;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,12 +58,23 @@ pub fn spawn_tracked(cmd: &mut Command) -> std::io::Result<(tokio::process::Chil
     Ok((child, GroupGuard(pgid)))
 }
 
-/// A command ready to spawn: program, arguments, environment, working dir.
-#[derive(Debug, Clone)]
+/// A command ready to spawn: program, arguments, environment, working dir,
+/// and the namespaces it runs in.
+#[derive(Debug, Clone, Default)]
 pub struct ProcSpec {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
+    /// Namespaces to enter before exec (a network namespace, a mount
+    /// namespace with a size-limited tmpfs), held open by the run.
+    pub namespaces: Vec<Namespace>,
+}
+
+/// A namespace held by an open file descriptor, and its `CLONE_NEW*` type.
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    pub fd: Arc<OwnedFd>,
+    pub nstype: libc::c_int,
 }
 
 impl ProcSpec {
@@ -71,11 +83,19 @@ impl ProcSpec {
         let mut cmd = Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..]).envs(self.env.iter().cloned()).current_dir(&self.cwd);
         cmd.process_group(0).kill_on_drop(true).stdin(Stdio::null());
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGKILL the
-        // child if shakedown's spawning thread dies, a backstop for `kill -9 shakedown`.
+        let namespaces: Vec<(RawFd, libc::c_int)> = self.namespaces.iter().map(|n| (n.fd.as_raw_fd(), n.nstype)).collect();
+        // SAFETY: prctl and setns are async-signal-safe system calls; nothing
+        // here allocates. PDEATHSIG asks the kernel to SIGKILL the child if
+        // shakedown's spawning thread dies, a backstop for `kill -9 shakedown`.
+        // The namespace fds stay open in the parent until the spawn returns.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                for &(fd, nstype) in &namespaces {
+                    if libc::setns(fd, nstype) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
