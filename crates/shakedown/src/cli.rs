@@ -66,6 +66,9 @@ struct RunArgs {
     /// Output on stdout: nothing (human summary on stderr) or the report as JSON.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
+    /// Run without the scenario's `[[fault]]`s: the baseline a fault is judged against.
+    #[arg(long)]
+    no_faults: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -109,6 +112,7 @@ fn run_command(args: RunArgs) -> u8 {
     };
     let origin = args.file.display().to_string();
     let scenario = match shakedown_spec::parse(&text, &origin) {
+        Ok(s) if args.no_faults => shakedown::Scenario { fault: Vec::new(), ..s },
         Ok(s) => s,
         Err(errors) => {
             print_spec_errors(&errors);
