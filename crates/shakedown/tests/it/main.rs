@@ -4,6 +4,9 @@
 mod bugs;
 mod check;
 mod cli;
+mod environment;
+mod etcd;
+mod faults;
 mod clients;
 mod common;
 mod library;
