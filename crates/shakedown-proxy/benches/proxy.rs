@@ -1,0 +1,2 @@
+//! Throughput and latency of the proxy beside direct loopback and socat (to be written).
+fn main() {}
