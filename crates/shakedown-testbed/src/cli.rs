@@ -195,6 +195,8 @@ mod tests {
             "lost-write",
             "--bug",
             "racy-cas",
+            "--bug",
+            "ignore-write-errors",
         ])
         .unwrap();
         let Service::Kv(args) = cli.service else {
@@ -235,7 +237,7 @@ mod tests {
             panic!("not queue");
         };
         assert_eq!(args.config().bugs.into_iter().collect::<Vec<_>>(), queue::Bug::ALL);
-        let Service::Ids(args) = with("ids", &["repeat-after-restart"]) else {
+        let Service::Ids(args) = with("ids", &["repeat-after-restart", "clock-ids"]) else {
             panic!("not ids");
         };
         assert_eq!(args.config().bugs.into_iter().collect::<Vec<_>>(), ids::Bug::ALL);

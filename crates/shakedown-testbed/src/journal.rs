@@ -62,7 +62,8 @@ pub fn open<T: DeserializeOwned>(
     let file =
         open_log(&path, replay.valid_len).map_err(|source| JournalError::OpenLog { path: path.clone(), source })?;
     let recovery = Recovery { n_entries: replay.entries.len(), torn_bytes: bytes.len() - replay.valid_len };
-    let journal = Journal { path, file, len: replay.valid_len as u64, durability, pending: VecDeque::new() };
+    let journal =
+        Journal { path, file, len: replay.valid_len as u64, durability, pending: VecDeque::new(), broken: false };
     Ok((journal, replay.entries, recovery))
 }
 
@@ -76,6 +77,10 @@ pub struct Journal {
     durability: Durability,
     /// Encoded lines not yet written, with when they were recorded (`Buffered` only).
     pending: VecDeque<(Instant, Vec<u8>)>,
+    /// A failed append could not be cut back, so the file may end in a partial
+    /// line; appending after it would bury that line mid-log, so every later
+    /// append fails instead.
+    broken: bool,
 }
 
 impl Journal {
@@ -106,12 +111,23 @@ impl Journal {
         Ok(n_due)
     }
 
+    /// Makes every later append fail, as a full disk would, by swapping the
+    /// file for a read-only handle (which also cannot be cut back).
+    #[cfg(test)]
+    pub(crate) fn fail_appends(&mut self) {
+        self.file = File::open(&self.path).expect("reopen the log read-only");
+    }
+
     /// Appends whole lines and syncs them; on failure cuts the file back so a
     /// half-written line cannot end up in the middle of the log.
     fn write_synced(&mut self, bytes: &[u8]) -> Result<(), JournalError> {
+        if self.broken {
+            let source = io::Error::other("an earlier failed append could not be cut back");
+            return Err(JournalError::Append { path: self.path.clone(), source });
+        }
         let result = self.file.write_all(bytes).and_then(|()| self.file.sync_data());
         if let Err(source) = result {
-            let _ = self.file.set_len(self.len);
+            self.broken = self.file.set_len(self.len).is_err();
             return Err(JournalError::Append { path: self.path.clone(), source });
         }
         self.len += bytes.len() as u64;

@@ -29,6 +29,11 @@ pub use store::{StoreError, LOG_FILE};
 bug_switches! {
     /// A deliberate defect the service can be started with.
     pub enum Bug {
+        /// Acknowledge a mutation whose log append failed (a full disk:
+        /// ENOSPC): it is applied in memory and answered 200 but never
+        /// reaches the log, so a restart loses it. The correct build answers
+        /// 500 and leaves the state as it was.
+        IgnoreWriteErrors = "ignore-write-errors",
         /// Acknowledge mutations before they are durable: they are applied in
         /// memory and buffered, and written (and synced) only once they are
         /// [`Config::lost_write_delay`] old. A SIGKILL loses the recent ones;
@@ -130,6 +135,7 @@ async fn open_store(config: &Config) -> Result<Arc<Store>, KvError> {
     let durability = if config.has(Bug::LostWrite) { Durability::Buffered } else { Durability::SyncEachWrite };
     let dir = config.data_dir.clone();
     let (store, recovery) = tokio::task::spawn_blocking(move || Store::open(&dir, durability)).await??;
+    let store = if config.has(Bug::IgnoreWriteErrors) { store.ignoring_write_errors() } else { store };
     if recovery.torn_bytes > 0 {
         let bytes = recovery.torn_bytes.into();
         config.log.warn("ignored torn last log line", &[("bytes", bytes)]);
@@ -191,6 +197,6 @@ mod tests {
             assert_eq!(bug.name().parse::<Bug>().unwrap(), bug);
         }
         let err = "lost-writes".parse::<Bug>().unwrap_err().to_string();
-        assert!(err.contains("lost-write, racy-cas, stale-read"), "{err}");
+        assert!(err.contains("ignore-write-errors, lost-write, racy-cas, stale-read"), "{err}");
     }
 }

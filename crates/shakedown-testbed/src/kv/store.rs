@@ -2,7 +2,8 @@
 //!
 //! Invariant: mutations are serialized by the journal lock and each is recorded
 //! in the log before it is applied, so log order equals apply order and, in the
-//! fsync mode, the in-memory state never shows a write that is not durable.
+//! fsync mode, the in-memory state never shows a write that is not durable
+//! (unless the `ignore-write-errors` bug applies writes whose append failed).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -123,6 +124,8 @@ fn element_from(raw: &str) -> Element {
 pub struct Store {
     journal: Mutex<Journal>,
     state: RwLock<State>,
+    /// The `ignore-write-errors` bug: apply a mutation even when its log append failed.
+    ignore_write_errors: bool,
 }
 
 impl Store {
@@ -131,8 +134,15 @@ impl Store {
         let (journal, mutations, recovery) = journal::open(dir, LOG_FILE, durability)?;
         let mut state = State::default();
         mutations.into_iter().for_each(|m| state.apply(m));
-        let store = Store { journal: Mutex::new(journal), state: RwLock::new(state) };
+        let store = Store { journal: Mutex::new(journal), state: RwLock::new(state), ignore_write_errors: false };
         Ok((store, recovery))
+    }
+
+    /// The `ignore-write-errors` bug: [`Store::execute`] applies a mutation
+    /// and reports success even when the log append failed.
+    pub fn ignoring_write_errors(mut self) -> Store {
+        self.ignore_write_errors = true;
+        self
     }
 
     /// Runs `command`: plans it, records the mutation in the log, then applies it.
@@ -141,7 +151,12 @@ impl Store {
         let mut journal = self.journal.lock().expect("kv journal lock poisoned");
         let (outcome, mutation) = self.read(|state| state.plan(command));
         if let Some(mutation) = mutation {
-            journal.record(&mutation)?;
+            match journal.record(&mutation) {
+                Ok(()) => {}
+                // The bug: the write is acknowledged but lives only in memory.
+                Err(_) if self.ignore_write_errors => {}
+                Err(e) => return Err(e),
+            }
             self.state.write().expect("kv state lock poisoned").apply(mutation);
         }
         Ok(outcome)

@@ -166,3 +166,36 @@ fn corrupt_log_is_an_error() {
     let err = Store::open(dir.path(), Durability::SyncEachWrite).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { line_no: 1, .. }), "{err}");
 }
+
+/// A store whose log appends fail from now on, with "a" already durable.
+fn store_with_failing_appends(dir: &std::path::Path, ignore_write_errors: bool) -> Store {
+    let (store, _) = Store::open(dir, Durability::SyncEachWrite).unwrap();
+    let store = if ignore_write_errors { store.ignoring_write_errors() } else { store };
+    store.execute(put("a", "1")).unwrap();
+    store.journal.lock().unwrap().fail_appends();
+    store
+}
+
+#[test]
+fn a_failed_append_is_an_error_and_changes_nothing() {
+    let dir = temp_dir();
+    let store = store_with_failing_appends(dir.path(), false);
+    let err = store.execute(add("s", "x")).unwrap_err();
+    assert!(matches!(err, StoreError::Append { .. }), "{err}");
+    assert_eq!(store.read(|s| s.elements("s")), []);
+    // The failed cut-back marks the log broken: later appends fail too.
+    assert!(store.execute(put("b", "2")).is_err());
+    assert_eq!(fs::read_to_string(dir.path().join(LOG_FILE)).unwrap(), line(&put_entry("a", "1")));
+}
+
+#[test]
+fn ignore_write_errors_acknowledges_writes_a_restart_loses() {
+    let dir = temp_dir();
+    let store = store_with_failing_appends(dir.path(), true);
+    assert_eq!(store.execute(add("s", "x")).unwrap(), done("x"));
+    assert_eq!(store.read(|s| s.elements("s")), [Element::Str("x".into())]);
+    drop(store);
+    let (reopened, recovery) = Store::open(dir.path(), Durability::SyncEachWrite).unwrap();
+    assert_eq!(recovery.n_entries, 1);
+    assert_eq!(reopened.read(|s| s.elements("s")), []);
+}
