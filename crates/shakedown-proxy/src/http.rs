@@ -23,10 +23,8 @@
 mod forward;
 mod rules;
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,23 +32,13 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::Serialize;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use rules::{AbortWhen, HttpFault, HttpRule};
 
-/// A boxed future, as [`Connector`]s return.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// Opens a connection to the upstream; the runner passes one that connects
-/// from inside a network namespace. The default is [`TcpStream::connect`].
-pub type Connector = Arc<dyn Fn(SocketAddr) -> BoxFuture<io::Result<TcpStream>> + Send + Sync>;
-
-/// The default [`Connector`]: a plain connect from this process's namespace.
-pub fn direct_connector() -> Connector {
-    Arc::new(|addr| Box::pin(TcpStream::connect(addr)))
-}
+use crate::{Connector, PlainConnector};
 
 /// Default limit on connecting to the upstream.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -117,7 +105,7 @@ impl Counters {
 /// What the accept loop and every connection share.
 struct Shared {
     upstream: SocketAddr,
-    connector: Connector,
+    connector: Arc<dyn Connector>,
     connect_timeout: Duration,
     response_headers_timeout: Duration,
     rules: Mutex<Arc<Vec<HttpRule>>>,
@@ -129,7 +117,7 @@ struct Shared {
 pub struct HttpFaultLayer {
     upstream: SocketAddr,
     seed: u64,
-    connector: Connector,
+    connector: Arc<dyn Connector>,
     connect_timeout: Duration,
     response_headers_timeout: Duration,
 }
@@ -140,7 +128,7 @@ impl HttpFaultLayer {
         HttpFaultLayer {
             upstream,
             seed,
-            connector: direct_connector(),
+            connector: Arc::new(PlainConnector),
             connect_timeout: CONNECT_TIMEOUT,
             response_headers_timeout: RESPONSE_HEADERS_TIMEOUT,
         }
@@ -155,8 +143,10 @@ impl HttpFaultLayer {
         HttpFaultLayer::new(upstream, seed).serve(listener)
     }
 
-    /// Connects to the upstream with `connector` instead of a plain connect.
-    pub fn with_connector(mut self, connector: Connector) -> HttpFaultLayer {
+    /// Connects to the upstream with `connector` (the same one the TCP links
+    /// take, e.g. one that connects inside a network namespace) instead of a
+    /// plain connect.
+    pub fn with_connector(mut self, connector: Arc<dyn Connector>) -> HttpFaultLayer {
         self.connector = connector;
         self
     }

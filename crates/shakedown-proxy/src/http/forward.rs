@@ -111,7 +111,7 @@ async fn forward_or_bad_gateway(request: Request<Incoming>, shared: &Shared) -> 
 async fn forward(request: Request<Incoming>, shared: &Shared) -> Result<Response<Incoming>, UpstreamError> {
     let addr = shared.upstream;
     let connect_error = |reason: String| UpstreamError::Connect { addr, reason };
-    let stream = tokio::time::timeout(shared.connect_timeout, (shared.connector)(addr))
+    let stream = tokio::time::timeout(shared.connect_timeout, shared.connector.connect(addr))
         .await
         .map_err(|_| connect_error(format!("timed out after {:?}", shared.connect_timeout)))?
         .map_err(|e| connect_error(e.to_string()))?;

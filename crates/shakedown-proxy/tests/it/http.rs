@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::http::{Method, Uri};
 use axum::Router;
-use shakedown_proxy::http::{
-    AbortWhen, Connector, HttpFault, HttpFaultError, HttpFaultHandle, HttpFaultLayer, HttpRule,
-};
+use shakedown_proxy::http::{AbortWhen, HttpFault, HttpFaultError, HttpFaultHandle, HttpFaultLayer, HttpRule};
+use shakedown_proxy::{ConnectFuture, Connector};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -304,7 +303,7 @@ fn the_connector_opens_upstream_connections() {
         let (real, counter) = (upstream.addr, Arc::clone(&n_connects));
         // The layer's own idea of the upstream is a dead address: only the
         // connector knows where the service really is.
-        let connector: Connector = Arc::new(move |_addr| {
+        let connector: Arc<dyn Connector> = Arc::new(move |_addr| -> ConnectFuture {
             counter.fetch_add(1, Ordering::SeqCst);
             Box::pin(TcpStream::connect(real))
         });
