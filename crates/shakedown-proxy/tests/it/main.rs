@@ -1,4 +1,7 @@
 //! Integration tests of the fault proxy over real sockets.
 
+mod api;
 mod http;
+mod support;
 mod toxics;
+mod toxiproxy_node;
