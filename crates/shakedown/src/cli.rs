@@ -32,6 +32,31 @@ enum Command {
     Run(RunArgs),
     /// Check existing history files (shakedown JSONL, Jepsen EDN or logs, Porcupine kv) for linearizability.
     Check(CheckArgs),
+    /// Serve a fault proxy with a toxiproxy-compatible HTTP API, until interrupted.
+    Proxy(ProxyArgs),
+    /// Show which fault tiers this machine has, and why a missing one is missing.
+    Doctor(DoctorArgs),
+}
+
+#[derive(clap::Args)]
+struct ProxyArgs {
+    /// Where the control API listens; loopback only.
+    #[arg(long, default_value = "127.0.0.1:8474")]
+    listen: std::net::SocketAddr,
+    /// A JSON file of proxies to create at start, as toxiproxy's `-config`
+    /// (`[{"name": ..., "listen": ..., "upstream": ..., "enabled": true}]`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Seed for toxicity rolls and jitter (default: random, printed).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+#[derive(clap::Args)]
+struct DoctorArgs {
+    /// Output on stdout: a table for people, or JSON.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
 }
 
 #[derive(clap::Args)]
@@ -90,6 +115,8 @@ pub fn main() -> u8 {
     match cli.command {
         Command::Run(args) => run_command(args),
         Command::Check(args) => check_command(args),
+        Command::Proxy(args) => crate::proxy_cmd::proxy_command(args.listen, args.config, args.seed),
+        Command::Doctor(args) => crate::proxy_cmd::doctor_command(args.format == Format::Json),
     }
 }
 

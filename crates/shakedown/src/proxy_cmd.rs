@@ -1,0 +1,77 @@
+//! `shakedown proxy` (a standalone fault proxy behind a toxiproxy-compatible
+//! API) and `shakedown doctor` (which fault tiers this machine has).
+
+use shakedown_proxy::{ProxySpec, Registry};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const EXIT_USAGE: u8 = 3;
+const EXIT_HARNESS: u8 = 4;
+
+/// Serves the API on `listen` until SIGINT or SIGTERM, then stops every link.
+pub fn proxy_command(listen: SocketAddr, config: Option<PathBuf>, seed: Option<u64>) -> u8 {
+    if !listen.ip().is_loopback() {
+        eprintln!("shakedown proxy: --listen {listen} is not a loopback address; the control API only listens on loopback (127.0.0.0/8 or ::1)");
+        return EXIT_USAGE;
+    }
+    let specs: Vec<ProxySpec> = match config.as_ref().map(read_config).transpose() {
+        Ok(specs) => specs.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("shakedown proxy: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let seed = seed.unwrap_or_else(rand::random);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("shakedown proxy: cannot start the async runtime: {e}");
+            return EXIT_HARNESS;
+        }
+    };
+    rt.block_on(async move {
+        let registry = Arc::new(Registry::new(seed));
+        if let Err(e) = registry.populate(specs).await {
+            eprintln!("shakedown proxy: create the proxies of the config file: {e}");
+            return EXIT_USAGE;
+        }
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("shakedown proxy: listen on {listen}: {e}");
+                return EXIT_HARNESS;
+            }
+        };
+        eprintln!("shakedown proxy {}: API on http://{listen} (toxiproxy-compatible), seed {seed}", env!("CARGO_PKG_VERSION"));
+        let served = shakedown_proxy::serve_api(listener, registry.clone(), shutdown_signal()).await;
+        registry.shutdown().await;
+        match served {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("shakedown proxy: {e}");
+                EXIT_HARNESS
+            }
+        }
+    })
+}
+
+fn read_config(path: &PathBuf) -> Result<Vec<ProxySpec>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}:{}:{}: {e}; expected a JSON array of {{\"name\", \"listen\", \"upstream\", \"enabled\"}}", path.display(), e.line(), e.column()))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else { return };
+    tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+    eprintln!("shakedown proxy: stopping");
+}
+
+/// Prints every capability; exits 0 (a missing tier is information, not an error).
+pub fn doctor_command(json: bool) -> u8 {
+    // DOCTOR-PENDING: wired once shakedown_runner::doctor lands.
+    let _ = json;
+    eprintln!("shakedown doctor: not available yet");
+    EXIT_HARNESS
+}
