@@ -25,6 +25,7 @@ pub mod clock;
 pub mod context;
 pub mod disk;
 pub mod doctor;
+pub mod environment;
 pub mod faults;
 pub mod logs;
 pub mod netns;

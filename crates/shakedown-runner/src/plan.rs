@@ -135,14 +135,24 @@ pub fn build(ctx: &Context, b: &BuildSpec) -> Result<ProcSpec, PlanError> {
     proc_spec(ctx, &b.command, env, cwd, &mut scope)
 }
 
-pub fn service(ctx: &Context, name: &str, spec: &ServiceSpec, logs_dir: &Path, start: Instant, recorder: Arc<Recorder>) -> Result<Service, PlanError> {
+/// What the fault environment adds to a service: the namespaces its
+/// processes enter, and variables (libfaketime's) on top of its own env.
+#[derive(Default)]
+pub struct ServiceExtras {
+    pub namespaces: Vec<crate::supervisor::Namespace>,
+    pub env: Vec<(String, String)>,
+}
+
+pub fn service(ctx: &Context, name: &str, spec: &ServiceSpec, logs_dir: &Path, start: Instant, recorder: Arc<Recorder>, extras: ServiceExtras) -> Result<Service, PlanError> {
     let mut scope = Scope { service: Some(name), ..Scope::default() };
-    let env = render_env(ctx, &spec.env, &mut scope)?;
+    let mut env = render_env(ctx, &spec.env, &mut scope)?;
+    env.extend(extras.env);
     let cwd = match &spec.dir {
         Some(d) => ctx.scenario_dir.join(ctx.render(d, &mut scope)?),
         None => ctx.services[name].dir.clone(),
     };
-    let process = proc_spec(ctx, &spec.command, env.clone(), cwd.clone(), &mut scope)?;
+    let mut process = proc_spec(ctx, &spec.command, env.clone(), cwd.clone(), &mut scope)?;
+    process.namespaces = extras.namespaces.clone();
     let ready = spec.ready.clone().unwrap_or_default();
     let probe = if let Some(t) = &ready.tcp {
         let addr = ctx.render(t, &mut scope)?;
@@ -152,8 +162,10 @@ pub fn service(ctx: &Context, name: &str, spec: &ServiceSpec, logs_dir: &Path, s
     } else if let Some(re) = &ready.log {
         Probe::Log(re.clone())
     } else if let Some(cmd) = &ready.exec {
-        // The probe runs like the service: same env, same directory.
-        Probe::Exec(proc_spec(ctx, cmd, env, cwd, &mut scope)?)
+        // The probe runs like the service: same env, directory and namespaces.
+        let mut probe = proc_spec(ctx, cmd, env, cwd, &mut scope)?;
+        probe.namespaces = extras.namespaces;
+        Probe::Exec(probe)
     } else {
         Probe::None
     };

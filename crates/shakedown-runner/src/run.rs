@@ -7,6 +7,7 @@
 use crate::build::{run_build, BuildError};
 use crate::client::Client;
 use crate::context::Context;
+use crate::environment::{self, Environment, SetupError};
 use crate::faults::Nemesis;
 use crate::logs::LogSink;
 use crate::plan::{self, mkdir, PlanError};
@@ -129,16 +130,29 @@ impl Run<'_> {
         if let Some(end) = self.builds(&logs_dir).await {
             return end;
         }
-        let ctx = match plan::context(self.s, &self.opts.run_dir, &self.opts.scenario_dir, self.opts.seed, &BTreeMap::new()) {
+        let network = match environment::network(self.s) {
+            Ok(n) => n,
+            Err(e) => return setup_end(e),
+        };
+        let hosts: BTreeMap<String, String> = match &network {
+            Some(net) => self.s.service.keys().filter_map(|name| Some((name.clone(), net.address(name)?.to_string()))).collect(),
+            None => BTreeMap::new(),
+        };
+        let ctx = match plan::context(self.s, &self.opts.run_dir, &self.opts.scenario_dir, self.opts.seed, &hosts) {
             Ok(c) => Arc::new(c),
             Err(e) => return RunEnd::Failed(e.to_string()),
         };
-        let services = match self.start_services(&ctx, &logs_dir).await {
+        let env = match Environment::setup(self.s, &ctx, network).await {
+            Ok(env) => Arc::new(env),
+            Err(e) => return setup_end(e),
+        };
+        let services = match self.start_services(&ctx, &logs_dir, &env).await {
             Ok(s) => s,
             Err(end) => return end,
         };
-        let end = self.workload_phase(ctx, &logs_dir, &services).await;
+        let end = self.workload_phase(ctx, &logs_dir, &services, env.clone()).await;
         self.stop_services(&services).await;
+        env.stop().await;
         end
     }
 
@@ -172,10 +186,11 @@ impl Run<'_> {
         None
     }
 
-    async fn start_services(&mut self, ctx: &Arc<Context>, logs_dir: &std::path::Path) -> Result<BTreeMap<String, Arc<Service>>, RunEnd> {
+    async fn start_services(&mut self, ctx: &Arc<Context>, logs_dir: &std::path::Path, env: &Environment) -> Result<BTreeMap<String, Arc<Service>>, RunEnd> {
         let mut services = BTreeMap::new();
         for (name, spec) in &self.s.service {
-            let svc = plan::service(ctx, name, spec, logs_dir, self.start, self.recorder.clone()).map_err(|e: PlanError| RunEnd::Failed(e.to_string()))?;
+            let extras = plan::ServiceExtras { namespaces: env.namespaces(name), env: env.service_env(name) };
+            let svc = plan::service(ctx, name, spec, logs_dir, self.start, self.recorder.clone(), extras).map_err(|e: PlanError| RunEnd::Failed(e.to_string()))?;
             let svc = Arc::new(svc);
             self.logs.push(svc.log.clone());
             services.insert(name.clone(), svc.clone());
@@ -191,7 +206,7 @@ impl Run<'_> {
         Ok(services)
     }
 
-    async fn workload_phase(&mut self, ctx: Arc<Context>, logs_dir: &std::path::Path, services: &BTreeMap<String, Arc<Service>>) -> RunEnd {
+    async fn workload_phase(&mut self, ctx: Arc<Context>, logs_dir: &std::path::Path, services: &BTreeMap<String, Arc<Service>>, env: Arc<Environment>) -> RunEnd {
         let client = match self.opts.client.clone() {
             Some(c) => Some(c),
             None => match plan::client(&ctx, self.s, logs_dir, self.start) {
@@ -207,14 +222,14 @@ impl Run<'_> {
                 Some(Ok(Ok(()))) => {}
             }
         }
-        let end = self.workload_and_faults(ctx, client.clone(), services).await;
+        let end = self.workload_and_faults(ctx, client.clone(), services, env).await;
         if let Some(c) = client {
             c.close().await;
         }
         end
     }
 
-    async fn workload_and_faults(&mut self, ctx: Arc<Context>, client: Option<Arc<dyn Client>>, services: &BTreeMap<String, Arc<Service>>) -> RunEnd {
+    async fn workload_and_faults(&mut self, ctx: Arc<Context>, client: Option<Arc<dyn Client>>, services: &BTreeMap<String, Arc<Service>>, env: Arc<Environment>) -> RunEnd {
         let s = self.s;
         let limits = Limits {
             clients: s.clients.map_or(1, |c| c.get()),
@@ -225,7 +240,7 @@ impl Run<'_> {
         let op_timeout = s.client.as_ref().and_then(|c| c.timeout).map_or(plan::DEFAULT_OP_TIMEOUT, |d| d.0);
         let longest = s.action.iter().filter_map(|a| a.timeout).map(|d| d.0).max().unwrap_or_default().max(op_timeout);
         let workload = client.map(|c| Arc::new(Workload::new(ctx.clone(), self.recorder.clone(), c, s.action.clone(), longest + Duration::from_secs(5))));
-        let nemesis = Arc::new(Nemesis::new(services.clone(), self.recorder.clone(), self.opts.seed));
+        let nemesis = Arc::new(Nemesis::new(services.clone(), env, self.recorder.clone(), self.opts.seed));
         let stop_flag = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = watch::channel(false);
         let faults = s.fault.clone();
@@ -268,6 +283,15 @@ impl Run<'_> {
                 return;
             }
         }
+    }
+}
+
+/// How a failed environment setup ends the run: unknown when this machine
+/// lacks the tier, a harness failure otherwise.
+fn setup_end(e: SetupError) -> RunEnd {
+    match e {
+        SetupError::Unsupported(why) => RunEnd::Unsupported(why),
+        SetupError::Failed(why) => RunEnd::Failed(why),
     }
 }
 

@@ -1,12 +1,15 @@
 //! Process faults on a fixed timeline or drawn from the seed, and the heal
 //! phase that undoes them all.
 
+mod env;
+
+use crate::environment::Environment;
 use crate::recorder::Recorder;
 use crate::supervisor::Service;
 use crate::workload::stream_rng;
 use nix::sys::signal::Signal;
 use rand::Rng;
-use shakedown_spec::{FaultKind, FaultSpec};
+use shakedown_spec::{FaultKind, FaultSpec, FaultTarget};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,16 +20,20 @@ const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
 
 pub struct Nemesis {
     pub services: BTreeMap<String, Arc<Service>>,
+    pub env: Arc<Environment>,
     pub recorder: Arc<Recorder>,
     pub seed: u64,
-    /// Faults on one service never overlap: each holds its service's lock.
+    /// Faults on one target never overlap: each holds its target's lock
+    /// (services by name, links as `link:NAME`, partitions as `network`).
     locks: BTreeMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Nemesis {
-    pub fn new(services: BTreeMap<String, Arc<Service>>, recorder: Arc<Recorder>, seed: u64) -> Nemesis {
-        let locks = services.keys().map(|k| (k.clone(), Arc::default())).collect();
-        Nemesis { services, recorder, seed, locks }
+    pub fn new(services: BTreeMap<String, Arc<Service>>, env: Arc<Environment>, recorder: Arc<Recorder>, seed: u64) -> Nemesis {
+        let mut locks: BTreeMap<String, Arc<tokio::sync::Mutex<()>>> = services.keys().map(|k| (k.clone(), Arc::default())).collect();
+        locks.extend(env.links.keys().map(|k| (format!("link:{k}"), Arc::default())));
+        locks.insert("network".into(), Arc::default());
+        Nemesis { services, env, recorder, seed, locks }
     }
 
     /// Runs every fault schedule until `stop` turns true; each fault in progress
@@ -67,8 +74,18 @@ impl Nemesis {
             if sleep_or_stop(when.saturating_duration_since(Instant::now()), &mut stop).await {
                 return;
             }
-            let target = &targets[rng.gen_range(0..targets.len())];
-            self.apply(spec.kind, target, spec.duration.map(|d| d.0), &mut stop).await;
+            if spec.kind == FaultKind::Partition {
+                self.partition(&spec, &targets, &mut rng, &mut stop).await;
+            } else if spec.kind.target() == FaultTarget::Link {
+                let target = &targets[rng.gen_range(0..targets.len())];
+                self.link_fault(&spec, target, index, &mut stop).await;
+            } else if matches!(spec.kind, FaultKind::Clock | FaultKind::DiskFull) {
+                let target = &targets[rng.gen_range(0..targets.len())];
+                self.service_env_fault(&spec, target, &mut stop).await;
+            } else {
+                let target = &targets[rng.gen_range(0..targets.len())];
+                self.apply(spec.kind, target, spec.duration.map(|d| d.0), &mut stop).await;
+            }
             last = Instant::now();
         }
     }
@@ -102,7 +119,7 @@ impl Nemesis {
                 }
                 svc.start().await.err().map(|e| e.to_string())
             }
-            other => Some(format!("{} faults are not wired yet", other.as_str())),
+            other => unreachable!("{} is not a process fault", other.as_str()),
         };
         if let Some(d) = &detail {
             self.recorder.service(target, "restart failed", false, Some(d.clone()));
@@ -110,9 +127,10 @@ impl Nemesis {
         self.recorder.fault_end(id, kind.as_str(), target, detail);
     }
 
-    /// Resumes paused services and starts stopped ones, so final reads see a whole system.
+    /// Resumes paused services and starts stopped ones, so final reads see a
+    /// whole system; undoes every environment fault still in effect.
     pub async fn heal(&self) -> Vec<String> {
-        let mut problems = Vec::new();
+        let mut problems = self.env.heal().await;
         for (name, svc) in &self.services {
             if svc.is_paused() {
                 svc.resume();
