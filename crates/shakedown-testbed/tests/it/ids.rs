@@ -1,4 +1,4 @@
-//! The ids service: ids stay unique across restarts, and repeat with `repeat-after-restart`.
+//! The ids service: ids stay unique across restarts, repeat with `repeat-after-restart`, and follow the wall clock with `clock-ids`.
 
 use std::collections::BTreeSet;
 
@@ -70,6 +70,22 @@ fn repeat_after_restart_hands_out_ids_again() {
         server.kill().await;
         let server = start(buggy()).await;
         assert_eq!(take(&server, 2).await, [1, 2]);
+        server.stop().await;
+    });
+}
+
+#[test]
+fn clock_ids_follow_the_wall_clock_and_stay_unique_while_it_runs_forward() {
+    run(async {
+        let dir = temp_dir();
+        let server = start(Config::new(dir.path()).with_bug(Bug::ClockIds)).await;
+        let now_ms = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        let before_ms = now_ms();
+        let ids = take(&server, 200).await;
+        let after_ms = now_ms();
+        assert!(ids.iter().all(|id| (before_ms..=after_ms).contains(&(id / 1000))), "{ids:?}");
+        assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), ids.len(), "{ids:?}");
+        assert!(!dir.path().join(ids::LOG_FILE).exists(), "clock ids keep no log");
         server.stop().await;
     });
 }
