@@ -236,7 +236,8 @@ fn rate_speeds_up_the_wall_clock() {
     let first = take_id(&ids) / 1000;
     std::thread::sleep(Duration::from_millis(500));
     let elapsed_ms = take_id(&ids) / 1000 - first;
-    assert!((1700..=2600).contains(&elapsed_ms), "500ms at x4 read as {elapsed_ms}ms");
+    // At least 4 × 500 ms; the slack is request time under load, still far from x1.
+    assert!((1900..=4000).contains(&elapsed_ms), "500ms at x4 read as {elapsed_ms}ms");
 }
 
 #[test]
