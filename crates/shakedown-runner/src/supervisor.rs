@@ -84,6 +84,9 @@ impl ProcSpec {
         cmd.args(&self.argv[1..]).envs(self.env.iter().cloned()).current_dir(&self.cwd);
         cmd.process_group(0).kill_on_drop(true).stdin(Stdio::null());
         let namespaces: Vec<(RawFd, libc::c_int)> = self.namespaces.iter().map(|n| (n.fd.as_raw_fd(), n.nstype)).collect();
+        // Entering a mount namespace moves the process to its root, and std
+        // changes directory before pre_exec runs: change back afterwards.
+        let cwd = std::ffi::CString::new(self.cwd.as_os_str().as_encoded_bytes()).ok();
         // SAFETY: prctl and setns are async-signal-safe system calls; nothing
         // here allocates. PDEATHSIG asks the kernel to SIGKILL the child if
         // shakedown's spawning thread dies, a backstop for `kill -9 shakedown`.
@@ -93,6 +96,11 @@ impl ProcSpec {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 for &(fd, nstype) in &namespaces {
                     if libc::setns(fd, nstype) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if let Some(cwd) = cwd.as_ref().filter(|_| !namespaces.is_empty()) {
+                    if libc::chdir(cwd.as_ptr()) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
