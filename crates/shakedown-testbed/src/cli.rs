@@ -8,7 +8,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 use crate::service::BugSwitch;
-use crate::{bank, counter, ids, kv, queue};
+use crate::{bank, counter, ids, kv, queue, repl};
 
 /// Small services with bug switches, for shakedown's own tests and quick start.
 #[derive(Debug, Parser)]
@@ -31,6 +31,9 @@ pub enum Service {
     Counter(CounterArgs),
     /// HTTP bank of accounts 0..N moving money between them, persisted to DIR/bank.log.
     Bank(BankArgs),
+    /// HTTP kv API on a primary whose writes wait for an in-process replica's
+    /// ack over a TCP link to --peer; reads come from the replica. In memory.
+    Repl(ReplArgs),
 }
 
 /// Where a service listens and keeps its data.
@@ -95,6 +98,28 @@ pub struct BankArgs {
     pub bugs: Vec<bank::Bug>,
 }
 
+#[derive(Debug, Args)]
+pub struct ReplArgs {
+    /// Address of the HTTP API, e.g. 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Address the replica takes replication connections on.
+    #[arg(long, value_name = "ADDR")]
+    pub repl_listen: SocketAddr,
+    /// Where the primary sends writes: the replica's address, or a proxy in front of it.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub peer: SocketAddr,
+    /// How long a write waits for the replica's ack before it is answered 504.
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = repl::parse_duration)]
+    pub ack_timeout: std::time::Duration,
+    /// Open a replication connection per batch of writes instead of keeping one open.
+    #[arg(long)]
+    pub dial_per_write: bool,
+    /// Bug switch to turn on; repeat for several.
+    #[arg(long = "bug", value_name = "NAME", value_parser = bug_parser::<repl::Bug>())]
+    pub bugs: Vec<repl::Bug>,
+}
+
 /// Accepts exactly the service's bug names; clap's error lists them otherwise.
 fn bug_parser<B: BugSwitch>() -> impl TypedValueParser<Value = B> {
     PossibleValuesParser::new(B::ALL.iter().map(|bug| bug.name())).try_map(|name| B::parse(&name))
@@ -135,6 +160,14 @@ impl BankArgs {
     }
 }
 
+impl ReplArgs {
+    fn config(&self) -> repl::Config {
+        let config = repl::Config::new(self.peer).with_ack_timeout(self.ack_timeout);
+        let config = config.with_dial_per_write(self.dial_per_write);
+        self.bugs.iter().fold(config, |c, &bug| c.with_bug(bug))
+    }
+}
+
 /// Parses the process arguments and runs the chosen service. Exit codes:
 /// 0 after a graceful shutdown, 1 when the service cannot start or fails,
 /// 2 for bad arguments.
@@ -157,6 +190,9 @@ pub fn main() -> ExitCode {
         }
         Service::Bank(args) => {
             runtime.block_on(bank::run(args.endpoint.listen, args.config())).map_err(|e| e.to_string())
+        }
+        Service::Repl(args) => {
+            runtime.block_on(repl::run(args.listen, args.repl_listen, args.config())).map_err(|e| e.to_string())
         }
     };
     match result {
@@ -296,6 +332,37 @@ mod tests {
         let err = parse(&["kv", "--listen", "127.0.0.1:9", "--data", "/d", "--bug", "nope"]).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("lost-write") && text.contains("stale-read"), "{text}");
+    }
+
+    #[test]
+    fn parses_repl() {
+        let base = ["repl", "--listen", "127.0.0.1:9", "--repl-listen", "127.0.0.1:10", "--peer", "127.0.0.1:11"];
+        let Service::Repl(args) = parse(&base).unwrap().service else {
+            panic!("not repl");
+        };
+        let config = args.config();
+        assert_eq!((args.listen.port(), args.repl_listen.port(), config.peer.port()), (9, 10, 11));
+        assert_eq!((config.ack_timeout, config.dial_per_write), (std::time::Duration::from_millis(200), false));
+        assert!(config.bugs.is_empty());
+        let mut full = base.to_vec();
+        full.extend(["--ack-timeout", "100ms", "--dial-per-write", "--bug", "ack-on-timeout"]);
+        let Service::Repl(args) = parse(&full).unwrap().service else {
+            panic!("not repl");
+        };
+        let config = args.config();
+        assert_eq!((config.ack_timeout, config.dial_per_write), (std::time::Duration::from_millis(100), true));
+        assert_eq!(config.bugs.into_iter().collect::<Vec<_>>(), repl::Bug::ALL);
+        let bad: [(&[&str], ErrorKind); 3] = [
+            (&["--ack-timeout", "100"], ErrorKind::ValueValidation),
+            (&["--ack-timeout", "fast"], ErrorKind::ValueValidation),
+            (&["--bug", "stale-read"], ErrorKind::InvalidValue),
+        ];
+        for (extra, kind) in bad {
+            let mut args = base.to_vec();
+            args.extend(extra);
+            assert_eq!(parse(&args).unwrap_err().kind(), kind, "{extra:?}");
+        }
+        assert_eq!(parse(&base[..5]).unwrap_err().kind(), ErrorKind::MissingRequiredArgument);
     }
 
     #[test]

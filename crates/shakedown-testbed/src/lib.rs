@@ -4,8 +4,9 @@
 //! switches and an async `serve` that runs on a listener you bind, so tests can
 //! run it in-process: [`kv`] (key-value and sets), [`queue`] (a job queue over
 //! a pluggable [`queue::Store`] engine), [`ids`] (unique ids), [`counter`]
-//! (increments with idempotency keys) and [`bank`] (transfers between
-//! accounts). All of them are durable by default
+//! (increments with idempotency keys), [`bank`] (transfers between
+//! accounts) and [`repl`] (a primary with an in-process read replica fed over
+//! a TCP link a fault proxy can break; in memory). The others are durable by default
 //! through one append-only JSON-lines log each. [`main`] is the
 //! `shakedown-testbed` binary's entry point (`shakedown-testbed kv --listen
 //! 127.0.0.1:8080 --data DIR [--bug lost-write] [--bug stale-read]`).
@@ -38,6 +39,7 @@ mod journal;
 pub mod kv;
 mod log;
 pub mod queue;
+pub mod repl;
 mod service;
 
 pub use journal::JournalError;

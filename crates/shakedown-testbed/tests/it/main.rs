@@ -5,4 +5,5 @@ mod counter;
 mod ids;
 mod kv;
 mod queue;
+mod repl;
 mod support;
