@@ -68,7 +68,8 @@ impl Port {
                 drop(listener);
                 // Rebinding right away holds the port; if that fails, the
                 // link is still down and enabling binds afresh.
-                let held = bind(addr).inspect_err(|err| tracing::warn!(%addr, error = %err, "failed to hold port")).ok();
+                let held =
+                    bind(addr).inspect_err(|err| tracing::warn!(%addr, error = %err, "failed to hold port")).ok();
                 *self = Port::Down { held };
             }
             (Port::Down { held, .. }, true) => {
@@ -77,7 +78,8 @@ impl Port {
                     None => bind(addr).map_err(|source| ProxyError::Listen { addr, source })?,
                 };
                 socket.listen(BACKLOG).map_err(|source| ProxyError::Listen { addr, source })?;
-                let listener = TcpListener::from_std(socket.into()).map_err(|source| ProxyError::Listen { addr, source })?;
+                let listener =
+                    TcpListener::from_std(socket.into()).map_err(|source| ProxyError::Listen { addr, source })?;
                 *self = Port::Listening(listener);
             }
             (down @ Port::Down { .. }, false) => *self = down,

@@ -157,7 +157,12 @@ impl Registry {
         };
         if moved {
             let enabled = patch.enabled.unwrap_or(entry.link.enabled());
-            let spec = ProxySpec { name: name.to_string(), listen: patch.listen.clone().unwrap_or_default(), upstream: entry.upstream.clone(), enabled };
+            let spec = ProxySpec {
+                name: name.to_string(),
+                listen: patch.listen.clone().unwrap_or_default(),
+                upstream: entry.upstream.clone(),
+                enabled,
+            };
             let fresh = self.start(&spec).await?;
             for toxic in entry.link.toxics() {
                 fresh.link.add_toxic(toxic)?;
@@ -207,7 +212,8 @@ impl Registry {
 }
 
 fn check_name(name: &str) -> Result<(), ProxyError> {
-    let ok = !name.is_empty() && name.len() <= 256 && !name.contains(['/', '?', '#']) && !name.chars().any(char::is_control);
+    let ok =
+        !name.is_empty() && name.len() <= 256 && !name.contains(['/', '?', '#']) && !name.chars().any(char::is_control);
     if !ok {
         return Err(ProxyError::InvalidProxy(format!(
             "proxy name {name:?} must be 1 to 256 bytes without '/', '?', '#' or control characters"
@@ -223,7 +229,8 @@ fn parse_listen(listen: &str) -> Result<SocketAddr, ProxyError> {
         Some(port) => port.parse().map(|port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)).ok(),
         None => listen.parse().ok(),
     };
-    let addr = addr.ok_or_else(|| ProxyError::InvalidProxy(format!("listen {listen:?} must be ip:port or localhost:port")))?;
+    let addr =
+        addr.ok_or_else(|| ProxyError::InvalidProxy(format!("listen {listen:?} must be ip:port or localhost:port")))?;
     if !addr.ip().is_loopback() {
         return Err(ProxyError::NotLoopback(addr));
     }

@@ -43,13 +43,32 @@ pub(crate) enum End {
 /// One toxic's state on one direction of one connection.
 #[derive(Debug)]
 pub(crate) enum Rule {
-    Latency { latency: Duration, jitter_us: u64 },
-    Bandwidth { bytes_per_s: u64, next_free: Instant },
-    SlowClose { delay: Duration },
-    Timeout { close_at: Option<Instant> },
-    ResetPeer { reset_at: Instant },
-    Slicer { average_size: u64, size_variation: u64, delay: Duration },
-    LimitData { left: u64, exhausted_at: Option<Instant> },
+    Latency {
+        latency: Duration,
+        jitter_us: u64,
+    },
+    Bandwidth {
+        bytes_per_s: u64,
+        next_free: Instant,
+    },
+    SlowClose {
+        delay: Duration,
+    },
+    Timeout {
+        close_at: Option<Instant>,
+    },
+    ResetPeer {
+        reset_at: Instant,
+    },
+    Slicer {
+        average_size: u64,
+        size_variation: u64,
+        delay: Duration,
+    },
+    LimitData {
+        left: u64,
+        exhausted_at: Option<Instant>,
+    },
     /// Acts before the connection exists; inert on the data path.
     SlowConnect,
 }
@@ -66,11 +85,15 @@ impl Rule {
             ToxicKind::Timeout { timeout_ms } => {
                 Rule::Timeout { close_at: (timeout_ms > 0).then(|| now + Duration::from_millis(timeout_ms)) }
             }
-            ToxicKind::ResetPeer { timeout_ms } => Rule::ResetPeer { reset_at: now + Duration::from_millis(timeout_ms) },
+            ToxicKind::ResetPeer { timeout_ms } => {
+                Rule::ResetPeer { reset_at: now + Duration::from_millis(timeout_ms) }
+            }
             ToxicKind::Slicer { average_size, size_variation, delay_us } => {
                 Rule::Slicer { average_size, size_variation, delay: Duration::from_micros(delay_us) }
             }
-            ToxicKind::LimitData { bytes } => Rule::LimitData { left: bytes, exhausted_at: (bytes == 0).then_some(now) },
+            ToxicKind::LimitData { bytes } => {
+                Rule::LimitData { left: bytes, exhausted_at: (bytes == 0).then_some(now) }
+            }
             ToxicKind::SlowConnect { .. } => Rule::SlowConnect,
         }
     }
@@ -218,7 +241,8 @@ mod tests {
 
     #[test]
     fn slicer_pieces_cover_the_chunk_in_order() {
-        let mut rule = Rule::new(&ToxicKind::Slicer { average_size: 10, size_variation: 4, delay_us: 1000 }, Instant::now());
+        let mut rule =
+            Rule::new(&ToxicKind::Slicer { average_size: 10, size_variation: 4, delay_us: 1000 }, Instant::now());
         let s = Segment { at: Instant::now(), data: Bytes::from((0..=255u8).collect::<Vec<_>>()) };
         let p = pieces(rule.on_chunk(&s, &mut rng0()));
         let joined: Vec<u8> = p.iter().flat_map(|x| x.data.iter().copied()).collect();

@@ -163,9 +163,12 @@ impl ToxicKind {
 
     /// Reads a type's attributes; absent ones are 0, unknown ones an error.
     fn parse(type_name: &str, attributes: &Map<String, Value>) -> Result<ToxicKind, ProxyError> {
-        let names = Self::attribute_names(type_name).ok_or_else(|| invalid(format!("invalid toxic type: {type_name:?}")))?;
+        let names =
+            Self::attribute_names(type_name).ok_or_else(|| invalid(format!("invalid toxic type: {type_name:?}")))?;
         if let Some(unknown) = attributes.keys().find(|k| !names.contains(&k.as_str())) {
-            return Err(invalid(format!("unknown attribute {unknown:?} for toxic type {type_name}, expected {names:?}")));
+            return Err(invalid(format!(
+                "unknown attribute {unknown:?} for toxic type {type_name}, expected {names:?}"
+            )));
         }
         let get = |key: &str| attribute(attributes, key);
         let ms = |key: &str| get(key).and_then(|v| at_most(key, v, MAX_MS));
@@ -261,8 +264,10 @@ mod tests {
 
     #[test]
     fn json_round_trips() {
-        let t = parse(r#"{"name":"s","type":"slicer","stream":"upstream","toxicity":0.5,
-            "attributes":{"average_size":10,"size_variation":3,"delay":7}}"#)
+        let t = parse(
+            r#"{"name":"s","type":"slicer","stream":"upstream","toxicity":0.5,
+            "attributes":{"average_size":10,"size_variation":3,"delay":7}}"#,
+        )
         .unwrap();
         let again = Toxic::from_json(serde_json::from_value(t.to_json()).unwrap()).unwrap();
         assert_eq!(t, again);

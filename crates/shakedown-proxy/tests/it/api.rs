@@ -76,7 +76,8 @@ fn proxy_routes() {
     run(async {
         let api = start_api().await;
         let upstream = echo_server().await;
-        let (status, version) = raw_status(api.addr, "GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        let (status, version) =
+            raw_status(api.addr, "GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
         assert_eq!(status, 200, "{version}");
         let proxy = create(&api, "echo", upstream).await;
         assert_eq!(proxy["name"], "echo");
@@ -119,11 +120,15 @@ fn toxic_routes() {
     run(async {
         let api = start_api().await;
         let proxy = create(&api, "echo", echo_server().await).await;
-        let toxic = r#"{"name":"slow","type":"latency","stream":"downstream","toxicity":1,"attributes":{"latency":200}}"#;
+        let toxic =
+            r#"{"name":"slow","type":"latency","stream":"downstream","toxicity":1,"attributes":{"latency":200}}"#;
         let (status, added) = call(api.addr, "POST", "/proxies/echo/toxics", toxic).await;
         assert_eq!(status, 200, "{added}");
-        assert_eq!(added, json!({"name":"slow","type":"latency","stream":"downstream","toxicity":1.0,
-            "attributes":{"latency":200,"jitter":0}}));
+        assert_eq!(
+            added,
+            json!({"name":"slow","type":"latency","stream":"downstream","toxicity":1.0,
+            "attributes":{"latency":200,"jitter":0}})
+        );
         let mut client = connect(listen_of(&proxy)).await;
         assert!(round_trip(&mut client, 10).await >= Duration::from_millis(200));
 
@@ -133,7 +138,8 @@ fn toxic_routes() {
         let (status, one) = call(api.addr, "GET", "/proxies/echo/toxics/slow", "").await;
         assert_eq!((status, one["attributes"]["latency"].clone()), (200, json!(200)));
 
-        let (status, updated) = call(api.addr, "POST", "/proxies/echo/toxics/slow", r#"{"attributes":{"latency":0}}"#).await;
+        let (status, updated) =
+            call(api.addr, "POST", "/proxies/echo/toxics/slow", r#"{"attributes":{"latency":0}}"#).await;
         assert_eq!((status, updated["attributes"]["latency"].clone()), (200, json!(0)));
         assert!(round_trip(&mut client, 10).await < Duration::from_millis(150));
 
@@ -178,8 +184,20 @@ fn errors_follow_toxiproxy() {
             ("POST", "/proxies", dup, 409, "already exists"),
             ("POST", "/proxies", r#"{"upstream":"127.0.0.1:1"}"#.into(), 400, "missing required field: name"),
             ("POST", "/proxies", r#"{"name":"x"}"#.into(), 400, "missing required field: upstream"),
-            ("POST", "/proxies", r#"{"name":"x","listen":"0.0.0.0:0","upstream":"127.0.0.1:1"}"#.into(), 400, "loopback"),
-            ("POST", "/proxies", r#"{"name":"x","listen":"192.168.1.1:80","upstream":"127.0.0.1:1"}"#.into(), 400, "loopback"),
+            (
+                "POST",
+                "/proxies",
+                r#"{"name":"x","listen":"0.0.0.0:0","upstream":"127.0.0.1:1"}"#.into(),
+                400,
+                "loopback",
+            ),
+            (
+                "POST",
+                "/proxies",
+                r#"{"name":"x","listen":"192.168.1.1:80","upstream":"127.0.0.1:1"}"#.into(),
+                400,
+                "loopback",
+            ),
             ("POST", "/proxies", "{not json".into(), 400, "read request body"),
             ("POST", "/proxies", r#"{"name":5}"#.into(), 400, "read request body"),
             ("GET", "/proxies/nope", String::new(), 404, "proxy not found"),
@@ -226,7 +244,8 @@ fn garbage_does_not_bring_the_server_down() {
                 assert!((400..500).contains(&status), "junk to {path} answered {status}");
             }
         }
-        let huge = format!("POST /proxies HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", 1 << 30);
+        let huge =
+            format!("POST /proxies HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", 1 << 30);
         let _ = raw_exchange(api.addr, huge.as_bytes(), true).await;
         assert_eq!(call(api.addr, "GET", "/proxies/echo", "").await.0, 200, "still serving");
     });

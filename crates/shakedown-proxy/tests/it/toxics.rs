@@ -310,7 +310,10 @@ fn toxic_edits_report_errors() {
         let dup = link.add_toxic(toxic("a", latency(2), Stream::Downstream));
         assert!(matches!(dup, Err(ProxyError::ToxicExists(name)) if name == "a"));
         assert!(matches!(link.remove_toxic("b"), Err(ProxyError::ToxicNotFound(_))));
-        assert!(matches!(link.update_toxic(toxic("b", latency(1), Stream::Upstream)), Err(ProxyError::ToxicNotFound(_))));
+        assert!(matches!(
+            link.update_toxic(toxic("b", latency(1), Stream::Upstream)),
+            Err(ProxyError::ToxicNotFound(_))
+        ));
         assert_eq!(link.toxics().len(), 1);
         let bad = LinkConfig::new("far", "10.0.0.1:0".parse::<std::net::SocketAddr>().unwrap(), any_port());
         assert!(matches!(Link::start(bad), Err(ProxyError::NotLoopback(_))));
