@@ -1,1 +1,0 @@
-//! Network namespaces for the Linux tier (to be written).
