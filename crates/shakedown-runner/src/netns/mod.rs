@@ -108,30 +108,30 @@ impl Network {
     /// Creates the switch, one namespace per node (addresses `.1`, `.2`, ...
     /// in the order given) and the clients' namespace, all wired to the bridge.
     pub fn create(nodes: &[&str]) -> Result<Network, NetError> {
+        Network::create_with(nodes, None)
+    }
+
+    /// As [`Network::create`], with the firewall tool chosen by the caller
+    /// (`None`: nftables where it works, else iptables).
+    pub fn create_with(nodes: &[&str], firewall: Option<Firewall>) -> Result<Network, NetError> {
         check_names(nodes)?;
         let switch = new_netns().map_err(NetError::Namespace)?;
-        let setup = |place: &str| {
-            let place = place.to_string();
-            move |source| NetError::Setup { place, source }
-        };
         let bridge = format!("link set lo up\nlink add name {BRIDGE} type bridge\nlink set {BRIDGE} up\n");
-        run_in(&switch, "ip", &["-batch", "-"], Some(&bridge)).map_err(setup("the switch"))?;
-        let mut ports = String::new();
-        let mut wire = |host: u8, place: &str| -> Result<Arc<OwnedFd>, NetError> {
-            let ns = new_netns().map_err(NetError::Namespace)?;
-            run_in(&ns, "ip", &["-batch", "-"], Some(&veth_script(host, &switch))).map_err(setup(place))?;
-            ports.push_str(&format!("link set v{host} master {BRIDGE}\nlink set v{host} up\n"));
-            Ok(Arc::new(ns))
-        };
+        ip_batch(&switch, &bridge, "the switch")?;
         let mut named = BTreeMap::new();
         for (i, name) in nodes.iter().enumerate() {
             let host = u8::try_from(i + 1).expect("check_names bounds the node count");
-            let ns = wire(host, &format!("node `{name}`"))?;
+            let ns = wire(&switch, host, &format!("node `{name}`"))?;
             named.insert(name.to_string(), Node { ns, addr: address(host) });
         }
-        let clients = wire(CLIENTS_HOST, "the clients")?;
-        run_in(&switch, "ip", &["-batch", "-"], Some(&ports)).map_err(setup("the switch's ports"))?;
-        let firewall = Firewall::detect(&clients).map_err(NetError::NoFirewall)?;
+        let clients = wire(&switch, CLIENTS_HOST, "the clients")?;
+        let firewall = match firewall {
+            None => Firewall::detect(&clients).map_err(NetError::NoFirewall)?,
+            Some(tool) => {
+                tool.apply(&clients, &[]).map_err(|e| NetError::NoFirewall(format!("{}: failed to {e}", tool.name())))?;
+                tool
+            }
+        };
         let net = Network { switch, clients, nodes: named, firewall, current: Mutex::new(Grudge::none()) };
         tracing::debug!(nodes = ?net.nodes.keys().collect::<Vec<_>>(), firewall = firewall.name(), "network created");
         Ok(net)
@@ -286,6 +286,20 @@ fn check_names(nodes: &[&str]) -> Result<(), NetError> {
 
 fn address(host: u8) -> Ipv4Addr {
     Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], host)
+}
+
+/// A new namespace with loopback up and a veth `eth0` at host number `host`,
+/// whose other end is a port of the switch's bridge.
+fn wire(switch: &OwnedFd, host: u8, place: &str) -> Result<Arc<OwnedFd>, NetError> {
+    let ns = new_netns().map_err(NetError::Namespace)?;
+    ip_batch(&ns, &veth_script(host, switch), place)?;
+    ip_batch(switch, &format!("link set v{host} master {BRIDGE}\nlink set v{host} up\n"), "the switch")?;
+    Ok(Arc::new(ns))
+}
+
+/// Runs `ip -batch -` with `script` inside `ns`; `place` names `ns` in errors.
+fn ip_batch(ns: &OwnedFd, script: &str, place: &str) -> Result<(), NetError> {
+    run_in(ns, "ip", &["-batch", "-"], Some(script)).map(drop).map_err(|source| NetError::Setup { place: place.to_string(), source })
 }
 
 /// Run inside a new node namespace: loopback up, and a veth whose other end
