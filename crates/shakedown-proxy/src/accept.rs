@@ -131,8 +131,8 @@ pub(crate) async fn accept_loop(shared: Arc<LinkShared>, mut port: Port, mut com
             },
             accepted = port.accept() => match accepted {
                 Ok((client, _)) => {
-                    shared.live.fetch_add(1, Ordering::SeqCst);
-                    let conn = Conn { shared: shared.clone(), cut: shared.cut.subscribe(), state: ConnState::Connecting };
+                    let live = Live::count(&shared);
+                    let conn = Conn { shared: shared.clone(), cut: shared.cut.subscribe(), state: ConnState::Connecting, _live: live };
                     conns.spawn(conn.serve(client, shared.connection_seed()));
                 }
                 Err(err) => {
@@ -163,6 +163,24 @@ struct Conn {
     shared: Arc<LinkShared>,
     cut: watch::Receiver<u64>,
     state: ConnState,
+    _live: Live,
+}
+
+/// Counts a connection as live until dropped, even when its task is aborted.
+struct Live(Arc<LinkShared>);
+
+impl Live {
+    fn count(shared: &Arc<LinkShared>) -> Live {
+        shared.live.fetch_add(1, Ordering::SeqCst);
+        Live(shared.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let before = self.0.live.fetch_sub(1, Ordering::SeqCst);
+        assert!(before > 0, "every live connection was counted when accepted");
+    }
 }
 
 impl Conn {
@@ -180,8 +198,6 @@ impl Conn {
             // Dropping the client closes it promptly: the upstream is not there.
             None => self.transition(ConnState::Closed),
         }
-        let live = self.shared.live.fetch_sub(1, Ordering::SeqCst);
-        assert!(live > 0, "every live connection was counted when accepted");
     }
 
     /// Waits out slow_connect toxics, then connects upstream; `None` when

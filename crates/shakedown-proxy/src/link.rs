@@ -192,8 +192,9 @@ impl Link {
         self.shared.enabled.load(Ordering::SeqCst)
     }
 
-    /// `false` takes the link down: new connections are refused and live ones
-    /// cut, both before this returns. `true` listens again on the same port.
+    /// `false` takes the link down: before this returns, new connections are
+    /// refused and live ones are told to close (they do so at once). `true`
+    /// listens again on the same port.
     pub async fn set_enabled(&self, enabled: bool) -> Result<(), ProxyError> {
         let (reply, answer) = oneshot::channel();
         let stopped = || ProxyError::Listen {

@@ -23,8 +23,14 @@ use crate::rule::{End, Rule, Segment, Verdict};
 use crate::splice::KernelPipe;
 use crate::toxic::{Stream, Toxic, ToxicKind};
 
-/// Bytes read per call on the userspace path.
+/// Bytes read per call on the userspace path while rules act.
 const READ_BYTES: usize = 256 * 1024;
+/// Bytes read per call while copying small traffic with no rule acting; a
+/// read that fills it marks the traffic bulk, which then goes to splice.
+const COPY_BYTES: usize = 64 * 1024;
+/// A splice that moves less than this marks the traffic small: copying it
+/// costs two syscalls per chunk where splicing costs three.
+const SMALL_FILL: usize = 8 * 1024;
 /// Bytes read per call while a rule may cut chunks into many pieces.
 const READ_BYTES_SLICED: usize = 16 * 1024;
 /// The queue's bound, counted in bytes plus `SEGMENT_COST` per segment.
@@ -85,6 +91,8 @@ pub(crate) struct Pipe {
     chain: (Vec<Segment>, Vec<Segment>),
     kernel_pipe: Option<KernelPipe>,
     splice_failed: bool,
+    /// Traffic comes in small chunks (request/response), so copy even with no rule.
+    small: bool,
 }
 
 impl Pipe {
@@ -117,6 +125,7 @@ impl Pipe {
             chain: (Vec::new(), Vec::new()),
             kernel_pipe: None,
             splice_failed: false,
+            small: true,
         }
     }
 
@@ -140,7 +149,7 @@ impl Pipe {
     }
 
     fn needs_userspace(&self) -> bool {
-        self.splice_failed || !self.queue.is_empty() || self.slots.iter().any(|s| s.rule.is_some())
+        self.small || self.splice_failed || !self.queue.is_empty() || self.slots.iter().any(|s| s.rule.is_some())
     }
 
     /// Takes the current toxic list: keeps the state of unchanged toxics, and
@@ -232,7 +241,13 @@ impl Pipe {
                 };
                 match filled {
                     Ok(0) => eof = true,
-                    Ok(_) => progress = true,
+                    Ok(n) => {
+                        progress = true;
+                        if n < SMALL_FILL {
+                            self.small = true;
+                            switching = true;
+                        }
+                    }
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
                     Err(err) => return self.fail(err),
                 }
@@ -376,16 +391,45 @@ impl Pipe {
     /// Reads one chunk and queues what the rules make of it. `Ok(true)` on
     /// data or end of stream.
     fn read_chunk(&mut self, now: Instant) -> io::Result<bool> {
-        let read_len = if self.rules().any(Rule::multiplies) { READ_BYTES_SLICED } else { READ_BYTES };
-        self.buf.reserve(read_len);
-        let n = self.src.try_read_buf(&mut (&mut self.buf).limit(read_len))?;
+        let ruled = self.rules().next().is_some();
+        let read_len = match ruled {
+            false => COPY_BYTES,
+            true if self.rules().any(Rule::multiplies) => READ_BYTES_SLICED,
+            true => READ_BYTES,
+        };
+        let n = self.read_once(read_len)?;
         if n == 0 {
             self.transition(PipeState::Eof);
             return Ok(true);
         }
+        if !ruled && n == read_len {
+            self.small = false;
+        }
         let data = self.buf.split().freeze();
         self.admit(Segment { at: now, data });
         Ok(true)
+    }
+
+    /// One read of at most `read_len` bytes into `buf`. A short read means the
+    /// socket was drained, so it clears the readiness as tokio's own
+    /// `poll_read` does, sparing the EAGAIN read per chunk; tokio clears only
+    /// if no readiness event arrived meanwhile, so no wakeup is lost.
+    fn read_once(&mut self, read_len: usize) -> io::Result<usize> {
+        self.buf.reserve(read_len);
+        let (src, buf) = (&self.src, &mut self.buf);
+        let mut short = None;
+        let result = src.try_io(Interest::READABLE, || {
+            let n = src.try_read_buf(&mut buf.limit(read_len))?;
+            if n > 0 && n < read_len {
+                short = Some(n);
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        match short {
+            Some(n) => Ok(n),
+            None => result,
+        }
     }
 
     /// Runs a chunk through the rules in order and queues the result.

@@ -128,7 +128,9 @@ impl Registry {
         for spec in specs {
             if let Some(old) = links.get(&spec.name) {
                 let same_listen = parse_listen(&spec.listen)? == old.link.listen_addr();
-                if same_listen && old.upstream == spec.upstream && old.link.enabled() == spec.enabled {
+                if same_listen && old.upstream == spec.upstream {
+                    // Only enabled may differ: flip it in place and keep the toxics.
+                    old.link.set_enabled(spec.enabled).await?;
                     infos.push(old.info());
                     continue;
                 }

@@ -375,3 +375,48 @@ fn garbage_on_the_proxy_socket_passes_or_closes_without_harm() {
         eventually("abandoned connections are reaped", || link.connections() == 0).await;
     });
 }
+
+#[test]
+fn bytes_stay_in_order_across_mode_switches() {
+    run(async {
+        let link = start_link(echo_server().await);
+        let client = connect(link.listen_addr()).await;
+        let (mut reader, mut writer) = client.into_split();
+        const TOTAL: usize = 32 << 20;
+        let pattern = |i: usize| (i % 251) as u8;
+        let send = tokio::spawn(async move {
+            let mut offset = 0;
+            while offset < TOTAL {
+                // Mixed sizes, so the pipes alternate between copying and splicing.
+                let len = if (offset / 4096) % 3 == 0 { 100 } else { 200_000 }.min(TOTAL - offset);
+                let chunk: Vec<u8> = (offset..offset + len).map(pattern).collect();
+                writer.write_all(&chunk).await.unwrap();
+                offset += len;
+            }
+        });
+        let toggle = async {
+            for i in 0..40 {
+                let t = toxic("zero", latency(0), if i % 2 == 0 { Stream::Upstream } else { Stream::Downstream });
+                link.add_toxic(t).unwrap();
+                tokio::time::sleep(3 * MS).await;
+                link.remove_toxic("zero").unwrap();
+                tokio::time::sleep(2 * MS).await;
+            }
+        };
+        let check = async {
+            let mut buf = vec![0u8; 1 << 16];
+            let mut offset = 0;
+            while offset < TOTAL {
+                let n = timeout(IO_TIMEOUT, reader.read(&mut buf)).await.expect("echo stalled").unwrap();
+                assert!(n > 0, "closed early at {offset}");
+                assert!(
+                    buf[..n].iter().enumerate().all(|(i, b)| *b == pattern(offset + i)),
+                    "bytes out of order near {offset}"
+                );
+                offset += n;
+            }
+        };
+        tokio::join!(toggle, check);
+        send.await.unwrap();
+    });
+}
