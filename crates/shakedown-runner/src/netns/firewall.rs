@@ -26,7 +26,9 @@ impl Firewall {
         let iptables = Firewall::Iptables.apply(ns, &[]);
         match (nft, iptables) {
             (_, Ok(())) => Ok(Firewall::Iptables),
-            (Err(nft), Err(iptables)) => Err(format!("neither nftables nor iptables works: failed to {nft}; failed to {iptables}")),
+            (Err(nft), Err(iptables)) => {
+                Err(format!("neither nftables nor iptables works: failed to {nft}; failed to {iptables}"))
+            }
             (Ok(()), _) => unreachable!("nft was tried first"),
         }
     }
@@ -43,7 +45,9 @@ impl Firewall {
     pub fn apply(self, ns: &OwnedFd, dropped: &[Ipv4Addr]) -> Result<(), CommandError> {
         match self {
             Firewall::Nft => run_in(ns, "nft", &["-f", "-"], Some(&nft_script(dropped))).map(drop),
-            Firewall::Iptables => run_in(ns, "iptables-restore", &["-w", "5"], Some(&iptables_script(dropped))).map(drop),
+            Firewall::Iptables => {
+                run_in(ns, "iptables-restore", &["-w", "5"], Some(&iptables_script(dropped))).map(drop)
+            }
         }
     }
 }

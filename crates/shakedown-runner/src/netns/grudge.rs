@@ -254,7 +254,13 @@ mod tests {
     #[test]
     fn the_same_seed_draws_the_same_grudge() {
         let nodes = names(5);
-        for mode in [PartitionMode::Isolate, PartitionMode::Halves, PartitionMode::Bridge, PartitionMode::MajoritiesRing, PartitionMode::OneWay] {
+        for mode in [
+            PartitionMode::Isolate,
+            PartitionMode::Halves,
+            PartitionMode::Bridge,
+            PartitionMode::MajoritiesRing,
+            PartitionMode::OneWay,
+        ] {
             let draw = |seed| Grudge::for_mode(mode, &nodes, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
             assert_eq!(draw(9), draw(9), "{}", mode.as_str());
             assert!(!draw(9).is_empty(), "{}", mode.as_str());

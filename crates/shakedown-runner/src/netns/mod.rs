@@ -128,7 +128,8 @@ impl Network {
         let firewall = match firewall {
             None => Firewall::detect(&clients).map_err(NetError::NoFirewall)?,
             Some(tool) => {
-                tool.apply(&clients, &[]).map_err(|e| NetError::NoFirewall(format!("{}: failed to {e}", tool.name())))?;
+                tool.apply(&clients, &[])
+                    .map_err(|e| NetError::NoFirewall(format!("{}: failed to {e}", tool.name())))?;
                 tool
             }
         };
@@ -252,9 +253,11 @@ impl Network {
     fn ns_of(&self, at: At<'_>) -> io::Result<&OwnedFd> {
         match at {
             At::Clients => Ok(&self.clients),
-            At::Node(name) => self.nodes.get(name).map(|n| &*n.ns).ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, format!("no node `{name}` in the network"))
-            }),
+            At::Node(name) => self
+                .nodes
+                .get(name)
+                .map(|n| &*n.ns)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no node `{name}` in the network"))),
         }
     }
 }
@@ -268,7 +271,9 @@ async fn connect_in(ns: &OwnedFd, addr: SocketAddr, timeout: Duration) -> io::Re
     })??;
     match tokio::time::timeout(timeout, socket.connect(addr)).await {
         Ok(result) => result,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, format!("connect to {addr} timed out after {timeout:?}"))),
+        Err(_) => {
+            Err(io::Error::new(io::ErrorKind::TimedOut, format!("connect to {addr} timed out after {timeout:?}")))
+        }
     }
 }
 
@@ -299,7 +304,9 @@ fn wire(switch: &OwnedFd, host: u8, place: &str) -> Result<Arc<OwnedFd>, NetErro
 
 /// Runs `ip -batch -` with `script` inside `ns`; `place` names `ns` in errors.
 fn ip_batch(ns: &OwnedFd, script: &str, place: &str) -> Result<(), NetError> {
-    run_in(ns, "ip", &["-batch", "-"], Some(script)).map(drop).map_err(|source| NetError::Setup { place: place.to_string(), source })
+    run_in(ns, "ip", &["-batch", "-"], Some(script))
+        .map(drop)
+        .map_err(|source| NetError::Setup { place: place.to_string(), source })
 }
 
 /// Run inside a new node namespace: loopback up, and a veth whose other end

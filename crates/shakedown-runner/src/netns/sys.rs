@@ -97,7 +97,7 @@ pub fn run_in(ns: &OwnedFd, program: &str, args: &[&str], stdin: Option<&str>) -
 
 /// Waits for `child` up to `timeout`; on timeout kills and reaps it and returns `None`.
 /// Configuration commands print little, so their pipes cannot fill and block them.
-fn wait_with_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitStatus>> {
     let start = Instant::now();
     let mut pause = Duration::from_micros(200);
     loop {

@@ -2,4 +2,5 @@
 
 mod clock;
 mod disk;
+mod doctor;
 mod netns;

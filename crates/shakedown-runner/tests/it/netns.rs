@@ -100,7 +100,11 @@ async fn nodes_reach_each_other_and_clients_reach_a_server_in_a_node() {
     let mut back = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut back)).await.unwrap().unwrap();
     assert_eq!(back, b"ping");
-    assert_eq!(echo.join().unwrap().ip(), std::net::IpAddr::V4(net.clients_address()), "the server sees the clients' address");
+    assert_eq!(
+        echo.join().unwrap().ip(),
+        std::net::IpAddr::V4(net.clients_address()),
+        "the server sees the clients' address"
+    );
 }
 
 #[tokio::test]
@@ -122,7 +126,13 @@ async fn each_partition_mode_blocks_exactly_its_pairs_and_heal_restores_all() {
     let net = create(&nodes);
     let _listeners = listen_everywhere(&net, &nodes);
     let everyone = expected_pairs(&Grudge::none(), &nodes);
-    let modes = [PartitionMode::Isolate, PartitionMode::Halves, PartitionMode::Bridge, PartitionMode::MajoritiesRing, PartitionMode::OneWay];
+    let modes = [
+        PartitionMode::Isolate,
+        PartitionMode::Halves,
+        PartitionMode::Bridge,
+        PartitionMode::MajoritiesRing,
+        PartitionMode::OneWay,
+    ];
     for (seed, mode) in modes.into_iter().enumerate() {
         let grudge = net.split(mode, &nodes, seed as u64).unwrap();
         let expected = expected_pairs(&grudge, &nodes);
@@ -234,7 +244,12 @@ fn host_state() -> [String; 4] {
         let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("run {program}: {e}"));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    [run("ip", &["netns", "list"]), run("ip", &["-o", "link"]), run("nft", &["list", "ruleset"]), run("iptables-save", &[])]
+    [
+        run("ip", &["netns", "list"]),
+        run("ip", &["-o", "link"]),
+        run("nft", &["list", "ruleset"]),
+        run("iptables-save", &[]),
+    ]
 }
 
 /// Every network namespace inode any process or thread is in or holds an fd to.
@@ -246,7 +261,10 @@ fn live_namespaces() -> BTreeSet<u64> {
             seen.insert(inode.parse().unwrap());
         }
     };
-    let pids = std::fs::read_dir("/proc").unwrap().flatten().filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok());
+    let pids = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok());
     for pid in pids {
         let tasks = std::fs::read_dir(pid.path().join("task")).into_iter().flatten().flatten();
         tasks.filter_map(|t| std::fs::read_link(t.path().join("ns/net")).ok()).for_each(&mut note);
@@ -284,6 +302,7 @@ fn dropping_the_network_leaves_nothing() {
 
 /// The holder role: a network, a partition and a `sleep` inside node n1,
 /// then it prints the inodes and either waits to be killed or panics.
+#[expect(clippy::zombie_processes, reason = "the holder dies first; PDEATHSIG ends the sleeper, never waited for")]
 fn hold(mode: &str) {
     let net = create(&names(2));
     net.partition(&Grudge::isolate_node(&names(2), "n1")).unwrap();
