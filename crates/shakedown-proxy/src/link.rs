@@ -55,7 +55,8 @@ where
 }
 
 /// Where a link listens: an address to bind (loopback only), or a listener
-/// the caller bound already (so its port is reserved before the link starts).
+/// the caller bound already (so its port is reserved before the link starts;
+/// the caller answers for its address, e.g. one inside a network namespace).
 #[derive(Debug)]
 pub enum Listen {
     Addr(SocketAddr),

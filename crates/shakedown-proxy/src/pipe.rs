@@ -3,6 +3,11 @@
 //! toxics it reads chunks, runs them through the rules in order, and queues
 //! `(deliver_at, chunk)` in a bounded queue that the same task writes out when
 //! due, so a latency toxic is pipelined rather than one chunk per delay.
+//! With no rule acting, small chunks are copied (two syscalls each) and bulk
+//! goes to splice. Every wait is raced against the connection's end (link
+//! down, stop, the other direction failing); waits for a peer to take bytes
+//! are bounded by the write stall timeout; reads may idle for as long as the
+//! connection stays open, as any TCP connection may.
 
 use std::collections::VecDeque;
 use std::io;
@@ -462,6 +467,7 @@ impl Pipe {
                 break;
             }
             let n = match self.dst.try_write(&seg.data) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                 Err(err) => return Err(err),
