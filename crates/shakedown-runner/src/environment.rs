@@ -66,7 +66,12 @@ pub fn network(s: &Scenario) -> Result<Option<Arc<dyn Network>>, SetupError> {
     if !s.network.namespaces {
         return Ok(None);
     }
-    Err(SetupError::Unsupported("network namespaces: not wired yet".into()))
+    crate::netns::probe().map_err(|why| SetupError::Unsupported(format!("network namespaces: {why}")))?;
+    let names: Vec<&str> = s.service.keys().map(String::as_str).collect();
+    match crate::netns::Network::create(&names) {
+        Ok(net) => Ok(Some(Arc::new(net))),
+        Err(e) => Err(SetupError::Failed(format!("create the run's network namespaces: {e}"))),
+    }
 }
 
 impl Environment {
@@ -215,5 +220,34 @@ impl Environment {
         for link in &self.forwarders {
             link.stop().await;
         }
+    }
+}
+
+/// The Linux tier's namespaces, as the faults use them.
+impl Network for crate::netns::Network {
+    fn address(&self, service: &str) -> Option<std::net::IpAddr> {
+        crate::netns::Network::address(self, service).map(std::net::IpAddr::V4)
+    }
+
+    fn contains(&self, ip: std::net::IpAddr) -> bool {
+        crate::netns::Network::contains(self, ip)
+    }
+
+    fn client_connector(&self) -> Arc<dyn Connector> {
+        crate::netns::Network::client_connector(self)
+    }
+
+    fn namespace(&self, service: &str) -> Option<Namespace> {
+        crate::netns::Network::namespace(self, service)
+    }
+
+    fn partition(&self, mode: shakedown_spec::PartitionMode, nodes: &[String], seed: u64) -> Result<String, String> {
+        let grudge = self.split(mode, nodes, seed).map_err(|e| e.to_string())?;
+        crate::netns::Network::partition(self, &grudge).map_err(|e| e.to_string())?;
+        Ok(grudge.to_string())
+    }
+
+    fn heal(&self) -> Result<(), String> {
+        crate::netns::Network::heal(self).map_err(|e| e.to_string())
     }
 }
