@@ -6,7 +6,9 @@
 //! `SHAKEDOWN_NETNS_HOLDER=kill` or `=panic` set, the test
 //! `netns::a_killed_or_panicking_holder_leaves_nothing` creates a network, a
 //! partition and a process inside a node, prints the namespaces' inodes, and
-//! then sleeps until killed or panics.
+//! then sleeps until killed or panics. With `SHAKEDOWN_NETNS_UNPRIVILEGED`
+//! set, `netns::without_root_the_probe_and_create_say_why` (run as nobody)
+//! prints what `probe` and `Network::create` say.
 
 use shakedown_runner::netns::{enter_netns, probe, At, Firewall, Grudge, NetError, Network};
 use shakedown_spec::PartitionMode;
@@ -24,6 +26,8 @@ const PORT: u16 = 7000;
 const BLOCKED_AFTER: Duration = Duration::from_millis(300);
 const HOLDER_ENV: &str = "SHAKEDOWN_NETNS_HOLDER";
 const HOLDER_TEST: &str = "netns::a_killed_or_panicking_holder_leaves_nothing";
+const UNPRIVILEGED_ENV: &str = "SHAKEDOWN_NETNS_UNPRIVILEGED";
+const UNPRIVILEGED_TEST: &str = "netns::without_root_the_probe_and_create_say_why";
 
 fn names(n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("n{i}")).collect()
@@ -238,6 +242,32 @@ fn probe_succeeds_on_this_machine() {
     probe().unwrap();
 }
 
+#[test]
+fn without_root_the_probe_and_create_say_why() {
+    if std::env::var_os(UNPRIVILEGED_ENV).is_some() {
+        println!("probe: {:?}", probe());
+        println!("create: {:?}", Network::create(&["a"]).map(|_| ()).map_err(|e| e.to_string()));
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([UNPRIVILEGED_TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env(UNPRIVILEGED_ENV, "1")
+        .uid(65534)
+        .gid(65534)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for what in ["probe", "create"] {
+        let line = text.lines().find_map(|l| l.split_once(&format!("{what}: ")).map(|(_, r)| r)).expect(what);
+        assert!(
+            line.starts_with("Err(") && line.contains("Operation not permitted") && line.contains("needs root"),
+            "{line}"
+        );
+    }
+}
+
 /// What the host shows of namespaces, links and firewall rules.
 fn host_state() -> [String; 4] {
     let run = |program: &str, args: &[&str]| {
@@ -248,8 +278,14 @@ fn host_state() -> [String; 4] {
         run("ip", &["netns", "list"]),
         run("ip", &["-o", "link"]),
         run("nft", &["list", "ruleset"]),
-        run("iptables-save", &[]),
+        iptables_rules(&run("iptables-save", &[])),
     ]
+}
+
+/// iptables-save's rules without its dated comments and packet counters.
+fn iptables_rules(saved: &str) -> String {
+    let rules = saved.lines().filter(|l| !l.starts_with('#'));
+    rules.map(|l| l.split(" [").next().unwrap_or(l)).collect::<Vec<_>>().join("\n")
 }
 
 /// Every network namespace inode any process or thread is in or holds an fd to.
