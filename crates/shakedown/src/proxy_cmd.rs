@@ -70,8 +70,11 @@ async fn shutdown_signal() {
 
 /// Prints every capability; exits 0 (a missing tier is information, not an error).
 pub fn doctor_command(json: bool) -> u8 {
-    // DOCTOR-PENDING: wired once shakedown_runner::doctor lands.
-    let _ = json;
-    eprintln!("shakedown doctor: not available yet");
-    EXIT_HARNESS
+    let caps = shakedown_runner::doctor::doctor();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&caps).unwrap_or_else(|_| "[]".into()));
+    } else {
+        print!("{}", shakedown_runner::doctor::render(&caps));
+    }
+    0
 }
