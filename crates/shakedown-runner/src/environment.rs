@@ -242,8 +242,8 @@ impl Network for crate::netns::Network {
     }
 
     fn partition(&self, mode: shakedown_spec::PartitionMode, nodes: &[String], seed: u64) -> Result<String, String> {
+        // `split` draws the grudge and puts it in effect.
         let grudge = self.split(mode, nodes, seed).map_err(|e| e.to_string())?;
-        crate::netns::Network::partition(self, &grudge).map_err(|e| e.to_string())?;
         Ok(grudge.to_string())
     }
 
