@@ -27,6 +27,9 @@ pub struct Report {
     pub ops: OpCounts,
     pub checks: Vec<CheckResult>,
     pub faults: Vec<FaultRecord>,
+    /// Operations that completed ok while a fault window was open.
+    #[serde(default)]
+    pub ok_ops_during_faults: u64,
     pub services: Vec<ServiceRecord>,
     /// Harness errors (a service never became ready, a build failed); empty when none.
     pub errors: Vec<String>,
@@ -107,6 +110,7 @@ impl Report {
             ops: OpCounts::of(history),
             checks,
             faults: faults(history),
+            ok_ops_during_faults: shakedown_check::vacuity::ok_ops_during_faults(history),
             services: services(meta.services, history),
             errors: meta.errors,
         }

@@ -23,7 +23,7 @@ const CRASH_LINES: usize = 5;
 pub fn render_summary(report: &Report, style: Style) -> String {
     let mut out = vec![header(report, style)];
     out.extend(op_lines(&report.ops));
-    out.push(fault_line(&report.faults));
+    out.push(fault_line(&report.faults, report.ok_ops_during_faults));
     out.extend(report.services.iter().flat_map(|s| crash_lines(s, style)));
     out.extend(check_lines(&report.checks, style));
     out.extend(
@@ -69,8 +69,8 @@ fn op_lines(ops: &OpCounts) -> Vec<String> {
     lines
 }
 
-/// "  faults  3 applied: kill ×2, pause ×1".
-fn fault_line(faults: &[FaultRecord]) -> String {
+/// "  faults  3 applied: kill ×2, pause ×1; 120 ok ops during them".
+fn fault_line(faults: &[FaultRecord], ok_during: u64) -> String {
     if faults.is_empty() {
         return "  faults  none".to_string();
     }
@@ -79,7 +79,7 @@ fn fault_line(faults: &[FaultRecord]) -> String {
         *by_kind.entry(&fault.kind).or_default() += 1;
     }
     let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{} ×{n}", clean(k))).collect();
-    format!("  faults  {} applied: {}", faults.len(), kinds.join(", "))
+    format!("  faults  {} applied: {}; {ok_during} ok ops during them", faults.len(), kinds.join(", "))
 }
 
 /// "  ! kv exited unexpectedly at 0.055s: signal 9", for each event shakedown did not cause.
@@ -231,7 +231,7 @@ mod tests {
     add     2 ok
     delete  0 ok, 1 skip
     read    1 ok
-  faults  2 applied: kill ×1, pause ×1
+  faults  2 applied: kill ×1, pause ×1; 0 ok ops during them
   ! kv exited unexpectedly at 0.000s: signal 9
   ✓ stats       4 ops: 3 ok, 0 fail, 0 info, 1 skip
   ✗ set         1 of 2 acknowledged adds lost: 2
