@@ -231,7 +231,7 @@ mod tests {
     add     2 ok
     delete  0 ok, 1 skip
     read    1 ok
-  faults  2 applied: kill ×1, pause ×1; 0 ok ops during them
+  faults  2 applied: kill ×1, pause ×1; 1 ok ops during them
   ! kv exited unexpectedly at 0.000s: signal 9
   ✓ stats       4 ops: 3 ok, 0 fail, 0 info, 1 skip
   ✗ set         1 of 2 acknowledged adds lost: 2
