@@ -259,7 +259,7 @@ impl<'a> Validator<'a> {
             FaultTarget::Link => ("link", self.s.link.keys().map(String::as_str).collect()),
         };
         for name in f.target.get_ref().iter() {
-            if !names.contains(name.as_ref() as &str) {
+            if !names.contains(name) {
                 let msg = format!("fault target `{name}` is not a defined {what}; {}", one_of(&format!("{what}s"), &names));
                 self.err(f.target.span(), msg);
             }
