@@ -54,8 +54,8 @@ pub fn read_jsonl(input: impl BufRead) -> Result<History, DecodeError> {
             header = Some(parse_header(line_no, &line)?);
             continue;
         }
-        let event: Event = serde_json::from_str(&line)
-            .map_err(|e| DecodeError::Event { line: line_no, message: e.to_string() })?;
+        let event: Event =
+            serde_json::from_str(&line).map_err(|e| DecodeError::Event { line: line_no, message: e.to_string() })?;
         events.push(event);
         line_numbers.push(line_no);
     }
@@ -69,8 +69,8 @@ pub fn read_jsonl(input: impl BufRead) -> Result<History, DecodeError> {
 }
 
 fn parse_header(line_no: usize, line: &str) -> Result<Header, DecodeError> {
-    let value: serde_json::Value = serde_json::from_str(line)
-        .map_err(|e| DecodeError::Header { line: line_no, message: e.to_string() })?;
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| DecodeError::Header { line: line_no, message: e.to_string() })?;
     let format = value.get("format").and_then(|v| v.as_str()).unwrap_or("").to_string();
     let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
     if format != FORMAT_NAME || version != FORMAT_VERSION {
@@ -119,7 +119,10 @@ mod tests {
             (r#"{"format":"shakedown-history","version":9,"scenario":"t","seed":1}"#, "version 9"),
             (&format!("{HEADER}\n{{\"index\":0}}"), "line 2: invalid event"),
             (
-                &format!("{HEADER}\n{}", r#"{"index":0,"time_ns":1,"type":"ok","process":0,"actor":"a","f":"add","value":1}"#),
+                &format!(
+                    "{HEADER}\n{}",
+                    r#"{"index":0,"time_ns":1,"type":"ok","process":0,"actor":"a","f":"add","value":1}"#
+                ),
                 "line 2: event 0: completion for process 0 has no pending invocation",
             ),
             (

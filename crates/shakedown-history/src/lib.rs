@@ -25,7 +25,7 @@ mod ops;
 
 pub use codec::{read_jsonl, write_jsonl, DecodeError};
 pub use event::{
-    Completion, Event, EventKind, FaultEvent, FaultPhase, Header, Invoke, OpType, ProcessId,
-    ServiceEvent, Skip, FORMAT_NAME, FORMAT_VERSION,
+    Completion, Event, EventKind, FaultEvent, FaultPhase, Header, Invoke, OpType, ProcessId, ServiceEvent, Skip,
+    FORMAT_NAME, FORMAT_VERSION,
 };
 pub use ops::{History, HistoryBuilder, Op, OpCompletion, WellFormedError};

@@ -97,11 +97,7 @@ impl Rules {
             return Err(WellFormedError::Index { expected: self.next_index, found: index });
         }
         if e.time_ns < self.last_time_ns {
-            return Err(WellFormedError::TimeBackwards {
-                index,
-                time_ns: e.time_ns,
-                previous_ns: self.last_time_ns,
-            });
+            return Err(WellFormedError::TimeBackwards { index, time_ns: e.time_ns, previous_ns: self.last_time_ns });
         }
         match &e.kind {
             EventKind::Invoke(inv) => {

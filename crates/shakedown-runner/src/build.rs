@@ -16,7 +16,8 @@ pub enum BuildError {
 pub async fn run_build(spec: &ProcSpec, timeout: Duration, log: &Arc<LogSink>) -> Result<(), BuildError> {
     let command = spec.argv.join(" ");
     log.push("sys", &format!("[shakedown] build: {command}"));
-    let fail = |message: String, log: &LogSink| BuildError::Failed { command: command.clone(), message, output: log.tail(40) };
+    let fail =
+        |message: String, log: &LogSink| BuildError::Failed { command: command.clone(), message, output: log.tail(40) };
     let mut cmd = spec.command();
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let (mut child, _group) = spawn_tracked(&mut cmd).map_err(|e| fail(e.to_string(), log))?;

@@ -71,15 +71,26 @@ pub fn value_text(v: &Value) -> String {
 }
 
 impl Context {
-    pub fn new(run_dir: PathBuf, scenario_dir: PathBuf, seed: u64, services: BTreeMap<String, ServiceCtx>, actors: Vec<ActorCtx>) -> Context {
+    pub fn new(
+        run_dir: PathBuf,
+        scenario_dir: PathBuf,
+        seed: u64,
+        services: BTreeMap<String, ServiceCtx>,
+        actors: Vec<ActorCtx>,
+    ) -> Context {
         Context { run_dir, scenario_dir, seed, services, actors, links: BTreeMap::new(), seq: AtomicU64::new(0) }
     }
 
     pub fn render(&self, t: &Template, scope: &mut Scope<'_, '_>) -> Result<String, RenderError> {
-        t.render(|var| self.lookup(var, scope)).map_err(|message| RenderError { template: t.source().to_string(), message })
+        t.render(|var| self.lookup(var, scope))
+            .map_err(|message| RenderError { template: t.source().to_string(), message })
     }
 
-    pub fn render_all<'t>(&self, ts: impl IntoIterator<Item = &'t Template>, scope: &mut Scope<'_, '_>) -> Result<Vec<String>, RenderError> {
+    pub fn render_all<'t>(
+        &self,
+        ts: impl IntoIterator<Item = &'t Template>,
+        scope: &mut Scope<'_, '_>,
+    ) -> Result<Vec<String>, RenderError> {
         ts.into_iter().map(|t| self.render(t, scope)).collect()
     }
 
@@ -104,7 +115,9 @@ impl Context {
                 port_of(svc, port.as_deref())?.to_string()
             }
             Var::Host => scope.service.and_then(|s| self.services.get(s)).ok_or_else(unavailable)?.host.clone(),
-            Var::ServiceHost(service) => self.services.get(service).ok_or_else(|| format!("no service `{service}`"))?.host.clone(),
+            Var::ServiceHost(service) => {
+                self.services.get(service).ok_or_else(|| format!("no service `{service}`"))?.host.clone()
+            }
             Var::LinkPort(link) => self.links.get(link).ok_or_else(|| format!("no link `{link}`"))?.to_string(),
             Var::ServiceDir(service) => {
                 self.services.get(service).ok_or_else(|| format!("no service `{service}`"))?.dir.display().to_string()
@@ -119,7 +132,10 @@ impl Context {
             Var::Value => value_text(scope.op.as_ref().and_then(|o| o.value).ok_or_else(unavailable)?),
             Var::ValuePath(path) => {
                 let value = scope.op.as_ref().and_then(|o| o.value).ok_or_else(unavailable)?;
-                value_text(value_at(value, path).ok_or_else(|| format!("the value {value} has nothing at `{}`", path.join(".")))?)
+                value_text(
+                    value_at(value, path)
+                        .ok_or_else(|| format!("the value {value} has nothing at `{}`", path.join(".")))?,
+                )
             }
             Var::Target => value_text(scope.op.as_ref().and_then(|o| o.target).ok_or_else(unavailable)?),
             Var::Int { lo, hi_exclusive } => {

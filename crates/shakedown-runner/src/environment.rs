@@ -76,7 +76,11 @@ pub fn network(s: &Scenario) -> Result<Option<Arc<dyn Network>>, SetupError> {
 
 impl Environment {
     /// Sets up disks, clocks, links and forwarders for the scenario.
-    pub async fn setup(s: &Scenario, ctx: &Context, network: Option<Arc<dyn Network>>) -> Result<Environment, SetupError> {
+    pub async fn setup(
+        s: &Scenario,
+        ctx: &Context,
+        network: Option<Arc<dyn Network>>,
+    ) -> Result<Environment, SetupError> {
         let mut env = Environment { network, ..Environment::default() };
         env.disks(s, ctx)?;
         env.clocks(s, ctx)?;
@@ -87,20 +91,26 @@ impl Environment {
 
     fn disks(&mut self, s: &Scenario, ctx: &Context) -> Result<(), SetupError> {
         for (name, spec) in s.service.iter().filter_map(|(n, svc)| svc.disk.as_ref().map(|d| (n, d))) {
-            let path = ctx.render(&spec.path, &mut Scope { service: Some(name), ..Scope::default() }).map_err(|e| SetupError::Failed(e.to_string()))?;
+            let path = ctx
+                .render(&spec.path, &mut Scope { service: Some(name), ..Scope::default() })
+                .map_err(|e| SetupError::Failed(e.to_string()))?;
             crate::disk::probe().map_err(|why| SetupError::Unsupported(format!("disk of service `{name}`: {why}")))?;
-            let disk = DiskLimit::create(std::path::Path::new(&path), spec.size.0).map_err(|e| SetupError::Failed(format!("disk of service `{name}`: {e}")))?;
+            let disk = DiskLimit::create(std::path::Path::new(&path), spec.size.0)
+                .map_err(|e| SetupError::Failed(format!("disk of service `{name}`: {e}")))?;
             self.disks.insert(name.clone(), disk);
         }
         Ok(())
     }
 
     fn clocks(&mut self, s: &Scenario, ctx: &Context) -> Result<(), SetupError> {
-        let targets: BTreeSet<&str> = s.fault.iter().filter(|f| f.kind == FaultKind::Clock).flat_map(|f| f.target.get_ref().iter()).collect();
+        let targets: BTreeSet<&str> =
+            s.fault.iter().filter(|f| f.kind == FaultKind::Clock).flat_map(|f| f.target.get_ref().iter()).collect();
         for name in targets {
             let dir = ctx.run_dir.join("clocks").join(name);
             let clock = Clock::new(&dir).map_err(|e| match e {
-                crate::clock::ClockError::NoLibrary(why) => SetupError::Unsupported(format!("clock of service `{name}`: libfaketime: {why}")),
+                crate::clock::ClockError::NoLibrary(why) => {
+                    SetupError::Unsupported(format!("clock of service `{name}`: libfaketime: {why}"))
+                }
                 other => SetupError::Failed(format!("clock of service `{name}`: {other}")),
             })?;
             self.clocks.insert(name.to_string(), clock);
@@ -110,12 +120,17 @@ impl Environment {
 
     fn links(&mut self, s: &Scenario, ctx: &Context) -> Result<(), SetupError> {
         for (i, (name, spec)) in s.link.iter().enumerate() {
-            let upstream_text = ctx.render(spec.upstream.get_ref(), &mut Scope::default()).map_err(|e| SetupError::Failed(e.to_string()))?;
-            let upstream: SocketAddr = upstream_text
-                .parse()
-                .map_err(|e| SetupError::Failed(format!("link `{name}`: upstream {upstream_text:?} is not an IP address and port: {e}")))?;
+            let upstream_text = ctx
+                .render(spec.upstream.get_ref(), &mut Scope::default())
+                .map_err(|e| SetupError::Failed(e.to_string()))?;
+            let upstream: SocketAddr = upstream_text.parse().map_err(|e| {
+                SetupError::Failed(format!(
+                    "link `{name}`: upstream {upstream_text:?} is not an IP address and port: {e}"
+                ))
+            })?;
             let listen: SocketAddr = ([127, 0, 0, 1], ctx.links[name]).into();
-            let listener = std::net::TcpListener::bind(listen).map_err(|e| SetupError::Failed(format!("link `{name}`: listen on {listen}: {e}")))?;
+            let listener = std::net::TcpListener::bind(listen)
+                .map_err(|e| SetupError::Failed(format!("link `{name}`: listen on {listen}: {e}")))?;
             let seed = ctx.seed ^ (0x6c69_6e6b << 16) ^ i as u64;
             let connector = self.connector_for(upstream);
             let handle = match spec.kind {
@@ -123,11 +138,15 @@ impl Environment {
                     let mut config = LinkConfig::new(name.clone(), listener, upstream);
                     config.seed = seed;
                     config.connector = connector;
-                    LinkHandle::Tcp(Arc::new(Link::start(config).map_err(|e| SetupError::Failed(format!("link `{name}`: {e}")))?))
+                    LinkHandle::Tcp(Arc::new(
+                        Link::start(config).map_err(|e| SetupError::Failed(format!("link `{name}`: {e}")))?,
+                    ))
                 }
                 LinkKind::Http => {
                     let layer = HttpFaultLayer::new(upstream, seed).with_connector(connector);
-                    LinkHandle::Http(layer.serve(listener).map_err(|e| SetupError::Failed(format!("link `{name}`: {e}")))?)
+                    LinkHandle::Http(
+                        layer.serve(listener).map_err(|e| SetupError::Failed(format!("link `{name}`: {e}")))?,
+                    )
                 }
             };
             self.links.insert(name.clone(), handle);
@@ -149,12 +168,16 @@ impl Environment {
     fn forwarders(&mut self, ctx: &Context) -> Result<(), SetupError> {
         let Some(net) = self.network.clone() else { return Ok(()) };
         for (name, svc) in &ctx.services {
-            let host: std::net::IpAddr = svc.host.parse().map_err(|e| SetupError::Failed(format!("service `{name}` address {}: {e}", svc.host)))?;
+            let host: std::net::IpAddr = svc
+                .host
+                .parse()
+                .map_err(|e| SetupError::Failed(format!("service `{name}` address {}: {e}", svc.host)))?;
             for (port_name, port) in &svc.ports {
                 let listen: SocketAddr = ([127, 0, 0, 1], *port).into();
                 let mut config = LinkConfig::new(format!("{name}.{port_name}"), listen, SocketAddr::new(host, *port));
                 config.connector = net.client_connector();
-                let link = Link::start(config).map_err(|e| SetupError::Failed(format!("forward 127.0.0.1:{port} to service `{name}`: {e}")))?;
+                let link = Link::start(config)
+                    .map_err(|e| SetupError::Failed(format!("forward 127.0.0.1:{port} to service `{name}`: {e}")))?;
                 self.forwarders.push(Arc::new(link));
             }
         }

@@ -93,7 +93,11 @@ impl LogSink {
     pub fn tail(&self, n: usize) -> Vec<String> {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let skip = st.ring.len().saturating_sub(n);
-        st.ring.iter().skip(skip).map(|l| format!("{:>10.3} {} {}", l.elapsed_ms as f64 / 1000.0, l.stream, l.text)).collect()
+        st.ring
+            .iter()
+            .skip(skip)
+            .map(|l| format!("{:>10.3} {} {}", l.elapsed_ms as f64 / 1000.0, l.stream, l.text))
+            .collect()
     }
 }
 

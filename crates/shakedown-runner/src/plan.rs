@@ -1,11 +1,16 @@
 //! Resolution: turns a validated scenario into concrete directories, ports,
 //! processes and clients for one run.
 
-use crate::client::{driver::DriverClient, exec::ExecClient, http::{HttpClient, Retry}, Client};
+use crate::client::{
+    driver::DriverClient,
+    exec::ExecClient,
+    http::{HttpClient, Retry},
+    Client,
+};
 use crate::context::{ActorCtx, Context, RenderError, Scope, ServiceCtx};
 use crate::logs::LogSink;
 use crate::recorder::Recorder;
-use crate::supervisor::{ProcSpec, Probe, Service};
+use crate::supervisor::{Probe, ProcSpec, Service};
 use nix::sys::signal::Signal;
 use shakedown_spec::{BuildSpec, ClientKind, Scenario, ServiceSpec, Template};
 use std::collections::BTreeMap;
@@ -65,7 +70,13 @@ pub fn allocate_ports(s: &Scenario) -> Result<Ports, PlanError> {
 /// Builds the run's context: service dirs, ports and addresses (`hosts`, for
 /// services in network namespaces; 127.0.0.1 otherwise), link ports, actor
 /// homes and env.
-pub fn context(s: &Scenario, run_dir: &Path, scenario_dir: &Path, seed: u64, hosts: &BTreeMap<String, String>) -> Result<Context, PlanError> {
+pub fn context(
+    s: &Scenario,
+    run_dir: &Path,
+    scenario_dir: &Path,
+    seed: u64,
+    hosts: &BTreeMap<String, String>,
+) -> Result<Context, PlanError> {
     let ports = allocate_ports(s)?;
     let mut services = BTreeMap::new();
     for (name, ports) in ports.services {
@@ -90,7 +101,11 @@ pub fn context(s: &Scenario, run_dir: &Path, scenario_dir: &Path, seed: u64, hos
     Ok(ctx)
 }
 
-fn render_env(ctx: &Context, env: &BTreeMap<String, Template>, scope: &mut Scope<'_, '_>) -> Result<Vec<(String, String)>, RenderError> {
+fn render_env(
+    ctx: &Context,
+    env: &BTreeMap<String, Template>,
+    scope: &mut Scope<'_, '_>,
+) -> Result<Vec<(String, String)>, RenderError> {
     env.iter().map(|(k, v)| Ok((k.clone(), ctx.render(v, scope)?))).collect()
 }
 
@@ -116,7 +131,13 @@ pub fn resolve_program(argv: &mut [String], scenario_dir: &Path) {
     }
 }
 
-pub fn proc_spec(ctx: &Context, argv: &[Template], env: Vec<(String, String)>, cwd: PathBuf, scope: &mut Scope<'_, '_>) -> Result<ProcSpec, PlanError> {
+pub fn proc_spec(
+    ctx: &Context,
+    argv: &[Template],
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+    scope: &mut Scope<'_, '_>,
+) -> Result<ProcSpec, PlanError> {
     let mut argv = ctx.render_all(argv, scope)?;
     resolve_program(&mut argv, &ctx.scenario_dir);
     let mut full_env = vec![("PATH".to_string(), search_path()), ("SHAKEDOWN_SEED".to_string(), ctx.seed.to_string())];
@@ -143,7 +164,15 @@ pub struct ServiceExtras {
     pub env: Vec<(String, String)>,
 }
 
-pub fn service(ctx: &Context, name: &str, spec: &ServiceSpec, logs_dir: &Path, start: Instant, recorder: Arc<Recorder>, extras: ServiceExtras) -> Result<Service, PlanError> {
+pub fn service(
+    ctx: &Context,
+    name: &str,
+    spec: &ServiceSpec,
+    logs_dir: &Path,
+    start: Instant,
+    recorder: Arc<Recorder>,
+    extras: ServiceExtras,
+) -> Result<Service, PlanError> {
     let mut scope = Scope { service: Some(name), ..Scope::default() };
     let mut env = render_env(ctx, &spec.env, &mut scope)?;
     env.extend(extras.env);
@@ -169,9 +198,16 @@ pub fn service(ctx: &Context, name: &str, spec: &ServiceSpec, logs_dir: &Path, s
     } else {
         Probe::None
     };
-    let signal = spec.stop.signal.as_ref().and_then(|s| shakedown_spec::signal_number(s.get_ref())).and_then(|n| Signal::try_from(n).ok()).unwrap_or(Signal::SIGTERM);
+    let signal = spec
+        .stop
+        .signal
+        .as_ref()
+        .and_then(|s| shakedown_spec::signal_number(s.get_ref()))
+        .and_then(|n| Signal::try_from(n).ok())
+        .unwrap_or(Signal::SIGTERM);
     let log_path = logs_dir.join(format!("{name}.log"));
-    let log = LogSink::create(name, &log_path, start).map_err(|source| PlanError::Io { path: log_path.display().to_string(), source })?;
+    let log = LogSink::create(name, &log_path, start)
+        .map_err(|source| PlanError::Io { path: log_path.display().to_string(), source })?;
     Ok(Service::new(
         name.to_string(),
         process,
@@ -198,13 +234,22 @@ fn actor_env(ctx: &Context, s: &Scenario, actor: &ActorCtx) -> Result<Vec<(Strin
 }
 
 /// The scenario's client, built for every actor.
-pub fn client(ctx: &Context, s: &Scenario, logs_dir: &Path, start: Instant) -> Result<Option<Arc<dyn Client>>, PlanError> {
+pub fn client(
+    ctx: &Context,
+    s: &Scenario,
+    logs_dir: &Path,
+    start: Instant,
+) -> Result<Option<Arc<dyn Client>>, PlanError> {
     let Some(spec) = &s.client else { return Ok(None) };
     let timeout = spec.timeout.map_or(DEFAULT_OP_TIMEOUT, |d| d.0);
     let client: Arc<dyn Client> = match spec.kind {
         ClientKind::Http => {
             let base = spec.base.as_ref().expect("validated: http client has a base");
-            let bases = ctx.actors.iter().map(|a| ctx.render(base.get_ref(), &mut Scope { actor: Some(a), ..Scope::default() })).collect::<Result<_, _>>()?;
+            let bases = ctx
+                .actors
+                .iter()
+                .map(|a| ctx.render(base.get_ref(), &mut Scope { actor: Some(a), ..Scope::default() }))
+                .collect::<Result<_, _>>()?;
             let retry = spec.retry.as_ref().map_or_else(Retry::none, Retry::from_spec);
             Arc::new(HttpClient::new(bases, s.action.clone(), timeout, retry).map_err(PlanError::Client)?)
         }
@@ -217,9 +262,16 @@ pub fn client(ctx: &Context, s: &Scenario, logs_dir: &Path, start: Instant) -> R
             let mut per_actor = Vec::new();
             for a in &ctx.actors {
                 let env = actor_env(ctx, s, a)?;
-                let ps = proc_spec(ctx, cmd.get_ref(), env, a.home.clone(), &mut Scope { actor: Some(a), ..Scope::default() })?;
+                let ps = proc_spec(
+                    ctx,
+                    cmd.get_ref(),
+                    env,
+                    a.home.clone(),
+                    &mut Scope { actor: Some(a), ..Scope::default() },
+                )?;
                 let path = logs_dir.join(format!("driver-{}.log", a.name));
-                let log = LogSink::create(&format!("driver-{}", a.name), &path, start).map_err(|source| PlanError::Io { path: path.display().to_string(), source })?;
+                let log = LogSink::create(&format!("driver-{}", a.name), &path, start)
+                    .map_err(|source| PlanError::Io { path: path.display().to_string(), source })?;
                 per_actor.push((ps, Arc::new(log)));
             }
             let timeouts = s.action.iter().map(|a| a.timeout.map_or(timeout, |d| d.0)).collect();

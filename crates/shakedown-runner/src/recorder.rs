@@ -5,7 +5,9 @@
 //! contains its real window.
 
 use serde_json::Value;
-use shakedown_history::{EventKind, FaultEvent, FaultPhase, Header, History, HistoryBuilder, OpType, ProcessId, ServiceEvent, Skip};
+use shakedown_history::{
+    EventKind, FaultEvent, FaultPhase, Header, History, HistoryBuilder, OpType, ProcessId, ServiceEvent, Skip,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

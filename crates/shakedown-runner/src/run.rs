@@ -105,9 +105,19 @@ impl Run<'_> {
         let services = self
             .logs
             .iter()
-            .map(|l| ServiceOutput { name: l.name.clone(), log: format!("logs/{}", file_name(&l.path)), tail: l.tail(LOG_TAIL_LINES) })
+            .map(|l| ServiceOutput {
+                name: l.name.clone(),
+                log: format!("logs/{}", file_name(&l.path)),
+                tail: l.tail(LOG_TAIL_LINES),
+            })
             .collect();
-        RunOutput { end, history: self.recorder.snapshot(), services, errors: self.errors, elapsed: self.start.elapsed() }
+        RunOutput {
+            end,
+            history: self.recorder.snapshot(),
+            services,
+            errors: self.errors,
+            elapsed: self.start.elapsed(),
+        }
     }
 
     /// Awaits `fut` unless the run is cancelled first.
@@ -135,7 +145,9 @@ impl Run<'_> {
             Err(e) => return setup_end(e),
         };
         let hosts: BTreeMap<String, String> = match &network {
-            Some(net) => self.s.service.keys().filter_map(|name| Some((name.clone(), net.address(name)?.to_string()))).collect(),
+            Some(net) => {
+                self.s.service.keys().filter_map(|name| Some((name.clone(), net.address(name)?.to_string()))).collect()
+            }
             None => BTreeMap::new(),
         };
         let ctx = match plan::context(self.s, &self.opts.run_dir, &self.opts.scenario_dir, self.opts.seed, &hosts) {
@@ -167,7 +179,13 @@ impl Run<'_> {
         };
         self.logs.push(log.clone());
         // Builds run before ports, service dirs and actors exist.
-        let ctx = Context::new(self.opts.run_dir.clone(), self.opts.scenario_dir.clone(), self.opts.seed, BTreeMap::new(), Vec::new());
+        let ctx = Context::new(
+            self.opts.run_dir.clone(),
+            self.opts.scenario_dir.clone(),
+            self.opts.seed,
+            BTreeMap::new(),
+            Vec::new(),
+        );
         for b in &self.s.build {
             let spec = match plan::build(&ctx, b) {
                 Ok(s) => s,
@@ -178,7 +196,9 @@ impl Run<'_> {
                 None => return Some(RunEnd::Interrupted),
                 Some(Err(BuildError::Failed { command, message, output })) => {
                     let shown = output.join("\n");
-                    return Some(RunEnd::Failed(format!("build command `{command}` failed ({message}); its output:\n{shown}")));
+                    return Some(RunEnd::Failed(format!(
+                        "build command `{command}` failed ({message}); its output:\n{shown}"
+                    )));
                 }
                 Some(Ok(())) => {}
             }
@@ -186,11 +206,17 @@ impl Run<'_> {
         None
     }
 
-    async fn start_services(&mut self, ctx: &Arc<Context>, logs_dir: &std::path::Path, env: &Environment) -> Result<BTreeMap<String, Arc<Service>>, RunEnd> {
+    async fn start_services(
+        &mut self,
+        ctx: &Arc<Context>,
+        logs_dir: &std::path::Path,
+        env: &Environment,
+    ) -> Result<BTreeMap<String, Arc<Service>>, RunEnd> {
         let mut services = BTreeMap::new();
         for (name, spec) in &self.s.service {
             let extras = plan::ServiceExtras { namespaces: env.namespaces(name), env: env.service_env(name) };
-            let svc = plan::service(ctx, name, spec, logs_dir, self.start, self.recorder.clone(), extras).map_err(|e: PlanError| RunEnd::Failed(e.to_string()))?;
+            let svc = plan::service(ctx, name, spec, logs_dir, self.start, self.recorder.clone(), extras)
+                .map_err(|e: PlanError| RunEnd::Failed(e.to_string()))?;
             let svc = Arc::new(svc);
             self.logs.push(svc.log.clone());
             services.insert(name.clone(), svc.clone());
@@ -206,7 +232,13 @@ impl Run<'_> {
         Ok(services)
     }
 
-    async fn workload_phase(&mut self, ctx: Arc<Context>, logs_dir: &std::path::Path, services: &BTreeMap<String, Arc<Service>>, env: Arc<Environment>) -> RunEnd {
+    async fn workload_phase(
+        &mut self,
+        ctx: Arc<Context>,
+        logs_dir: &std::path::Path,
+        services: &BTreeMap<String, Arc<Service>>,
+        env: Arc<Environment>,
+    ) -> RunEnd {
         let client = match self.opts.client.clone() {
             Some(c) => Some(c),
             None => match plan::client(&ctx, self.s, logs_dir, self.start) {
@@ -229,7 +261,13 @@ impl Run<'_> {
         end
     }
 
-    async fn workload_and_faults(&mut self, ctx: Arc<Context>, client: Option<Arc<dyn Client>>, services: &BTreeMap<String, Arc<Service>>, env: Arc<Environment>) -> RunEnd {
+    async fn workload_and_faults(
+        &mut self,
+        ctx: Arc<Context>,
+        client: Option<Arc<dyn Client>>,
+        services: &BTreeMap<String, Arc<Service>>,
+        env: Arc<Environment>,
+    ) -> RunEnd {
         let s = self.s;
         let limits = Limits {
             clients: s.clients.map_or(1, |c| c.get()),
@@ -239,7 +277,15 @@ impl Run<'_> {
         };
         let op_timeout = s.client.as_ref().and_then(|c| c.timeout).map_or(plan::DEFAULT_OP_TIMEOUT, |d| d.0);
         let longest = s.action.iter().filter_map(|a| a.timeout).map(|d| d.0).max().unwrap_or_default().max(op_timeout);
-        let workload = client.map(|c| Arc::new(Workload::new(ctx.clone(), self.recorder.clone(), c, s.action.clone(), longest + Duration::from_secs(5))));
+        let workload = client.map(|c| {
+            Arc::new(Workload::new(
+                ctx.clone(),
+                self.recorder.clone(),
+                c,
+                s.action.clone(),
+                longest + Duration::from_secs(5),
+            ))
+        });
         let nemesis = Arc::new(Nemesis::new(services.clone(), env, self.recorder.clone(), self.opts.seed));
         let stop_flag = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = watch::channel(false);

@@ -83,7 +83,8 @@ impl ProcSpec {
         let mut cmd = Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..]).envs(self.env.iter().cloned()).current_dir(&self.cwd);
         cmd.process_group(0).kill_on_drop(true).stdin(Stdio::null());
-        let namespaces: Vec<(RawFd, libc::c_int)> = self.namespaces.iter().map(|n| (n.fd.as_raw_fd(), n.nstype)).collect();
+        let namespaces: Vec<(RawFd, libc::c_int)> =
+            self.namespaces.iter().map(|n| (n.fd.as_raw_fd(), n.nstype)).collect();
         // Entering a mount namespace moves the process to its root, and std
         // changes directory before pre_exec runs: change back afterwards.
         let cwd = std::ffi::CString::new(self.cwd.as_os_str().as_encoded_bytes()).ok();
@@ -116,7 +117,9 @@ pub fn describe_exit(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit code {code}"),
-        (None, Some(sig)) => format!("killed by {}", Signal::try_from(sig).map_or(format!("signal {sig}"), |s| s.to_string())),
+        (None, Some(sig)) => {
+            format!("killed by {}", Signal::try_from(sig).map_or(format!("signal {sig}"), |s| s.to_string()))
+        }
         _ => "unknown exit".to_string(),
     }
 }
@@ -208,7 +211,8 @@ impl Service {
         let mut cmd = self.proc_spec.command();
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let program = self.proc_spec.argv[0].clone();
-        let mut child = cmd.spawn().map_err(|source| ServiceError::Spawn { service: self.name.clone(), program, source })?;
+        let mut child =
+            cmd.spawn().map_err(|source| ServiceError::Spawn { service: self.name.clone(), program, source })?;
         let pgid = child.id().map_or(0, |id| id as i32);
         assert!(pgid > 0, "a freshly spawned child has a pid");
         register(pgid);
@@ -221,7 +225,8 @@ impl Service {
         }
         let (tx, rx) = watch::channel(None);
         let expected = Arc::new(AtomicBool::new(false));
-        let (name, recorder, log, expected2) = (self.name.clone(), self.recorder.clone(), self.log.clone(), expected.clone());
+        let (name, recorder, log, expected2) =
+            (self.name.clone(), self.recorder.clone(), self.log.clone(), expected.clone());
         tokio::spawn(async move {
             let how = child.wait().await.map_or_else(|e| format!("wait failed: {e}"), describe_exit);
             // Children the service forked die with their leader's group.
@@ -248,7 +253,11 @@ impl Service {
             };
             let now = Instant::now();
             if now >= deadline {
-                return Err(ServiceError::NotReady { service: self.name.clone(), timeout: self.ready_timeout, reason: last });
+                return Err(ServiceError::NotReady {
+                    service: self.name.clone(),
+                    timeout: self.ready_timeout,
+                    reason: last,
+                });
             }
             let pause = self.probe_interval.min(deadline - now);
             tokio::select! {
@@ -263,15 +272,21 @@ impl Service {
         let attempt = Duration::from_secs(2).min(self.ready_timeout);
         match &self.probe {
             Probe::None => Ok(()),
-            Probe::Tcp(addr) => match tokio::time::timeout(attempt, tokio::net::TcpStream::connect(addr.as_str())).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
-                Err(_) => Err(format!("connect {addr}: timed out")),
-            },
+            Probe::Tcp(addr) => {
+                match tokio::time::timeout(attempt, tokio::net::TcpStream::connect(addr.as_str())).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
+                    Err(_) => Err(format!("connect {addr}: timed out")),
+                }
+            }
             Probe::Http { url, status } => probe_http(url, *status, attempt).await,
             Probe::Log(re) => {
                 let hit = self.log.lines_from(from_seq).iter().any(|l| re.regex.is_match(&l.text));
-                if hit { Ok(()) } else { Err(format!("no output line matched /{}/ yet", re.as_str())) }
+                if hit {
+                    Ok(())
+                } else {
+                    Err(format!("no output line matched /{}/ yet", re.as_str()))
+                }
             }
             Probe::Exec(spec) => probe_exec(spec, attempt).await,
         }
@@ -340,7 +355,11 @@ async fn probe_http(url: &str, status: Option<u16>, attempt: Duration) -> Result
     let resp = client.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
     let got = resp.status().as_u16();
     let good = status.map_or(resp.status().is_success(), |want| want == got);
-    if good { Ok(()) } else { Err(format!("GET {url}: status {got}")) }
+    if good {
+        Ok(())
+    } else {
+        Err(format!("GET {url}: status {got}"))
+    }
 }
 
 async fn probe_exec(spec: &ProcSpec, attempt: Duration) -> Result<(), String> {

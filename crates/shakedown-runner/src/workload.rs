@@ -53,8 +53,22 @@ pub fn stream_rng(seed: u64, stream: u64) -> ChaCha8Rng {
 }
 
 impl Workload {
-    pub fn new(ctx: Arc<Context>, recorder: Arc<Recorder>, client: Arc<dyn Client>, actions: Vec<ActionSpec>, call_deadline: Duration) -> Workload {
-        Workload { ctx, recorder, client, pools: Arc::default(), actions: Arc::new(actions), call_deadline, next_process: AtomicU64::new(0) }
+    pub fn new(
+        ctx: Arc<Context>,
+        recorder: Arc<Recorder>,
+        client: Arc<dyn Client>,
+        actions: Vec<ActionSpec>,
+        call_deadline: Duration,
+    ) -> Workload {
+        Workload {
+            ctx,
+            recorder,
+            client,
+            pools: Arc::default(),
+            actions: Arc::new(actions),
+            call_deadline,
+            next_process: AtomicU64::new(0),
+        }
     }
 
     fn fresh_process(&self) -> ProcessId {
@@ -72,8 +86,13 @@ impl Workload {
         let deadline = limits.duration.map(|d| start + d);
         let mut tasks = Vec::with_capacity(clients);
         for w in 0..clients {
-            let worker = Worker { process: self.fresh_process(), actor_index: w % self.ctx.actors.len().max(1), rng: stream_rng(self.ctx.seed, w as u64) };
-            let (me, dist, budget, issued, stop) = (self.clone(), dist.clone(), budget.clone(), issued.clone(), stop.clone());
+            let worker = Worker {
+                process: self.fresh_process(),
+                actor_index: w % self.ctx.actors.len().max(1),
+                rng: stream_rng(self.ctx.seed, w as u64),
+            };
+            let (me, dist, budget, issued, stop) =
+                (self.clone(), dist.clone(), budget.clone(), issued.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
                 me.worker_loop(worker, dist, Pace { budget, issued, start, deadline, rate: limits.rate }, stop).await;
             }));
@@ -118,7 +137,12 @@ impl Workload {
             Some(pool) => match self.pools.pick(pool.get_ref(), &mut w.rng) {
                 Some(t) => Some(t),
                 None => {
-                    self.recorder.skip(w.process, &actor.name, &action.f, format!("pool `{}` is empty", pool.get_ref()));
+                    self.recorder.skip(
+                        w.process,
+                        &actor.name,
+                        &action.f,
+                        format!("pool `{}` is empty", pool.get_ref()),
+                    );
                     return false;
                 }
             },
@@ -131,7 +155,15 @@ impl Workload {
             }
         };
         self.recorder.invoke(w.process, &actor.name, &action.f, value.clone());
-        let op = Operation { actor, actor_index: w.actor_index, action_index, f: &action.f, value: &value, target: target.as_ref(), rendered: &rendered };
+        let op = Operation {
+            actor,
+            actor_index: w.actor_index,
+            action_index,
+            f: &action.f,
+            value: &value,
+            target: target.as_ref(),
+            rendered: &rendered,
+        };
         let outcome = match tokio::time::timeout(self.call_deadline, self.client.call(op)).await {
             Ok(o) => o,
             Err(_) => Outcome::info(format!("client did not return within {:?}", self.call_deadline)),
@@ -157,12 +189,20 @@ impl Workload {
         }
     }
 
-    fn render(&self, action: &ActionSpec, actor: &crate::context::ActorCtx, target: Option<&Value>, rng: &mut ChaCha8Rng) -> Result<(Value, Rendered), crate::context::RenderError> {
+    fn render(
+        &self,
+        action: &ActionSpec,
+        actor: &crate::context::ActorCtx,
+        target: Option<&Value>,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(Value, Rendered), crate::context::RenderError> {
         let ctx = &self.ctx;
         let mut op = OpScope { value: None, target, rng, pools: &self.pools };
         let value = match &action.value {
             None => Value::Null,
-            Some(v) => ctx.render_value(v.get_ref(), &mut Scope { actor: Some(actor), op: Some(&mut op), ..Scope::default() })?,
+            Some(v) => {
+                ctx.render_value(v.get_ref(), &mut Scope { actor: Some(actor), op: Some(&mut op), ..Scope::default() })?
+            }
         };
         op.value = Some(&value);
         let mut scope = Scope { actor: Some(actor), op: Some(&mut op), ..Scope::default() };

@@ -29,9 +29,9 @@ pub use template::{Part, Template, TemplateError, Var, PLACEHOLDERS};
 pub use validate::{signal_number, MODELS};
 pub use values::{Dur, Names, Pattern, ResultParser, ResultSource, ResultSpec, ValueTemplate};
 
-pub use toml::Spanned;
 use std::path::Path;
 use std::sync::Arc;
+pub use toml::Spanned;
 
 /// Parses and validates a scenario; `origin` names the file in errors.
 pub fn parse(text: &str, origin: &str) -> Result<Scenario, SpecErrors> {
@@ -50,8 +50,8 @@ pub fn parse(text: &str, origin: &str) -> Result<Scenario, SpecErrors> {
 
 /// Reads, parses and validates a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, LoadError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
     Ok(parse(&text, &path.display().to_string())?)
 }
 

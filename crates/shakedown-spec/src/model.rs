@@ -367,7 +367,8 @@ impl CheckSpec {
 
     /// Keys that are set, with their spans, for checking they fit the kind.
     pub fn set_keys(&self) -> Vec<(&'static str, std::ops::Range<usize>)> {
-        let mut keys: Vec<(&'static str, std::ops::Range<usize>)> = self.f_names().into_iter().map(|(k, v)| (k, v.span())).collect();
+        let mut keys: Vec<(&'static str, std::ops::Range<usize>)> =
+            self.f_names().into_iter().map(|(k, v)| (k, v.span())).collect();
         keys.extend(self.model.as_ref().map(|m| ("model", m.span())));
         keys.extend(self.mode.as_ref().map(|m| ("mode", m.span())));
         keys.extend(self.total.as_ref().map(|t| ("total", t.span())));

@@ -57,7 +57,10 @@ pub enum Var {
 impl Var {
     /// Whether the placeholder yields a number, so a lone one renders to a JSON number.
     pub fn is_numeric(&self) -> bool {
-        matches!(self, Var::Int { .. } | Var::Seq | Var::Seed | Var::Port(_) | Var::ServicePort { .. } | Var::LinkPort(_))
+        matches!(
+            self,
+            Var::Int { .. } | Var::Seq | Var::Seed | Var::Port(_) | Var::ServicePort { .. } | Var::LinkPort(_)
+        )
     }
 }
 
@@ -217,7 +220,9 @@ fn parse_var(inner: &str) -> Result<Var, String> {
         ["actor", "home"] => Var::ActorHome,
         ["seed"] => Var::Seed,
         ["value"] => Var::Value,
-        ["value", path @ ..] => Var::ValuePath(path.iter().map(|p| ident(p).map(str::to_string)).collect::<Result<_, _>>()?),
+        ["value", path @ ..] => {
+            Var::ValuePath(path.iter().map(|p| ident(p).map(str::to_string)).collect::<Result<_, _>>()?)
+        }
         ["target"] => Var::Target,
         ["seq"] => Var::Seq,
         ["env", name] => Var::Env(ident(name)?.to_string()),

@@ -4,13 +4,14 @@
 use crate::error::SpecError;
 use crate::fault::*;
 use crate::model::*;
-use toml::Spanned;
 use crate::template::{Template, Var};
 use crate::values::{ResultSource, ValueTemplate};
 use std::collections::BTreeSet;
+use toml::Spanned;
 
 /// The models the linearizable check knows.
-pub const MODELS: &[&str] = &["register", "cas-register", "kv", "mutex", "set", "fifo-queue", "unordered-queue", "counter"];
+pub const MODELS: &[&str] =
+    &["register", "cas-register", "kv", "mutex", "set", "fifo-queue", "unordered-queue", "counter"];
 use std::ops::Range;
 
 /// Where a template is used, which decides the placeholders it may hold.
@@ -63,7 +64,11 @@ impl<'a> Validator<'a> {
         let labels: BTreeSet<&str> = self.s.action.iter().map(|a| a.label()).collect();
         for f in &self.s.finally {
             if !labels.contains(f.get_ref().as_str()) {
-                let msg = format!("`finally` names action `{}`, which is not defined; {}", f.get_ref(), one_of("actions", &labels));
+                let msg = format!(
+                    "`finally` names action `{}`, which is not defined; {}",
+                    f.get_ref(),
+                    one_of("actions", &labels)
+                );
                 self.err(f.span(), msg);
             }
         }
@@ -71,17 +76,26 @@ impl<'a> Validator<'a> {
 
     fn build(&mut self, b: &BuildSpec) {
         if b.command.is_empty() {
-            self.err_near("[[build]]".into(), "a `[[build]]` has an empty `command`; expected the program and its arguments");
+            self.err_near(
+                "[[build]]".into(),
+                "a `[[build]]` has an empty `command`; expected the program and its arguments",
+            );
         }
         self.templates(b.command.iter().chain(b.dir.iter()).chain(b.env.values()), Ctx::Build);
     }
 
     fn service(&mut self, name: &str, svc: &'a ServiceSpec) {
         if !is_name(name) {
-            self.err_near(format!("service.{name}"), format!("service name `{name}` is not a name (letters, digits, `_` and `-`)"));
+            self.err_near(
+                format!("service.{name}"),
+                format!("service name `{name}` is not a name (letters, digits, `_` and `-`)"),
+            );
         }
         if svc.command.is_empty() {
-            self.err_near(format!("service.{name}"), format!("service `{name}` has an empty `command`; expected the program and its arguments"));
+            self.err_near(
+                format!("service.{name}"),
+                format!("service `{name}` has an empty `command`; expected the program and its arguments"),
+            );
         }
         let ctx = Ctx::Service(svc);
         self.templates(svc.command.iter().chain(svc.dir.iter()).chain(svc.env.values()), ctx);
@@ -91,17 +105,26 @@ impl<'a> Validator<'a> {
         if let Some(disk) = &svc.disk {
             self.template(&disk.path, ctx);
             if disk.size.0 < 64 * 1024 {
-                self.err_near(format!("service.{name}"), format!("service `{name}`: `disk.size` is {} bytes; expected at least 64KiB", disk.size.0));
+                self.err_near(
+                    format!("service.{name}"),
+                    format!("service `{name}`: `disk.size` is {} bytes; expected at least 64KiB", disk.size.0),
+                );
             }
         }
         for p in &svc.ports {
             if p == "port" || !is_name(p) {
-                self.err_near(format!("service.{name}"), format!("service `{name}` port name `{p}` is reserved or not a name"));
+                self.err_near(
+                    format!("service.{name}"),
+                    format!("service `{name}` port name `{p}` is reserved or not a name"),
+                );
             }
         }
         if let Some(sig) = &svc.stop.signal {
             if signal_number(sig.get_ref()).is_none() {
-                self.err(sig.span(), format!("unknown stop signal `{}`; expected one of TERM, INT, QUIT, HUP, KILL", sig.get_ref()));
+                self.err(
+                    sig.span(),
+                    format!("unknown stop signal `{}`; expected one of TERM, INT, QUIT, HUP, KILL", sig.get_ref()),
+                );
             }
         }
     }
@@ -109,7 +132,10 @@ impl<'a> Validator<'a> {
     fn ready(&mut self, name: &str, r: &'a ReadySpec, ctx: Ctx<'a>) {
         let n = [r.tcp.is_some(), r.http.is_some(), r.log.is_some(), r.exec.is_some()].iter().filter(|b| **b).count();
         if n != 1 {
-            self.err_near(format!("service.{name}"), format!("service `{name}`: `ready` needs exactly one of `tcp`, `http`, `log`, `exec` (found {n})"));
+            self.err_near(
+                format!("service.{name}"),
+                format!("service `{name}`: `ready` needs exactly one of `tcp`, `http`, `log`, `exec` (found {n})"),
+            );
         }
         let exec = r.exec.iter().flatten();
         self.templates(r.tcp.iter().chain(r.http.iter()).chain(exec), ctx);
@@ -117,7 +143,10 @@ impl<'a> Validator<'a> {
 
     fn actor(&mut self, name: &str, a: &'a ActorSpec) {
         if !is_name(name) {
-            self.err_near(format!("actor.{name}"), format!("actor name `{name}` is not a name (letters, digits, `_` and `-`)"));
+            self.err_near(
+                format!("actor.{name}"),
+                format!("actor name `{name}` is not a name (letters, digits, `_` and `-`)"),
+            );
         }
         self.templates(a.env.values(), Ctx::Actor);
     }
@@ -131,8 +160,12 @@ impl<'a> Validator<'a> {
         };
         self.templates(client.env.values(), Ctx::Actor);
         match (client.kind, &client.base, &client.command) {
-            (ClientKind::Http, None, _) => self.err_near("[client]".into(), "`[client]` of kind http needs `base`, the URL requests are relative to"),
-            (ClientKind::Driver, _, None) => self.err_near("[client]".into(), "`[client]` of kind driver needs `command`, the driver to start per actor"),
+            (ClientKind::Http, None, _) => self
+                .err_near("[client]".into(), "`[client]` of kind http needs `base`, the URL requests are relative to"),
+            (ClientKind::Driver, _, None) => self.err_near(
+                "[client]".into(),
+                "`[client]` of kind driver needs `command`, the driver to start per actor",
+            ),
             _ => {}
         }
         if let Some(base) = &client.base {
@@ -144,13 +177,19 @@ impl<'a> Validator<'a> {
         let mut labels = BTreeSet::new();
         for a in &self.s.action {
             if !labels.insert(a.label()) {
-                self.err_near(format!("\"{}\"", a.label()), format!("two actions are labelled `{}`; give one a distinct `name`", a.label()));
+                self.err_near(
+                    format!("\"{}\"", a.label()),
+                    format!("two actions are labelled `{}`; give one a distinct `name`", a.label()),
+                );
             }
             self.action(client.kind, a);
         }
         let total: u64 = self.s.action.iter().map(|a| u64::from(a.weight.unwrap_or(1))).sum();
         if !self.s.action.is_empty() && total == 0 {
-            self.err_near("[[action]]".into(), "every action has weight 0; expected at least one with a positive weight");
+            self.err_near(
+                "[[action]]".into(),
+                "every action has weight 0; expected at least one with a positive weight",
+            );
         }
     }
 
@@ -160,18 +199,28 @@ impl<'a> Validator<'a> {
             self.err(0..0, "an action has an empty `f`; expected the operation's name, e.g. \"read\"");
         }
         match kind {
-            ClientKind::Http if a.request.is_none() => self.err_near(format!("\"{label}\""), format!("action `{label}` needs `request` for the http client")),
-            ClientKind::Exec if a.command.is_none() => self.err_near(format!("\"{label}\""), format!("action `{label}` needs `command` for the exec client")),
+            ClientKind::Http if a.request.is_none() => {
+                self.err_near(format!("\"{label}\""), format!("action `{label}` needs `request` for the http client"))
+            }
+            ClientKind::Exec if a.command.is_none() => {
+                self.err_near(format!("\"{label}\""), format!("action `{label}` needs `command` for the exec client"))
+            }
             _ => {}
         }
         let misplaced = match kind {
             ClientKind::Http => a.command.as_ref().map(|c| (c.span(), "command", "exec")),
             ClientKind::Exec => a.request.as_ref().map(|r| (r.span(), "request", "http")),
-            ClientKind::Driver => a.request.as_ref().map(|r| (r.span(), "request", "http"))
+            ClientKind::Driver => a
+                .request
+                .as_ref()
+                .map(|r| (r.span(), "request", "http"))
                 .or(a.command.as_ref().map(|c| (c.span(), "command", "exec"))),
         };
         if let Some((span, field, for_kind)) = misplaced {
-            self.err(span, format!("action `{label}`: `{field}` is for the {for_kind} client, but `[client]` is {kind:?}"));
+            self.err(
+                span,
+                format!("action `{label}`: `{field}` is for the {for_kind} client, but `[client]` is {kind:?}"),
+            );
         }
         if let Some(r) = &a.request {
             let r = r.get_ref();
@@ -204,7 +253,12 @@ impl<'a> Validator<'a> {
                 ClientKind::Exec => "stdout, stderr or exit",
                 ClientKind::Driver => "nothing: the driver replies with the value",
             };
-            self.err(span, format!("action `{label}`: result source {source:?} does not apply to the {kind:?} client; expected {hint}"));
+            self.err(
+                span,
+                format!(
+                    "action `{label}`: result source {source:?} does not apply to the {kind:?} client; expected {hint}"
+                ),
+            );
         }
     }
 
@@ -219,14 +273,20 @@ impl<'a> Validator<'a> {
 
     fn pool(&mut self, span: Range<usize>, pool: &str) {
         if !self.pools.contains(pool) {
-            let msg = format!("pool `{pool}` is never filled: no action has `capture = \"{pool}\"`; {}", one_of("pools", &self.pools));
+            let msg = format!(
+                "pool `{pool}` is never filled: no action has `capture = \"{pool}\"`; {}",
+                one_of("pools", &self.pools)
+            );
             self.err(span, msg);
         }
     }
 
     fn link(&mut self, name: &str, l: &'a LinkSpec) {
         if !is_name(name) {
-            self.err_near(format!("link.{name}"), format!("link name `{name}` is not a name (letters, digits, `_` and `-`)"));
+            self.err_near(
+                format!("link.{name}"),
+                format!("link name `{name}` is not a name (letters, digits, `_` and `-`)"),
+            );
         }
         let upstream = l.upstream.get_ref();
         self.template(upstream, Ctx::Actor);
@@ -238,15 +298,24 @@ impl<'a> Validator<'a> {
     fn fault(&mut self, f: &'a FaultSpec) {
         self.fault_targets(f);
         match (&f.at, &f.every) {
-            (Some(_), Some(every)) => self.err(every.span(), "a fault has both `at` and `every`; expected one schedule"),
-            (None, None) => self.err(f.target.span(), "a fault needs a schedule: `at = [\"3s\"]` (fixed) or `every = \"4s\"` (drawn from the seed)"),
+            (Some(_), Some(every)) => {
+                self.err(every.span(), "a fault has both `at` and `every`; expected one schedule")
+            }
+            (None, None) => self.err(
+                f.target.span(),
+                "a fault needs a schedule: `at = [\"3s\"]` (fixed) or `every = \"4s\"` (drawn from the seed)",
+            ),
             (None, Some(every)) if every.get_ref().0.is_zero() => self.err(every.span(), "`every` must be above 0"),
             _ => {}
         }
         let kind = f.kind.as_str();
         for key in f.set_keys() {
             if !f.kind.keys().contains(&key) {
-                let fits = if f.kind.keys().is_empty() { "no other keys".to_string() } else { format!("`{}`", f.kind.keys().join("`, `")) };
+                let fits = if f.kind.keys().is_empty() {
+                    "no other keys".to_string()
+                } else {
+                    format!("`{}`", f.kind.keys().join("`, `"))
+                };
                 self.err(f.target.span(), format!("fault `{kind}`: `{key}` does not apply; it takes {fits}"));
             }
         }
@@ -260,7 +329,8 @@ impl<'a> Validator<'a> {
         };
         for name in f.target.get_ref().iter() {
             if !names.contains(name) {
-                let msg = format!("fault target `{name}` is not a defined {what}; {}", one_of(&format!("{what}s"), &names));
+                let msg =
+                    format!("fault target `{name}` is not a defined {what}; {}", one_of(&format!("{what}s"), &names));
                 self.err(f.target.span(), msg);
             }
         }
@@ -272,11 +342,16 @@ impl<'a> Validator<'a> {
     fn fault_kind(&mut self, f: &'a FaultSpec) {
         let span = f.target.span();
         let targets = &f.target.get_ref().0;
-        let link_kinds = |want: LinkKind| targets.iter().filter(|t| self.s.link.get(*t).is_some_and(|l| l.kind != want)).cloned().collect::<Vec<_>>();
+        let link_kinds = |want: LinkKind| {
+            targets.iter().filter(|t| self.s.link.get(*t).is_some_and(|l| l.kind != want)).cloned().collect::<Vec<_>>()
+        };
         match f.kind {
             FaultKind::Toxic => {
                 if f.toxic.is_none() {
-                    self.err(span.clone(), "a `toxic` fault needs `toxic`, e.g. `toxic = { type = \"latency\", latency = \"200ms\" }`");
+                    self.err(
+                        span.clone(),
+                        "a `toxic` fault needs `toxic`, e.g. `toxic = { type = \"latency\", latency = \"200ms\" }`",
+                    );
                 }
                 for l in link_kinds(LinkKind::Tcp) {
                     self.err(span.clone(), format!("link `{l}` is an http link; toxics need a tcp link"));
@@ -285,16 +360,25 @@ impl<'a> Validator<'a> {
             FaultKind::Down => {}
             FaultKind::Http => {
                 match &f.http {
-                    None => self.err(span.clone(), "an `http` fault needs `http`, e.g. `http = { status = 503, probability = 0.5 }`"),
+                    None => self.err(
+                        span.clone(),
+                        "an `http` fault needs `http`, e.g. `http = { status = 503, probability = 0.5 }`",
+                    ),
                     Some(h) => self.http_fault(h),
                 }
                 for l in link_kinds(LinkKind::Http) {
-                    self.err(span.clone(), format!("link `{l}` is a tcp link; http faults need `kind = \"http\"` on the link"));
+                    self.err(
+                        span.clone(),
+                        format!("link `{l}` is a tcp link; http faults need `kind = \"http\"` on the link"),
+                    );
                 }
             }
             FaultKind::Partition => {
                 if !self.s.network.namespaces {
-                    self.err(span.clone(), "partitions need `[network] namespaces = true`, so each service has its own network namespace");
+                    self.err(
+                        span.clone(),
+                        "partitions need `[network] namespaces = true`, so each service has its own network namespace",
+                    );
                 }
                 if targets.len() < 2 {
                     self.err(span.clone(), "a partition needs at least two target services to split");
@@ -339,30 +423,51 @@ impl<'a> Validator<'a> {
         let label = c.label().to_string();
         for (key, span) in c.set_keys() {
             if !c.kind.keys().contains(&key) {
-                let fits = if c.kind.keys().is_empty() { "no other keys".to_string() } else { format!("`{}`", c.kind.keys().join("`, `")) };
-                self.err_or_near(span, &label, format!("check `{label}`: `{key}` does not apply to kind `{}`; it takes {fits}", c.kind.as_str()));
+                let fits = if c.kind.keys().is_empty() {
+                    "no other keys".to_string()
+                } else {
+                    format!("`{}`", c.kind.keys().join("`, `"))
+                };
+                self.err_or_near(
+                    span,
+                    &label,
+                    format!("check `{label}`: `{key}` does not apply to kind `{}`; it takes {fits}", c.kind.as_str()),
+                );
             }
         }
         if !self.s.action.is_empty() {
             let fs: BTreeSet<&str> = self.s.action.iter().map(|a| a.f.as_str()).collect();
             for (_, f) in c.f_names() {
                 if !fs.contains(f.get_ref().as_str()) {
-                    let msg = format!("check `{label}` names f `{}`, which no action has; {}", f.get_ref(), one_of("f names", &fs));
+                    let msg = format!(
+                        "check `{label}` names f `{}`, which no action has; {}",
+                        f.get_ref(),
+                        one_of("f names", &fs)
+                    );
                     self.err(f.span(), msg);
                 }
             }
         }
         match (c.kind, &c.model) {
-            (CheckKind::Linearizable, None) => self.err_near(format!("\"{}\"", c.kind.as_str()), format!("check `{label}` needs `model`; expected one of {}", MODELS.join(", "))),
-            (_, Some(m)) if !MODELS.contains(&m.get_ref().as_str()) => self.err(m.span(), format!("unknown model `{}`; expected one of {}", m.get_ref(), MODELS.join(", "))),
+            (CheckKind::Linearizable, None) => self.err_near(
+                format!("\"{}\"", c.kind.as_str()),
+                format!("check `{label}` needs `model`; expected one of {}", MODELS.join(", ")),
+            ),
+            (_, Some(m)) if !MODELS.contains(&m.get_ref().as_str()) => {
+                self.err(m.span(), format!("unknown model `{}`; expected one of {}", m.get_ref(), MODELS.join(", ")))
+            }
             _ => {}
         }
-        if let Some(m) = c.mode.as_ref().filter(|m| !["at-most-once", "at-least-once"].contains(&m.get_ref().as_str())) {
+        if let Some(m) = c.mode.as_ref().filter(|m| !["at-most-once", "at-least-once"].contains(&m.get_ref().as_str()))
+        {
             self.err(m.span(), format!("unknown mode `{}`; expected at-most-once or at-least-once", m.get_ref()));
         }
         for pointer in [&c.key, &c.value].into_iter().flatten() {
             if !pointer.get_ref().starts_with('/') {
-                self.err(pointer.span(), format!("`{}` is not a JSON pointer; expected one like \"/key\"", pointer.get_ref()));
+                self.err(
+                    pointer.span(),
+                    format!("`{}` is not a JSON pointer; expected one like \"/key\"", pointer.get_ref()),
+                );
             }
         }
         if c.kind == CheckKind::Bank && c.total.is_none() {
@@ -401,18 +506,28 @@ impl<'a> Validator<'a> {
         match var {
             Var::Port(_) | Var::Dir if !matches!(ctx, Ctx::Service(_)) => {
                 let what = if matches!(var, Var::Port(_)) { "{port}" } else { "{dir}" };
-                Some(format!("`{what}` only applies inside a service; use `{{service.NAME.port}}` or `{{service.NAME.dir}}`"))
+                Some(format!(
+                    "`{what}` only applies inside a service; use `{{service.NAME.port}}` or `{{service.NAME.dir}}`"
+                ))
             }
             Var::Port(Some(p)) => match ctx {
-                Ctx::Service(svc) if !svc.ports.iter().any(|x| x == p) => Some(format!("this service has no port `{p}`; declare it in `ports`")),
+                Ctx::Service(svc) if !svc.ports.iter().any(|x| x == p) => {
+                    Some(format!("this service has no port `{p}`; declare it in `ports`"))
+                }
                 _ => None,
             },
             Var::ServicePort { service, port } => self.service_port_problem(service, port.as_deref(), ctx),
-            Var::ServiceDir(_) if matches!(ctx, Ctx::Build) => Some("service directories do not exist yet when builds run".into()),
+            Var::ServiceDir(_) if matches!(ctx, Ctx::Build) => {
+                Some("service directories do not exist yet when builds run".into())
+            }
             Var::ServiceDir(service) if !self.s.service.contains_key(service) => Some(self.no_service(service)),
-            Var::ServiceHost(_) if matches!(ctx, Ctx::Build) => Some("service addresses do not exist yet when builds run".into()),
+            Var::ServiceHost(_) if matches!(ctx, Ctx::Build) => {
+                Some("service addresses do not exist yet when builds run".into())
+            }
             Var::ServiceHost(service) if !self.s.service.contains_key(service) => Some(self.no_service(service)),
-            Var::Host if !matches!(ctx, Ctx::Service(_)) => Some("`{host}` only applies inside a service; use `{service.NAME.host}`".into()),
+            Var::Host if !matches!(ctx, Ctx::Service(_)) => {
+                Some("`{host}` only applies inside a service; use `{service.NAME.host}`".into())
+            }
             Var::LinkPort(_) if matches!(ctx, Ctx::Build) => Some("links do not exist yet when builds run".into()),
             Var::LinkPort(link) if !self.s.link.contains_key(link) => {
                 let names = self.s.link.keys().map(String::as_str).collect();
@@ -424,7 +539,9 @@ impl<'a> Validator<'a> {
             Var::Value | Var::ValuePath(_) | Var::Target | Var::Int { .. } | Var::Seq | Var::Pick(_) if !in_action => {
                 Some("`{value}`, `{target}`, `{int}`, `{seq}` and `{pick}` only apply inside actions".into())
             }
-            Var::Pick(pool) if !self.pools.contains(pool.as_str()) => Some(format!("pool `{pool}` is never filled by a `capture`")),
+            Var::Pick(pool) if !self.pools.contains(pool.as_str()) => {
+                Some(format!("pool `{pool}` is never filled by a `capture`"))
+            }
             _ => None,
         }
     }

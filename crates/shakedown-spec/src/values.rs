@@ -111,10 +111,7 @@ impl ValueTemplate {
     }
 
     /// Renders to JSON with `lookup` filling placeholders.
-    pub fn render<E>(
-        &self,
-        lookup: &mut impl FnMut(&Var) -> Result<String, E>,
-    ) -> Result<serde_json::Value, E> {
+    pub fn render<E>(&self, lookup: &mut impl FnMut(&Var) -> Result<String, E>) -> Result<serde_json::Value, E> {
         use serde_json::Value as J;
         Ok(match self {
             ValueTemplate::Null => J::Null,
@@ -128,12 +125,10 @@ impl ValueTemplate {
                     _ => J::String(text),
                 }
             }
-            ValueTemplate::List(items) => {
-                J::Array(items.iter().map(|i| i.render(lookup)).collect::<Result<_, E>>()?)
+            ValueTemplate::List(items) => J::Array(items.iter().map(|i| i.render(lookup)).collect::<Result<_, E>>()?),
+            ValueTemplate::Map(items) => {
+                J::Object(items.iter().map(|(k, v)| Ok((k.clone(), v.render(lookup)?))).collect::<Result<_, E>>()?)
             }
-            ValueTemplate::Map(items) => J::Object(
-                items.iter().map(|(k, v)| Ok((k.clone(), v.render(lookup)?))).collect::<Result<_, E>>()?,
-            ),
         })
     }
 }

@@ -65,9 +65,7 @@ impl Logger {
 
 fn lock(lines: &Mutex<Vec<String>>) -> std::sync::MutexGuard<'_, Vec<String>> {
     // A panic while holding this lock cannot leave the Vec half-updated.
-    lines
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One log line: `ts`, `level`, `msg`, then the fields in the order given.
@@ -75,12 +73,8 @@ fn lock(lines: &Mutex<Vec<String>>) -> std::sync::MutexGuard<'_, Vec<String>> {
 /// Built by hand because `serde_json::Map` sorts its keys, and a fixed
 /// `ts, level, msg` prefix keeps the lines easy to scan.
 fn render(ts: &str, level: &str, msg: &str, fields: &[(&str, Value)]) -> String {
-    let mut line = format!(
-        "{{\"ts\":{},\"level\":{},\"msg\":{}",
-        Value::from(ts),
-        Value::from(level),
-        Value::from(msg)
-    );
+    let mut line =
+        format!("{{\"ts\":{},\"level\":{},\"msg\":{}", Value::from(ts), Value::from(level), Value::from(msg));
     for (key, value) in fields {
         line.push_str(&format!(",{}:{value}", Value::from(*key)));
     }
@@ -89,9 +83,7 @@ fn render(ts: &str, level: &str, msg: &str, fields: &[(&str, Value)]) -> String 
 }
 
 fn now_rfc3339() -> String {
-    let unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
     rfc3339_from_unix_ms(u64::try_from(unix_ms).unwrap_or(u64::MAX))
 }
 
@@ -142,16 +134,8 @@ mod tests {
 
     #[test]
     fn renders_one_json_object_in_field_order() {
-        let line = render(
-            "T",
-            "info",
-            "listening",
-            &[("addr", Value::from("127.0.0.1:1"))],
-        );
-        assert_eq!(
-            line,
-            r#"{"ts":"T","level":"info","msg":"listening","addr":"127.0.0.1:1"}"#
-        );
+        let line = render("T", "info", "listening", &[("addr", Value::from("127.0.0.1:1"))]);
+        assert_eq!(line, r#"{"ts":"T","level":"info","msg":"listening","addr":"127.0.0.1:1"}"#);
     }
 
     #[test]

@@ -24,7 +24,11 @@ fn strings<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> Value {
 fn table_mut<'a>(doc: &'a mut Table, path: &[&str]) -> &'a mut Table {
     let mut t = doc;
     for key in path {
-        t = t.entry(key.to_string()).or_insert_with(|| Value::Table(Table::new())).as_table_mut().expect("builder keeps tables as tables");
+        t = t
+            .entry(key.to_string())
+            .or_insert_with(|| Value::Table(Table::new()))
+            .as_table_mut()
+            .expect("builder keeps tables as tables");
     }
     t
 }

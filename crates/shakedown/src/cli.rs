@@ -18,9 +18,15 @@ const EXIT_HARNESS: u8 = 4;
 const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Parser)]
-#[command(name = "shakedown", version, about = "Put a stateful service through its paces: real processes, seeded workloads, faults, checked histories.")]
-#[command(after_help = "Exit codes: 0 all checks valid, 1 a check found the system wrong, 2 a check could not decide, \
-3 invalid scenario or usage, 4 harness or environment failure, 130 interrupted.")]
+#[command(
+    name = "shakedown",
+    version,
+    about = "Put a stateful service through its paces: real processes, seeded workloads, faults, checked histories."
+)]
+#[command(
+    after_help = "Exit codes: 0 all checks valid, 1 a check found the system wrong, 2 a check could not decide, \
+3 invalid scenario or usage, 4 harness or environment failure, 130 interrupted."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -121,7 +127,8 @@ pub fn main() -> u8 {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SHAKEDOWN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHAKEDOWN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
@@ -155,13 +162,22 @@ fn run_command(args: RunArgs) -> u8 {
             return EXIT_HARNESS;
         }
     };
-    let scenario_dir = args.file.parent().map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() });
+    let scenario_dir =
+        args.file.parent().map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() });
     let completed = Arc::new(AtomicU64::new(0));
     let finished = rt.block_on(async {
         let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
         tokio::spawn(watch_signals(cancel_tx));
         let bar = progress_bar(&scenario, completed.clone());
-        let cfg = RunConfig { seed: Some(seed), out: args.out.clone(), scenario_dir, scenario_text: Some(text), cancel: Some(cancel), completed: Some(completed), ..RunConfig::default() };
+        let cfg = RunConfig {
+            seed: Some(seed),
+            out: args.out.clone(),
+            scenario_dir,
+            scenario_text: Some(text),
+            cancel: Some(cancel),
+            completed: Some(completed),
+            ..RunConfig::default()
+        };
         let result = shakedown::run(&scenario, cfg).await;
         bar.abort();
         let _ = bar.await;
@@ -186,7 +202,9 @@ fn run_command(args: RunArgs) -> u8 {
 /// First SIGINT or SIGTERM: stop the run and clean up. A second: kill everything now.
 async fn watch_signals(cancel: tokio::sync::watch::Sender<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else { return };
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
     eprintln!("\nshakedown: interrupted; stopping services (press Ctrl-C again to kill at once)");
     let _ = cancel.send(true);
@@ -198,8 +216,12 @@ async fn watch_signals(cancel: tokio::sync::watch::Sender<bool>) {
 /// A progress bar on a terminal: elapsed time against the planned duration, and ops done.
 fn progress_bar(s: &shakedown::Scenario, completed: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
     let planned = s.duration.map(|d| d.0).unwrap_or(shakedown_runner::DEFAULT_DURATION);
-    let bar = indicatif::ProgressBar::with_draw_target(Some(planned.as_millis() as u64), indicatif::ProgressDrawTarget::stderr());
-    let style = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(planned.as_millis() as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    let style = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
     let start = std::time::Instant::now();
     tokio::spawn(async move {
@@ -229,7 +251,9 @@ fn report(f: &Finished, format: Format, file: &std::path::Path) -> u8 {
     match &f.end {
         RunEnd::Failed(why) => eprintln!("shakedown: harness failure: {why}"),
         RunEnd::Interrupted => eprintln!("shakedown: interrupted; partial run kept in {}", f.run_dir.display()),
-        RunEnd::Unsupported(why) => eprintln!("shakedown: unknown: this machine cannot run the scenario's faults: {why} (see `shakedown doctor`)"),
+        RunEnd::Unsupported(why) => eprintln!(
+            "shakedown: unknown: this machine cannot run the scenario's faults: {why} (see `shakedown doctor`)"
+        ),
         RunEnd::Completed => {}
     }
     eprintln!("run directory: {} (scenario file: {})", f.run_dir.display(), file.display());
@@ -246,7 +270,8 @@ fn print_spec_errors(errors: &shakedown_spec::SpecErrors) {
         eprintln!("error: {}:{line}:{col}: {}", errors.origin, e.message);
         let label = LabeledSpan::at(e.span.clone(), "here");
         let diag = MietteDiagnostic::new(e.message.clone()).with_label(label);
-        let report = miette::Report::new(diag).with_source_code(NamedSource::new(&errors.origin, errors.text.to_string()));
+        let report =
+            miette::Report::new(diag).with_source_code(NamedSource::new(&errors.origin, errors.text.to_string()));
         let mut out = String::new();
         if handler.render_report(&mut out, report.as_ref()).is_ok() {
             eprintln!("{out}");
@@ -256,13 +281,14 @@ fn print_spec_errors(errors: &shakedown_spec::SpecErrors) {
 }
 
 fn check_command(args: CheckArgs) -> u8 {
-    let input_format = match args.input_format.as_deref().map(str::parse::<shakedown_history::import::Format>).transpose() {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("shakedown check: {e}");
-            return EXIT_USAGE;
-        }
-    };
+    let input_format =
+        match args.input_format.as_deref().map(str::parse::<shakedown_history::import::Format>).transpose() {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("shakedown check: {e}");
+                return EXIT_USAGE;
+            }
+        };
     let (mut invalid, mut unknown, mut bad_input) = (false, false, false);
     for path in &args.files {
         let name = path.display().to_string();
@@ -284,7 +310,13 @@ fn check_command(args: CheckArgs) -> u8 {
                 unknown |= v.result.verdict == shakedown::Verdict::Unknown;
                 let line = match args.format {
                     Format::Json => v.to_json().to_string(),
-                    Format::Human => format!("{name}: {} ({} ops, {:.1} ms) {}", v.result.verdict.as_str().to_uppercase(), v.ops, v.elapsed.as_secs_f64() * 1000.0, v.result.summary),
+                    Format::Human => format!(
+                        "{name}: {} ({} ops, {:.1} ms) {}",
+                        v.result.verdict.as_str().to_uppercase(),
+                        v.ops,
+                        v.elapsed.as_secs_f64() * 1000.0,
+                        v.result.summary
+                    ),
                 };
                 if !print_line(&line) {
                     break;

@@ -3,13 +3,13 @@
 use crate::rundir;
 use shakedown_check::linear::LinearizableCheck;
 use shakedown_check::{
-    BankCheck, Check, CheckInput, CheckResult, CounterCheck, Delivery, MonotonicCheck, ReadYourWritesCheck, SetCheck, SetFullCheck,
-    StatsCheck, TotalQueueCheck, UnexpectedCheck, UniqueIdsCheck, Verdict,
+    BankCheck, Check, CheckInput, CheckResult, CounterCheck, Delivery, MonotonicCheck, ReadYourWritesCheck, SetCheck,
+    SetFullCheck, StatsCheck, TotalQueueCheck, UnexpectedCheck, UniqueIdsCheck, Verdict,
 };
-use shakedown_spec::Spanned;
 use shakedown_history::History;
 use shakedown_report::{Report, RunMeta};
 use shakedown_runner::{Client, RunEnd, RunOptions};
+use shakedown_spec::Spanned;
 use shakedown_spec::{CheckKind, Scenario};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -61,7 +61,10 @@ pub enum Error {
 /// The checks a scenario asks for; `stats` and `unexpected` when it names none.
 pub fn checks_for(s: &Scenario) -> Vec<(String, Box<dyn Check>)> {
     if s.check.is_empty() {
-        return vec![("stats".into(), Box::new(StatsCheck::default())), ("unexpected".into(), Box::new(UnexpectedCheck::default()))];
+        return vec![
+            ("stats".into(), Box::new(StatsCheck::default())),
+            ("unexpected".into(), Box::new(UnexpectedCheck::default())),
+        ];
     }
     s.check
         .iter()
@@ -140,7 +143,8 @@ pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
     if std::fs::read_dir(&run_dir).is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(Error::RunDirInUse(run_dir.display().to_string()));
     }
-    std::fs::create_dir_all(&run_dir).map_err(|source| Error::RunDir { path: run_dir.display().to_string(), source })?;
+    std::fs::create_dir_all(&run_dir)
+        .map_err(|source| Error::RunDir { path: run_dir.display().to_string(), source })?;
     let run_dir = run_dir.canonicalize().unwrap_or(run_dir);
     let file_dir = cfg.scenario_dir.clone().unwrap_or_else(|| PathBuf::from("."));
     let base_dir = file_dir.join(s.base_dir.as_deref().unwrap_or(""));
@@ -175,7 +179,12 @@ pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
         RunEnd::Unsupported(why) => checks_for(s)
             .iter()
             .map(|(name, check)| {
-                let mut r = CheckResult::new(check.kind(), Verdict::Unknown, format!("not run: {why}"), serde_json::json!({ "unsupported": why }));
+                let mut r = CheckResult::new(
+                    check.kind(),
+                    Verdict::Unknown,
+                    format!("not run: {why}"),
+                    serde_json::json!({ "unsupported": why }),
+                );
                 r.name = name.clone();
                 r
             })
@@ -200,7 +209,8 @@ pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
         errors,
     };
     let report = Report::build(meta, &out.history, checks);
-    rundir::write_outputs(&run_dir, &out.history, &report).map_err(|source| Error::RunDir { path: run_dir.display().to_string(), source })?;
+    rundir::write_outputs(&run_dir, &out.history, &report)
+        .map_err(|source| Error::RunDir { path: run_dir.display().to_string(), source })?;
     Ok(Finished { report, history: out.history, run_dir, end: out.end })
 }
 
@@ -209,4 +219,3 @@ pub fn run_blocking(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Error::Runtime)?;
     rt.block_on(run(s, cfg))
 }
-

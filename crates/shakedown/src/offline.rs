@@ -41,7 +41,13 @@ impl FileVerdict {
 
 /// Parses `text` (named `file` in errors) and checks it for linearizability
 /// against `model` within `timeout`.
-pub fn check_history_text(file: &str, text: &str, format: Option<Format>, model: &str, timeout: Option<Duration>) -> Result<FileVerdict, ImportError> {
+pub fn check_history_text(
+    file: &str,
+    text: &str,
+    format: Option<Format>,
+    model: &str,
+    timeout: Option<Duration>,
+) -> Result<FileVerdict, ImportError> {
     let (history, format) = read_any(text, format, file)?;
     let check = LinearizableCheck { model: model.to_string(), timeout, max_steps: None };
     let start = Instant::now();

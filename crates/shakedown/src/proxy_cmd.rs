@@ -43,7 +43,10 @@ pub fn proxy_command(listen: SocketAddr, config: Option<PathBuf>, seed: Option<u
                 return EXIT_HARNESS;
             }
         };
-        eprintln!("shakedown proxy {}: API on http://{listen} (toxiproxy-compatible), seed {seed}", env!("CARGO_PKG_VERSION"));
+        eprintln!(
+            "shakedown proxy {}: API on http://{listen} (toxiproxy-compatible), seed {seed}",
+            env!("CARGO_PKG_VERSION")
+        );
         let served = shakedown_proxy::serve_api(listener, registry.clone(), shutdown_signal()).await;
         registry.shutdown().await;
         match served {
@@ -58,12 +61,21 @@ pub fn proxy_command(listen: SocketAddr, config: Option<PathBuf>, seed: Option<u
 
 fn read_config(path: &PathBuf) -> Result<Vec<ProxySpec>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}:{}:{}: {e}; expected a JSON array of {{\"name\", \"listen\", \"upstream\", \"enabled\"}}", path.display(), e.line(), e.column()))
+    serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{}:{}:{}: {e}; expected a JSON array of {{\"name\", \"listen\", \"upstream\", \"enabled\"}}",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })
 }
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else { return };
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return;
+    };
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
     eprintln!("shakedown proxy: stopping");
 }

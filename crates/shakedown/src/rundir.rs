@@ -7,8 +7,13 @@ use std::path::{Path, PathBuf};
 
 /// `.shakedown/runs/<scenario>-<UTC time>-<seed>`, made unique if it exists.
 pub fn default_run_dir(scenario: &str, seed: u64) -> PathBuf {
-    let stamp: String = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().chars().filter(char::is_ascii_alphanumeric).collect();
-    let safe: String = scenario.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let stamp: String = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let safe: String =
+        scenario.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
     let base = PathBuf::from(".shakedown").join("runs");
     let mut dir = base.join(format!("{safe}-{stamp}-{seed}"));
     let mut n = 1;
@@ -33,13 +38,13 @@ pub fn write_resolved_scenario(run_dir: &Path, text: Option<&str>, seed: u64, ba
 /// its first table, else added at the top.
 fn pin_top_level(text: &str, key: &str, value: &str) -> String {
     let line = regex::Regex::new(&format!(r"(?m)^{key}\s*=.*$")).expect("key names are plain words");
-    let first_table = regex::Regex::new(r"(?m)^\s*\[").expect("static regex").find(text).map_or(text.len(), |m| m.start());
+    let first_table =
+        regex::Regex::new(r"(?m)^\s*\[").expect("static regex").find(text).map_or(text.len(), |m| m.start());
     match line.find(&text[..first_table]) {
         Some(m) => format!("{}{key} = {value}{}", &text[..m.start()], &text[m.end()..]),
         None => format!("{key} = {value}\n{text}"),
     }
 }
-
 
 /// Writes `history.jsonl`, `report.json` and `junit.xml`.
 pub fn write_outputs(run_dir: &Path, history: &History, report: &Report) -> std::io::Result<()> {

@@ -47,7 +47,10 @@ pub struct DriverClient {
 impl DriverClient {
     /// One driver per actor, in actor order; `timeouts` has one entry per action.
     pub fn new(per_actor: Vec<(ProcSpec, Arc<LogSink>)>, timeouts: Vec<Duration>) -> DriverClient {
-        let slots = per_actor.into_iter().map(|(spec, log)| Slot { spec, log, running: tokio::sync::Mutex::new(None) }).collect();
+        let slots = per_actor
+            .into_iter()
+            .map(|(spec, log)| Slot { spec, log, running: tokio::sync::Mutex::new(None) })
+            .collect();
         DriverClient { slots, next_id: AtomicU64::new(1), timeouts }
     }
 

@@ -20,7 +20,12 @@ pub struct ExecClient {
 }
 
 impl ExecClient {
-    pub fn new(actions: Vec<ActionSpec>, envs: Vec<Vec<(String, String)>>, timeout: Duration, scenario_dir: std::path::PathBuf) -> ExecClient {
+    pub fn new(
+        actions: Vec<ActionSpec>,
+        envs: Vec<Vec<(String, String)>>,
+        timeout: Duration,
+        scenario_dir: std::path::PathBuf,
+    ) -> ExecClient {
         ExecClient { actions, envs, timeout, scenario_dir }
     }
 }
@@ -32,7 +37,12 @@ impl Client for ExecClient {
         let timeout = action.timeout.map_or(self.timeout, |d| d.0);
         let mut argv = op.rendered.argv.clone();
         crate::plan::resolve_program(&mut argv, &self.scenario_dir);
-        let spec = ProcSpec { argv, env: self.envs[op.actor_index].clone(), cwd: op.actor.home.clone(), namespaces: Vec::new() };
+        let spec = ProcSpec {
+            argv,
+            env: self.envs[op.actor_index].clone(),
+            cwd: op.actor.home.clone(),
+            namespaces: Vec::new(),
+        };
         let mut cmd = spec.command();
         cmd.stdin(if op.rendered.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());

@@ -54,7 +54,12 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    pub fn new(bases: Vec<String>, actions: Vec<ActionSpec>, timeout: Duration, retry: Retry) -> Result<HttpClient, String> {
+    pub fn new(
+        bases: Vec<String>,
+        actions: Vec<ActionSpec>,
+        timeout: Duration,
+        retry: Retry,
+    ) -> Result<HttpClient, String> {
         let http = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(2)))
             .pool_max_idle_per_host(64)
@@ -75,7 +80,11 @@ impl Client for HttpClient {
         let Ok(method) = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()) else {
             return Outcome::fail(format!("invalid HTTP method {method:?}"));
         };
-        let url = format!("{}{}", self.bases[op.actor_index].trim_end_matches('/'), op.rendered.path.as_deref().unwrap_or(""));
+        let url = format!(
+            "{}{}",
+            self.bases[op.actor_index].trim_end_matches('/'),
+            op.rendered.path.as_deref().unwrap_or("")
+        );
         let mut backoff = self.retry.backoff;
         for attempt in 1..=self.retry.attempts {
             let last = attempt == self.retry.attempts;
@@ -125,8 +134,12 @@ impl HttpClient {
 
     async fn outcome(&self, action: &ActionSpec, attempt: Attempt, url: &str, timeout: Duration) -> Outcome {
         match attempt {
-            Attempt::Replied { status, body: Ok(out), .. } => classify(action, &Reply { status: Some(status), out, ..Reply::default() }),
-            Attempt::Replied { status, body: Err(e), .. } => Outcome::info(format!("status {status}, reading the body failed: {e}")),
+            Attempt::Replied { status, body: Ok(out), .. } => {
+                classify(action, &Reply { status: Some(status), out, ..Reply::default() })
+            }
+            Attempt::Replied { status, body: Err(e), .. } => {
+                Outcome::info(format!("status {status}, reading the body failed: {e}"))
+            }
             // The request never left: it definitely did not take effect. The pause
             // keeps workers from spinning on a service that is down; it is harmless
             // because a fail never constrains a check.

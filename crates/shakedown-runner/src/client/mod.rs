@@ -78,7 +78,11 @@ impl Reply {
     }
 
     fn text_for_match(&self) -> String {
-        if self.err.is_empty() { self.out.clone() } else { format!("{}\n{}", self.out, self.err) }
+        if self.err.is_empty() {
+            self.out.clone()
+        } else {
+            format!("{}\n{}", self.out, self.err)
+        }
     }
 }
 
@@ -100,7 +104,10 @@ pub fn classify(action: &ActionSpec, reply: &Reply) -> Outcome {
             None => Outcome::ok(None),
             Some(r) => match parse_result(r.get_ref(), reply) {
                 Ok(v) => Outcome::ok(Some(v)),
-                Err(e) => Outcome::unexpected(format!("ok reply, but its result could not be read: {e}; {}", reply.describe())),
+                Err(e) => Outcome::unexpected(format!(
+                    "ok reply, but its result could not be read: {e}; {}",
+                    reply.describe()
+                )),
             },
         };
     }
@@ -124,9 +131,13 @@ pub fn parse_result(spec: &ResultSpec, reply: &Reply) -> Result<Value, String> {
 pub fn parse_text(parser: &ResultParser, text: &str) -> Result<Value, String> {
     let trimmed = text.trim();
     match parser {
-        ResultParser::Int => trimmed.parse::<i64>().map(Value::from).map_err(|_| format!("{trimmed:?} is not an integer")),
+        ResultParser::Int => {
+            trimmed.parse::<i64>().map(Value::from).map_err(|_| format!("{trimmed:?} is not an integer"))
+        }
         ResultParser::Str => Ok(Value::String(trimmed.to_string())),
-        ResultParser::Lines => Ok(Value::Array(trimmed.lines().map(str::trim).filter(|l| !l.is_empty()).map(|l| Value::String(l.into())).collect())),
+        ResultParser::Lines => Ok(Value::Array(
+            trimmed.lines().map(str::trim).filter(|l| !l.is_empty()).map(|l| Value::String(l.into())).collect(),
+        )),
         ResultParser::Json(ptr) => {
             let v: Value = serde_json::from_str(trimmed).map_err(|e| format!("not JSON ({e})"))?;
             match ptr {

@@ -17,8 +17,16 @@ const UNTIL_HEAL: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl Nemesis {
     /// Adds a toxic, takes a link down, or sets an HTTP fault, for `for`.
-    pub(super) async fn link_fault(&self, spec: &FaultSpec, target: &str, index: usize, stop: &mut watch::Receiver<bool>) {
-        let (Some(link), Some(lock)) = (self.env.links.get(target), self.locks.get(&format!("link:{target}"))) else { return };
+    pub(super) async fn link_fault(
+        &self,
+        spec: &FaultSpec,
+        target: &str,
+        index: usize,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let (Some(link), Some(lock)) = (self.env.links.get(target), self.locks.get(&format!("link:{target}"))) else {
+            return;
+        };
         let _held = lock.lock().await;
         let lasting = spec.duration.map_or(UNTIL_HEAL, |d| d.0);
         match (spec.kind, link) {
@@ -32,9 +40,15 @@ impl Nemesis {
                 };
                 let toxics: Vec<Toxic> = streams
                     .into_iter()
-                    .map(|stream| Toxic { name: format!("fault-{index}-{}", stream.as_str()), kind: toxic_kind(toxic), stream, toxicity })
+                    .map(|stream| Toxic {
+                        name: format!("fault-{index}-{}", stream.as_str()),
+                        kind: toxic_kind(toxic),
+                        stream,
+                        toxicity,
+                    })
                     .collect();
-                let detail = format!("{} {:?} toxicity {toxicity}", toxic.type_name(), toxic_kind(toxic)).replace("  ", " ");
+                let detail =
+                    format!("{} {:?} toxicity {toxicity}", toxic.type_name(), toxic_kind(toxic)).replace("  ", " ");
                 let id = self.recorder.fault_start("toxic", target, Some(detail));
                 let mut problem = None;
                 for t in &toxics {
@@ -111,7 +125,13 @@ impl Nemesis {
     }
 
     /// Splits the target nodes by `mode` (nodes drawn from the seed) for `for`.
-    pub(super) async fn partition(&self, spec: &FaultSpec, nodes: &[String], rng: &mut ChaCha8Rng, stop: &mut watch::Receiver<bool>) {
+    pub(super) async fn partition(
+        &self,
+        spec: &FaultSpec,
+        nodes: &[String],
+        rng: &mut ChaCha8Rng,
+        stop: &mut watch::Receiver<bool>,
+    ) {
         let (Some(net), Some(lock)) = (self.env.network.as_ref(), self.locks.get("network")) else { return };
         let _held = lock.lock().await;
         let mode = spec.mode.unwrap_or_default();
@@ -133,7 +153,9 @@ fn ms(d: Option<shakedown_spec::Dur>) -> u64 {
 /// The proxy's toxic for a scenario's toxic.
 fn toxic_kind(t: &ToxicSpec) -> ToxicKind {
     match t {
-        ToxicSpec::Latency { latency, jitter } => ToxicKind::Latency { latency_ms: ms(Some(*latency)), jitter_ms: ms(*jitter) },
+        ToxicSpec::Latency { latency, jitter } => {
+            ToxicKind::Latency { latency_ms: ms(Some(*latency)), jitter_ms: ms(*jitter) }
+        }
         ToxicSpec::Bandwidth { rate } => ToxicKind::Bandwidth { rate_kbs: *rate },
         ToxicSpec::SlowClose { delay } => ToxicKind::SlowClose { delay_ms: ms(Some(*delay)) },
         ToxicSpec::Timeout { timeout } => ToxicKind::Timeout { timeout_ms: ms(*timeout) },
@@ -153,8 +175,15 @@ fn http_rule(h: &HttpFaultSpec) -> HttpRule {
     let fault = match (h.status, h.delay, h.abort) {
         (Some(status), _, _) => HttpFault::Status { status, retry_after: h.retry_after, body: None },
         (None, Some(delay), _) => HttpFault::Delay { delay_ms: ms(Some(delay)) },
-        (None, None, Some(when)) => HttpFault::Abort { when: if when == AbortWhen::After { HttpAbort::After } else { HttpAbort::Before } },
+        (None, None, Some(when)) => {
+            HttpFault::Abort { when: if when == AbortWhen::After { HttpAbort::After } else { HttpAbort::Before } }
+        }
         (None, None, None) => unreachable!("validated: an http fault has status, delay or abort"),
     };
-    HttpRule { fault, probability: h.probability.unwrap_or(1.0), method: h.method.clone(), path_prefix: h.path_prefix.clone() }
+    HttpRule {
+        fault,
+        probability: h.probability.unwrap_or(1.0),
+        method: h.method.clone(),
+        path_prefix: h.path_prefix.clone(),
+    }
 }

@@ -29,8 +29,14 @@ pub struct Nemesis {
 }
 
 impl Nemesis {
-    pub fn new(services: BTreeMap<String, Arc<Service>>, env: Arc<Environment>, recorder: Arc<Recorder>, seed: u64) -> Nemesis {
-        let mut locks: BTreeMap<String, Arc<tokio::sync::Mutex<()>>> = services.keys().map(|k| (k.clone(), Arc::default())).collect();
+    pub fn new(
+        services: BTreeMap<String, Arc<Service>>,
+        env: Arc<Environment>,
+        recorder: Arc<Recorder>,
+        seed: u64,
+    ) -> Nemesis {
+        let mut locks: BTreeMap<String, Arc<tokio::sync::Mutex<()>>> =
+            services.keys().map(|k| (k.clone(), Arc::default())).collect();
         locks.extend(env.links.keys().map(|k| (format!("link:{k}"), Arc::default())));
         locks.insert("network".into(), Arc::default());
         Nemesis { services, env, recorder, seed, locks }
@@ -56,7 +62,8 @@ impl Nemesis {
         // Stream numbers above the workers' keep fault draws independent of the workload's.
         let mut rng = stream_rng(self.seed, (1 << 32) + index as u64);
         let targets: Vec<String> = spec.target.get_ref().0.clone();
-        let mut at_list: Vec<Duration> = spec.at.as_ref().map(|a| a.get_ref().iter().map(|d| d.0).collect()).unwrap_or_default();
+        let mut at_list: Vec<Duration> =
+            spec.at.as_ref().map(|a| a.get_ref().iter().map(|d| d.0).collect()).unwrap_or_default();
         at_list.sort();
         let mut next_at = at_list.into_iter();
         let mut last = start;
@@ -91,7 +98,13 @@ impl Nemesis {
     }
 
     /// Applies one fault to one service and heals it, recording the window.
-    pub async fn apply(&self, kind: FaultKind, target: &str, lasting: Option<Duration>, stop: &mut watch::Receiver<bool>) {
+    pub async fn apply(
+        &self,
+        kind: FaultKind,
+        target: &str,
+        lasting: Option<Duration>,
+        stop: &mut watch::Receiver<bool>,
+    ) {
         let (Some(svc), Some(lock)) = (self.services.get(target), self.locks.get(target)) else { return };
         let _held = lock.lock().await;
         if !svc.is_running() {

@@ -69,12 +69,12 @@ fn bad_duration_is_located() {
 
 #[test]
 fn undefined_service_is_located() {
-    check_err(|t| t.replace("target = \"kv\"", "target = \"db\""), "27:10", "fault target `db` is not a defined service; expected one of the services: `kv`");
     check_err(
-        |t| t.replace("{service.kv.port}", "{service.db.port}"),
-        "12:8",
-        "service `db` is not defined",
+        |t| t.replace("target = \"kv\"", "target = \"db\""),
+        "27:10",
+        "fault target `db` is not a defined service; expected one of the services: `kv`",
     );
+    check_err(|t| t.replace("{service.kv.port}", "{service.db.port}"), "12:8", "service `db` is not defined");
 }
 
 #[test]
@@ -89,7 +89,11 @@ fn bad_enums_and_templates_are_located() {
 fn references_are_checked() {
     check_err(|t| format!("{t}add = \"insert\"\n"), "32:7", "check `set` names f `insert`, which no action has");
     check_err(|t| t.replace("weight = 0", "target = \"ids\""), "21:10", "pool `ids` is never filled");
-    check_err(|t| t.replace("clients = 2", "clients = 2\nfinally = [\"reed\"]"), "4:12", "`finally` names action `reed`");
+    check_err(
+        |t| t.replace("clients = 2", "clients = 2\nfinally = [\"reed\"]"),
+        "4:12",
+        "`finally` names action `reed`",
+    );
     check_err(|t| t.replace("every = \"1s\"", "at = [\"1s\"]\nevery = \"1s\""), "29:9", "both `at` and `every`");
     check_err(|t| t.replace("ready = { log = \"listening\" }", "ready = { }"), "6:2", "exactly one of");
 }
@@ -103,15 +107,31 @@ fn placeholders_fit_their_place() {
 #[test]
 fn value_and_build_placeholders_are_checked() {
     check_err(|t| t.replace("value = \"{seq}\"", "value = \"{value}\""), "16:9", "cannot be used in the value itself");
-    check_err(|t| format!("{t}[[build]]\ncommand = [\"make\", \"-C\", \"{{service.kv.dir}}\"]\n"), "33:26", "do not exist yet when builds run");
+    check_err(
+        |t| format!("{t}[[build]]\ncommand = [\"make\", \"-C\", \"{{service.kv.dir}}\"]\n"),
+        "33:26",
+        "do not exist yet when builds run",
+    );
 }
 
 #[test]
 fn check_keys_fit_their_kind() {
-    check_err(|t| format!("{t}model = \"kv\"\n"), "32:9", "`model` does not apply to kind `set`; it takes `add`, `read`");
+    check_err(
+        |t| format!("{t}model = \"kv\"\n"),
+        "32:9",
+        "`model` does not apply to kind `set`; it takes `add`, `read`",
+    );
     check_err(|t| t.replace("kind = \"set\"", "kind = \"linearizable\""), "31:8", "needs `model`");
-    check_err(|t| t.replace("kind = \"set\"", "kind = \"linearizable\"\nmodel = \"regster\""), "32:9", "unknown model `regster`");
-    check_err(|t| t.replace("kind = \"set\"", "kind = \"total-queue\"\nmode = \"twice\""), "32:8", "unknown mode `twice`");
+    check_err(
+        |t| t.replace("kind = \"set\"", "kind = \"linearizable\"\nmodel = \"regster\""),
+        "32:9",
+        "unknown model `regster`",
+    );
+    check_err(
+        |t| t.replace("kind = \"set\"", "kind = \"total-queue\"\nmode = \"twice\""),
+        "32:8",
+        "unknown mode `twice`",
+    );
     check_err(|t| t.replace("kind = \"set\"", "kind = \"bank\""), "31:8", "needs `total`");
     check_err(|t| t.replace("kind = \"set\"", "kind = \"monotonic\"\nkey = \"key\""), "32:7", "not a JSON pointer");
     let ok = BASE.replace("kind = \"set\"", "kind = \"linearizable\"\nmodel = \"cas-register\"\ntimeout = \"5s\"");
@@ -149,7 +169,8 @@ fn every_example_scenario_is_valid() {
 fn with_fault(fault: &str, extra: &str) -> impl Fn(&str) -> String {
     let (fault, extra) = (fault.to_string(), extra.to_string());
     move |t: &str| {
-        let t = t.replace("[[fault]]\nkind = \"kill\"\ntarget = \"kv\"\nevery = \"1s\"", &format!("[[fault]]\n{fault}"));
+        let t =
+            t.replace("[[fault]]\nkind = \"kill\"\ntarget = \"kv\"\nevery = \"1s\"", &format!("[[fault]]\n{fault}"));
         format!("{t}\n{extra}")
     }
 }
@@ -177,18 +198,34 @@ fn environment_faults_are_checked_against_their_kind() {
         assert!(err.starts_with("s.toml:") && !err.starts_with("s.toml:0:"), "located: {err}");
     }
     let http = "[link.api]\nupstream = \"127.0.0.1:{service.kv.port}\"\nkind = \"http\"\n";
-    let both = with_fault("kind = \"http\"\ntarget = \"api\"\nevery = \"1s\"\nhttp = { status = 503, abort = \"after\" }", http)(BASE);
-    assert!(shakedown_spec::parse(&both, "s.toml").unwrap_err().to_string().contains("exactly one of `status`, `delay`, `abort`"));
+    let both = with_fault(
+        "kind = \"http\"\ntarget = \"api\"\nevery = \"1s\"\nhttp = { status = 503, abort = \"after\" }",
+        http,
+    )(BASE);
+    assert!(shakedown_spec::parse(&both, "s.toml")
+        .unwrap_err()
+        .to_string()
+        .contains("exactly one of `status`, `delay`, `abort`"));
     let ok = with_fault("kind = \"http\"\ntarget = \"api\"\nevery = \"1s\"\nhttp = { status = 429, retry_after = 1, probability = 0.5 }", http)(BASE);
     shakedown_spec::parse(&ok, "s.toml").unwrap();
 }
 
 #[test]
 fn link_and_host_placeholders_are_checked() {
-    let bad_link = BASE.replace("base = \"http://127.0.0.1:{service.kv.port}\"", "base = \"http://127.0.0.1:{link.nope.port}\"");
-    assert!(shakedown_spec::parse(&bad_link, "s.toml").unwrap_err().to_string().contains("link `nope` is not defined; there are no links"));
+    let bad_link =
+        BASE.replace("base = \"http://127.0.0.1:{service.kv.port}\"", "base = \"http://127.0.0.1:{link.nope.port}\"");
+    assert!(shakedown_spec::parse(&bad_link, "s.toml")
+        .unwrap_err()
+        .to_string()
+        .contains("link `nope` is not defined; there are no links"));
     let bad_host = BASE.replace("base = \"http://127.0.0.1:{service.kv.port}\"", "base = \"http://{host}:1\"");
-    assert!(shakedown_spec::parse(&bad_host, "s.toml").unwrap_err().to_string().contains("`{host}` only applies inside a service"));
-    let good = BASE.replace("base = \"http://127.0.0.1:{service.kv.port}\"", "base = \"http://{service.kv.host}:{service.kv.port}\"");
+    assert!(shakedown_spec::parse(&bad_host, "s.toml")
+        .unwrap_err()
+        .to_string()
+        .contains("`{host}` only applies inside a service"));
+    let good = BASE.replace(
+        "base = \"http://127.0.0.1:{service.kv.port}\"",
+        "base = \"http://{service.kv.host}:{service.kv.port}\"",
+    );
     shakedown_spec::parse(&good, "s.toml").unwrap();
 }

@@ -27,7 +27,10 @@ fn catches(scenario: &str, bug: &str, kind: &str) {
     let check = r_bug["checks"].as_array().unwrap().iter().find(|c| c["kind"] == kind).expect("the check ran");
     assert_eq!(check["verdict"], "invalid", "{check}");
     let details = check["details"].to_string();
-    assert!(details.contains("\"index\"") && details.contains("\"process\""), "the details name operations: {details:.600}");
+    assert!(
+        details.contains("\"index\"") && details.contains("\"process\""),
+        "the details name operations: {details:.600}"
+    );
     let valid = r["checks"].as_array().unwrap().iter().find(|c| c["kind"] == kind).unwrap();
     assert_eq!(valid["verdict"], "valid");
 }

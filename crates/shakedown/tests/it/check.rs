@@ -9,7 +9,10 @@ fn check_files(model: &str, files: &[&str]) -> (Option<i32>, Vec<serde_json::Val
     let mut args = vec!["check", "--model", model, "--format", "json"];
     args.extend_from_slice(files);
     let o = shakedown(&args);
-    let lines = String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    let lines = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
     (o.status.code(), lines, stderr(&o))
 }
 
@@ -20,9 +23,14 @@ fn porcupine_sample_verdicts_match() {
         println!("skipped: {} is absent (it lives beside the repository, not in it)", root.display());
         return;
     };
-    let expected: Vec<(String, bool)> = table.lines().skip(1).filter_map(|l| l.split_once('\t')).map(|(f, v)| (f.to_string(), v == "true")).collect();
+    let expected: Vec<(String, bool)> =
+        table.lines().skip(1).filter_map(|l| l.split_once('\t')).map(|(f, v)| (f.to_string(), v == "true")).collect();
     for (model, dir) in [("cas-register", "etcd/"), ("kv", "kv/")] {
-        let files: Vec<String> = expected.iter().filter(|(f, _)| f.starts_with(dir)).map(|(f, _)| root.join(f).display().to_string()).collect();
+        let files: Vec<String> = expected
+            .iter()
+            .filter(|(f, _)| f.starts_with(dir))
+            .map(|(f, _)| root.join(f).display().to_string())
+            .collect();
         let refs: Vec<&str> = files.iter().map(String::as_str).collect();
         let (code, lines, err) = check_files(model, &refs);
         assert_eq!(lines.len(), files.len(), "{err}");
@@ -54,7 +62,11 @@ fn exit_codes_follow_the_verdicts() {
     let (code, lines, _) = check_files("cas-register", &[&good, &stale]);
     assert_eq!(code, Some(1));
     assert_eq!(lines[1]["valid"], false);
-    assert!(lines[1]["summary"].as_str().unwrap().contains("read"), "the summary names the op: {}", lines[1]["summary"]);
+    assert!(
+        lines[1]["summary"].as_str().unwrap().contains("read"),
+        "the summary names the op: {}",
+        lines[1]["summary"]
+    );
     let (code, lines, _) = check_files("register", &[&good, "--timeout", "5s"]);
     assert_eq!((code, &lines[0]["valid"]), (Some(0), &serde_json::Value::Bool(true)));
     assert_eq!(shakedown(&["check", "--model", "register", "--timeout", "soon", &good]).status.code(), Some(3));
@@ -67,7 +79,8 @@ fn malformed_histories_exit_3_naming_file_and_line() {
     let (code, _, err) = check_files("cas-register", &[&bad]);
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("bad.log:5:"), "{err}");
-    let garbage = write(tmp.path(), "garbage.edn", "{:process 0, :type :invoke, :f :get, :key \"1\" :value [unclosed\n");
+    let garbage =
+        write(tmp.path(), "garbage.edn", "{:process 0, :type :invoke, :f :get, :key \"1\" :value [unclosed\n");
     let (code, _, err) = check_files("kv", &[&garbage]);
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("garbage.edn:") && err.contains("expected ']'"), "{err}");

@@ -1,7 +1,7 @@
 //! The `shakedown` binary end to end: real testbed processes, real signals,
 //! exit codes, run directories, and nothing left running afterwards.
 
-use crate::common::{report, repo_root, shakedown, stderr, write_file, SHAKEDOWN};
+use crate::common::{repo_root, report, shakedown, stderr, write_file, SHAKEDOWN};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -89,8 +89,16 @@ fn bad_scenarios_exit_3_with_file_line_col() {
     let tmp = tempfile::tempdir().unwrap();
     let cases = [
         ("unknown-key.toml", SMALL.replace("duration = \"1s\"", "durration = \"1s\""), ":3:1: unknown key `durration`"),
-        ("wrong-type.toml", SMALL.replace("duration = \"1s\"", "duration = 5"), ":3:12: invalid type: integer `5`, expected a string"),
-        ("undefined-service.toml", SMALL.replace("target = \"kv\"", "target = \"db\""), ":20:10: fault target `db` is not a defined service"),
+        (
+            "wrong-type.toml",
+            SMALL.replace("duration = \"1s\"", "duration = 5"),
+            ":3:12: invalid type: integer `5`, expected a string",
+        ),
+        (
+            "undefined-service.toml",
+            SMALL.replace("target = \"kv\"", "target = \"db\""),
+            ":20:10: fault target `db` is not a defined service",
+        ),
     ];
     for (name, text, want) in cases {
         let path = write_file(tmp.path(), name, &text);
@@ -152,7 +160,11 @@ fn wait_with_timeout(child: &mut std::process::Child, limit: Duration) -> Option
 fn sigint_mid_run_exits_130_and_leaves_no_process() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let path = write_file(tmp.path(), "long.toml", &SMALL.replace("duration = \"1s\"", "duration = \"60s\"").replace("every = \"1s\"", "every = \"30s\""));
+    let path = write_file(
+        tmp.path(),
+        "long.toml",
+        &SMALL.replace("duration = \"1s\"", "duration = \"60s\"").replace("every = \"1s\"", "every = \"30s\""),
+    );
     let mut child = Command::new(SHAKEDOWN)
         .args(["run", path.to_str().unwrap(), "--out", out.to_str().unwrap()])
         .stdout(Stdio::null())
@@ -173,7 +185,8 @@ fn sigint_mid_run_exits_130_and_leaves_no_process() {
 fn a_service_that_never_becomes_ready_exits_4_and_leaves_no_process() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let text = SMALL.replace("ready = { log = \"listening\" }", "ready = { log = \"this never appears\", timeout = \"1s\" }");
+    let text =
+        SMALL.replace("ready = { log = \"listening\" }", "ready = { log = \"this never appears\", timeout = \"1s\" }");
     let path = write_file(tmp.path(), "never-ready.toml", &text);
     let o = shakedown(&["run", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     let err = stderr(&o);

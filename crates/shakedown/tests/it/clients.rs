@@ -10,7 +10,12 @@ fn run(text: &str) -> (Output, serde_json::Value) {
 }
 
 fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    report["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no check {name} in {report}"))
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {report}"))
 }
 
 const EXEC: &str = r#"
@@ -124,7 +129,9 @@ fn python_driver_passes_on_the_correct_testbed() {
 #[test]
 fn python_driver_catches_the_lost_write() {
     let driver = repo_root().join("examples/drivers/kv_driver.py");
-    let text = DRIVER.replace("DRIVER", driver.to_str().unwrap()).replace("\"{dir}/data\"]", "\"{dir}/data\", \"--bug\", \"lost-write\"]");
+    let text = DRIVER
+        .replace("DRIVER", driver.to_str().unwrap())
+        .replace("\"{dir}/data\"]", "\"{dir}/data\", \"--bug\", \"lost-write\"]");
     let (o, r) = run(&text);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(!check(&r, "set")["details"]["lost"].as_array().unwrap().is_empty());
@@ -287,7 +294,9 @@ fn pools_capture_targets_and_forget_deleted_entities() {
 
 #[test]
 fn an_empty_pool_skips_the_operation() {
-    let text = POOLS.replace("[[action]]\nf = \"create\"", "[[action]]\nweight = 0\nf = \"create\"").replace("ops = 300", "ops = 20");
+    let text = POOLS
+        .replace("[[action]]\nf = \"create\"", "[[action]]\nweight = 0\nf = \"create\"")
+        .replace("ops = 300", "ops = 20");
     let (o, r) = run(&text);
     assert_eq!(o.status.code(), Some(2), "nothing succeeded, so stats is unknown: {}", stderr(&o));
     assert_eq!(r["ops"]["by_result"]["skip"], 20, "{}", r["ops"]);

@@ -50,7 +50,10 @@ for = "30s"
 "#;
 
 fn command_output(program: &str, args: &[&str]) -> String {
-    let o = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("run {program}: {e} (scripts/install-deps installs it)"));
+    let o = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e} (scripts/install-deps installs it)"));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -129,11 +132,16 @@ fn sigint_during_a_partition_leaves_no_namespace_rule_mount_or_process() {
     let pids = pids_mentioning(&marker);
     let ours: BTreeSet<String> = pids
         .iter()
-        .flat_map(|p| ["net", "mnt"].map(|ns| std::fs::read_link(format!("/proc/{p}/ns/{ns}")).map(|l| l.display().to_string())))
+        .flat_map(|p| {
+            ["net", "mnt"].map(|ns| std::fs::read_link(format!("/proc/{p}/ns/{ns}")).map(|l| l.display().to_string()))
+        })
         .flatten()
         .collect();
     let host_net = std::fs::read_link("/proc/self/ns/net").unwrap().display().to_string();
-    assert!(ours.iter().any(|ns| ns.starts_with("net:") && *ns != host_net), "the nodes run in their own network namespaces: {ours:?}");
+    assert!(
+        ours.iter().any(|ns| ns.starts_with("net:") && *ns != host_net),
+        "the nodes run in their own network namespaces: {ours:?}"
+    );
     let in_effect = pids.iter().any(|p| {
         let o = Command::new("nsenter").args(["-t", &p.to_string(), "-n", "nft", "list", "ruleset"]).output().unwrap();
         String::from_utf8_lossy(&o.stdout).contains("drop")
@@ -151,10 +159,14 @@ fn sigint_during_a_partition_leaves_no_namespace_rule_mount_or_process() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(130));
-    assert!(wait_until(Duration::from_secs(5), || pids_mentioning(&marker).is_empty()), "no process of the run is left");
+    assert!(
+        wait_until(Duration::from_secs(5), || pids_mentioning(&marker).is_empty()),
+        "no process of the run is left"
+    );
     let host_mnt = std::fs::read_link("/proc/self/ns/mnt").unwrap().display().to_string();
     let live = live_namespaces();
-    let left: Vec<&String> = ours.iter().filter(|ns| **ns != host_net && **ns != host_mnt && live.contains(*ns)).collect();
+    let left: Vec<&String> =
+        ours.iter().filter(|ns| **ns != host_net && **ns != host_mnt && live.contains(*ns)).collect();
     assert!(left.is_empty(), "the run's namespaces are gone: {left:?}");
     let after = host_state();
     assert_eq!(before.0, after.0, "ip netns list is unchanged");

@@ -13,7 +13,10 @@ fn run_example(name: &str) -> (Option<i32>, serde_json::Value, String) {
     let path = repo_root().join(format!("examples/etcd/{name}.toml"));
     let text = std::fs::read_to_string(&path).unwrap();
     // The driver sits beside the example; the copy run here must find it.
-    let text = text.replace("{scenario.dir}/etcd_driver.py", &repo_root().join("examples/etcd/etcd_driver.py").display().to_string());
+    let text = text.replace(
+        "{scenario.dir}/etcd_driver.py",
+        &repo_root().join("examples/etcd/etcd_driver.py").display().to_string(),
+    );
     let (o, r) = run_text(&text, &[]);
     (o.status.code(), r, stderr(&o))
 }

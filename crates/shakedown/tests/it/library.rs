@@ -28,7 +28,13 @@ fn kv_scenario(name: &str, bug: Option<&str>) -> ScenarioBuilder {
 fn run(builder: &ScenarioBuilder, client: Option<Arc<dyn Client>>) -> shakedown::Finished {
     let tmp = tempfile::tempdir().unwrap();
     let scenario = builder.build().expect("the builder writes valid scenarios");
-    let cfg = RunConfig { seed: Some(9), out: Some(tmp.path().join("run")), scenario_text: Some(builder.to_toml()), client, ..RunConfig::default() };
+    let cfg = RunConfig {
+        seed: Some(9),
+        out: Some(tmp.path().join("run")),
+        scenario_text: Some(builder.to_toml()),
+        client,
+        ..RunConfig::default()
+    };
     let finished = shakedown::run_blocking(&scenario, cfg).unwrap();
     assert!(finished.run_dir.join("report.json").is_file());
     finished

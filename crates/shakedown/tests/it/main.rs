@@ -4,9 +4,9 @@
 mod bugs;
 mod check;
 mod cli;
+mod clients;
+mod common;
 mod environment;
 mod etcd;
 mod faults;
-mod clients;
-mod common;
 mod library;
