@@ -38,6 +38,11 @@ const COPY_BYTES: usize = 64 * 1024;
 const SMALL_FILL: usize = 8 * 1024;
 /// Bytes read per call while a rule may cut chunks into many pieces.
 const READ_BYTES_SLICED: usize = 16 * 1024;
+/// The longest delay the kernel pipe serves as the delay line for: a latency
+/// toxic up to it keeps the zero-copy path, with the 1 MiB pipe holding the
+/// bytes in flight (about 8 Gbit/s at 1 ms); longer ones take the 4 MiB
+/// userspace queue, which holds more in flight.
+const SPLICE_DELAY_MAX: Duration = Duration::from_millis(1);
 /// The queue's bound, counted in bytes plus `SEGMENT_COST` per segment.
 const QUEUE_COST: usize = 4 * 1024 * 1024;
 const SEGMENT_COST: usize = 64;
@@ -154,7 +159,23 @@ impl Pipe {
     }
 
     fn needs_userspace(&self) -> bool {
-        self.small || self.splice_failed || !self.queue.is_empty() || self.slots.iter().any(|s| s.rule.is_some())
+        self.small || self.splice_failed || !self.queue.is_empty() || !self.rules_splice()
+    }
+
+    /// Whether every acting rule can work on the kernel pipe (see `SPLICE_DELAY_MAX`).
+    fn rules_splice(&self) -> bool {
+        self.rules().all(|r| r.only_delays_within(SPLICE_DELAY_MAX))
+    }
+
+    /// When bytes read now may leave, through every acting rule.
+    fn due(&mut self, now: Instant) -> Instant {
+        let mut seg = Segment { at: now, data: bytes::Bytes::new() };
+        for rule in self.slots.iter_mut().filter_map(|s| s.rule.as_mut()) {
+            if let Verdict::DelayUntil(at) = rule.on_chunk(&seg, &mut self.rng) {
+                seg.at = at.max(seg.at);
+            }
+        }
+        seg.at
     }
 
     /// Takes the current toxic list: keeps the state of unchanged toxics, and
@@ -234,6 +255,8 @@ impl Pipe {
     async fn splice_loop(&mut self, pipe: &mut KernelPipe) -> Step {
         let (src_fd, dst_fd) = (self.src.as_raw_fd(), self.dst.as_raw_fd());
         let (mut switching, mut eof) = (false, false);
+        // While delaying rules act, when each run of bytes in the pipe may leave.
+        let mut marks: VecDeque<(Instant, usize)> = VecDeque::new();
         loop {
             let mut progress = false;
             if !switching && !eof && pipe.len < pipe.cap {
@@ -248,6 +271,10 @@ impl Pipe {
                     Ok(0) => eof = true,
                     Ok(n) => {
                         progress = true;
+                        if self.rules().next().is_some() || !marks.is_empty() {
+                            let due = self.due(Instant::now());
+                            marks.push_back((due, n));
+                        }
                         if n < SMALL_FILL {
                             self.small = true;
                             switching = true;
@@ -257,13 +284,19 @@ impl Pipe {
                     Err(err) => return self.fail(err),
                 }
             }
-            if pipe.len > 0 {
-                match self.dst.try_io(Interest::WRITABLE, || pipe.drain_into(dst_fd)) {
-                    Ok(_) => progress = true,
+            let now = Instant::now();
+            let due_len = due_bytes(&marks, pipe.len, now);
+            if due_len > 0 {
+                match self.dst.try_io(Interest::WRITABLE, || pipe.drain_into(dst_fd, due_len)) {
+                    Ok(n) => {
+                        progress = true;
+                        consume_marks(&mut marks, n);
+                    }
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
                     Err(err) => return self.fail(err),
                 }
             }
+            assert!(marks.is_empty() || marks.iter().map(|m| m.1).sum::<usize>() == pipe.len, "marks cover the pipe");
             if eof && pipe.len == 0 {
                 self.transition(PipeState::Eof);
                 return self.on_eof().await;
@@ -275,8 +308,9 @@ impl Pipe {
                 consume_budget().await;
                 continue;
             }
-            let wait_write = pipe.len > 0;
+            let wait_write = due_len > 0;
             let wait_read = pipe.len == 0 && !switching && !eof;
+            let next_due = marks.front().map(|m| m.0).filter(|at| *at > now);
             tokio::select! {
                 biased;
                 _ = self.end_rx.changed() => return Step::Done,
@@ -297,6 +331,7 @@ impl Pipe {
                     Ok(Err(err)) => return self.fail(err),
                     Err(_) => return self.fail(io::Error::new(io::ErrorKind::TimedOut, "peer stopped reading")),
                 },
+                _ = sleep_until(next_due.unwrap_or(now)), if next_due.is_some() => {}
             }
         }
     }
@@ -407,7 +442,7 @@ impl Pipe {
             self.transition(PipeState::Eof);
             return Ok(true);
         }
-        if !ruled && n == read_len {
+        if n == read_len && self.rules_splice() {
             self.small = false;
         }
         let data = self.buf.split().freeze();
@@ -486,7 +521,58 @@ impl Pipe {
     }
 }
 
+/// How many bytes at the pipe's head may leave at `now`: all of them when no
+/// run is marked, else the marked runs that are due.
+fn due_bytes(marks: &VecDeque<(Instant, usize)>, pipe_len: usize, now: Instant) -> usize {
+    if marks.is_empty() {
+        return pipe_len;
+    }
+    marks.iter().take_while(|(at, _)| *at <= now).map(|(_, len)| len).sum()
+}
+
+/// Forgets the first `n` bytes of the marked runs.
+fn consume_marks(marks: &mut VecDeque<(Instant, usize)>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = marks.front_mut() else { return };
+        let take = n.min(front.1);
+        front.1 -= take;
+        n -= take;
+        if front.1 == 0 {
+            marks.pop_front();
+        }
+    }
+}
+
 /// Whether a toxic with this toxicity applies to one connection.
 fn roll(toxicity: f64, rng: &mut StdRng) -> bool {
     toxicity >= 1.0 || (toxicity > 0.0 && rng.gen::<f64>() < toxicity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_due_runs_leave_the_pipe() {
+        let now = Instant::now();
+        let later = now + Duration::from_millis(1);
+        assert_eq!(due_bytes(&VecDeque::new(), 300, now), 300, "unmarked bytes are all due");
+        let marks: VecDeque<(Instant, usize)> = [(now, 100), (now, 50), (later, 150)].into();
+        assert_eq!(due_bytes(&marks, 300, now), 150);
+        assert_eq!(due_bytes(&marks, 300, later), 300);
+        let marks: VecDeque<(Instant, usize)> = [(later, 10), (now, 5)].into();
+        assert_eq!(due_bytes(&marks, 15, now), 0, "a later run holds back the runs behind it");
+    }
+
+    #[test]
+    fn draining_consumes_runs_in_order() {
+        let now = Instant::now();
+        let mut marks: VecDeque<(Instant, usize)> = [(now, 100), (now, 50), (now, 150)].into();
+        consume_marks(&mut marks, 120);
+        assert_eq!(marks.iter().map(|m| m.1).collect::<Vec<_>>(), [30, 150]);
+        consume_marks(&mut marks, 180);
+        assert!(marks.is_empty());
+        consume_marks(&mut marks, 10);
+        assert!(marks.is_empty(), "consuming past the end is harmless");
+    }
 }

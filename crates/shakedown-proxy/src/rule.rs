@@ -134,6 +134,15 @@ impl Rule {
     pub fn multiplies(&self) -> bool {
         matches!(self, Rule::Slicer { .. })
     }
+
+    /// Whether the rule only delays chunks, by at most `max`: then it never
+    /// needs the bytes themselves, and a kernel pipe can be the delay line.
+    pub fn only_delays_within(&self, max: Duration) -> bool {
+        match *self {
+            Rule::Latency { latency, jitter_us } => latency + Duration::from_micros(jitter_us) <= max,
+            _ => false,
+        }
+    }
 }
 
 /// `base` plus a uniform offset in ±`jitter_us`, never below zero (toxiproxy's rule).

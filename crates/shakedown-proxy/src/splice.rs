@@ -45,10 +45,11 @@ impl KernelPipe {
         Ok(n)
     }
 
-    /// Moves what the pipe holds into socket `to`. EAGAIN means the socket is full.
-    pub fn drain_into(&mut self, to: RawFd) -> io::Result<usize> {
-        assert!(self.len > 0, "drain only a pipe that holds bytes");
-        let n = splice(self.read.as_raw_fd(), to, self.len)?;
+    /// Moves up to `max` of what the pipe holds into socket `to`. EAGAIN
+    /// means the socket is full.
+    pub fn drain_into(&mut self, to: RawFd, max: usize) -> io::Result<usize> {
+        assert!(self.len > 0 && max > 0, "drain only a pipe that holds bytes");
+        let n = splice(self.read.as_raw_fd(), to, self.len.min(max))?;
         assert!(n <= self.len, "a pipe yields at most what was put in");
         self.len -= n;
         Ok(n)
@@ -85,7 +86,8 @@ mod tests {
         assert!(pipe.cap >= 1 << 16);
         // Blocking sockets: the data is already there, so one call moves it.
         assert_eq!(pipe.fill_from(b.as_raw_fd()).unwrap(), 12);
-        assert_eq!(pipe.drain_into(c.as_raw_fd()).unwrap(), 12);
+        assert_eq!(pipe.drain_into(c.as_raw_fd(), 5).unwrap(), 5);
+        assert_eq!(pipe.drain_into(c.as_raw_fd(), 100).unwrap(), 7);
         assert_eq!(pipe.len, 0);
         let mut got = [0u8; 12];
         d.read_exact(&mut got).unwrap();
