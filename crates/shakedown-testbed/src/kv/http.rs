@@ -121,7 +121,7 @@ fn internal_error(why: &str) -> Response {
 
 /// Reads `{"from": .., "to": ..}`; strings are taken as they are and numbers in
 /// their JSON text, so a driver may send `{"from": 1, "to": 2}`.
-fn parse_cas(body: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_cas(body: &str) -> Result<(String, String), String> {
     let json: Value = serde_json::from_str(body).map_err(|e| format!("bad cas body: {e}"))?;
     let field = |name: &str| match json.get(name) {
         Some(Value::String(s)) => Ok(s.clone()),

@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde::Deserialize;
 
 use super::frame::fits;
 use super::primary::{Applied, Primary};
@@ -49,7 +48,7 @@ async fn put_key(State(app): State<App>, Path(key): Path<String>, value: String)
 }
 
 async fn cas_key(State(app): State<App>, Path(key): Path<String>, body: String) -> Response {
-    let (from, to) = match parse_cas(&body) {
+    let (from, to) = match crate::kv::parse_cas(&body) {
         Ok(from_to) => from_to,
         Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
     };
@@ -80,49 +79,4 @@ async fn replicated(app: &App, applied: Applied) -> Response {
 
 fn too_large() -> Response {
     (StatusCode::PAYLOAD_TOO_LARGE, "too large to replicate").into_response()
-}
-
-/// A cas body: `{"from": .., "to": ..}`, each a string or a number.
-#[derive(Deserialize)]
-struct CasBody {
-    from: Scalar,
-    to: Scalar,
-}
-
-/// A string taken as it is, or a number in its JSON text.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Scalar {
-    Text(String),
-    Number(serde_json::Number),
-}
-
-impl Scalar {
-    fn into_text(self) -> String {
-        match self {
-            Scalar::Text(text) => text,
-            Scalar::Number(number) => number.to_string(),
-        }
-    }
-}
-
-/// The kv service's cas body format, so one scenario drives both services.
-fn parse_cas(body: &str) -> Result<(String, String), String> {
-    let cas: CasBody = serde_json::from_str(body).map_err(|e| format!("bad cas body: {e}"))?;
-    Ok((cas.from.into_text(), cas.to.into_text()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_cas;
-
-    #[test]
-    fn parses_the_kv_cas_format() {
-        let ok = |from: &str, to: &str| Ok((from.to_string(), to.to_string()));
-        assert_eq!(parse_cas(r#"{"from":"a","to":"b"}"#), ok("a", "b"));
-        assert_eq!(parse_cas(r#"{"from":1,"to":2.5,"x":null}"#), ok("1", "2.5"));
-        for bad in [r#"{"from":"a"}"#, r#"{"from":null,"to":"b"}"#, r#"{"from":[],"to":"b"}"#, "nope"] {
-            assert!(parse_cas(bad).unwrap_err().starts_with("bad cas body"), "{bad}");
-        }
-    }
 }
