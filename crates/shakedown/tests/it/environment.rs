@@ -57,10 +57,12 @@ fn command_output(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// What the host shows of namespaces, rules and mounts.
+/// What the host shows of namespaces, rules (nftables and iptables) and mounts.
 fn host_state() -> (String, String, String) {
     let netns = command_output("ip", &["netns", "list"]);
-    let rules = command_output("nft", &["list", "ruleset"]);
+    // iptables-save's comment lines carry the time; the rules are what matter.
+    let iptables: String = command_output("iptables-save", &[]).lines().filter(|l| !l.starts_with('#')).collect();
+    let rules = command_output("nft", &["list", "ruleset"]) + &iptables;
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     (netns, rules, mounts)
 }
@@ -170,7 +172,7 @@ fn sigint_during_a_partition_leaves_no_namespace_rule_mount_or_process() {
     assert!(left.is_empty(), "the run's namespaces are gone: {left:?}");
     let after = host_state();
     assert_eq!(before.0, after.0, "ip netns list is unchanged");
-    assert_eq!(before.1, after.1, "the host's nftables ruleset is unchanged");
+    assert_eq!(before.1, after.1, "the host's nftables and iptables rules are unchanged");
     assert!(!after.2.contains(&marker), "no mount of the run is left");
 }
 
