@@ -10,3 +10,4 @@ mod environment;
 mod etcd;
 mod faults;
 mod library;
+mod proxy;
