@@ -272,7 +272,12 @@ impl Pipe {
                     Ok(n) => {
                         progress = true;
                         if self.rules().next().is_some() || !marks.is_empty() {
-                            let due = self.due(Instant::now());
+                            let now = Instant::now();
+                            // Bytes spliced in before a rule arrived leave as they are.
+                            if marks.is_empty() && pipe.len > n {
+                                marks.push_back((now, pipe.len - n));
+                            }
+                            let due = self.due(now);
                             marks.push_back((due, n));
                         }
                         if n < SMALL_FILL {
