@@ -213,6 +213,8 @@ pub(crate) fn partition<M: Model + ?Sized>(model: &M, ops: &[OpRef<'_>]) -> Resu
     let mut partitions: Vec<Partition<M::Op>> = Vec::new();
     let mut by_key: FxHashMap<String, usize> = FxHashMap::default();
     let mut unkeyed: Option<usize> = None;
+    // The last unknown op per (partition, f, value), for `SearchOp::twin`.
+    let mut last_unknown: FxHashMap<(usize, &str, String), usize> = FxHashMap::default();
     for (idx, op) in ops.iter().enumerate() {
         let (output, ret) = match op.completion {
             Some((OpType::Fail, _, _)) => continue,
@@ -235,7 +237,12 @@ pub(crate) fn partition<M: Model + ?Sized>(model: &M, ops: &[OpRef<'_>]) -> Resu
                 }
             },
         };
-        partitions[at].ops.push(SearchOp { call: op.invoke_index, ret, op: parsed });
+        let position = partitions[at].ops.len();
+        let twin = match ret {
+            Some(_) => None,
+            None => last_unknown.insert((at, op.f, op.invoke_value.to_string()), position),
+        };
+        partitions[at].ops.push(SearchOp { call: op.invoke_index, ret, op: parsed, twin });
         partitions[at].sources.push(idx);
     }
     // Key order, so the first counterexample reported is the same every run.

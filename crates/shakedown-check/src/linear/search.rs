@@ -22,6 +22,11 @@ pub(crate) struct SearchOp<O> {
     /// Event index of the completion; `None` when the outcome is unknown.
     pub ret: Option<u64>,
     pub op: O,
+    /// For an unknown op: the previous unknown op of the partition with the
+    /// same f and value. Both return at the end, so they are interchangeable:
+    /// the search places this one only after its twin, which cuts the
+    /// subsets of identical unknown ops it would otherwise try one by one.
+    pub twin: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -355,6 +360,10 @@ fn search_in<M: Model + ?Sized>(
             state = frame.prev_state;
             events.unlift(frame.call);
             cursor = events.next[frame.call as usize];
+            continue;
+        }
+        if ops[i].twin.is_some_and(|t| !linearized.contains(t)) {
+            cursor = events.next[cursor as usize];
             continue;
         }
         if let Some(next_state) = model.step(&state, &ops[i].op) {
