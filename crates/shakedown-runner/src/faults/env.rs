@@ -3,12 +3,13 @@
 //! is recorded as a window and undone when its `for` ends (or at heal).
 
 use super::{sleep_or_stop, Nemesis};
-use crate::environment::LinkHandle;
+use crate::environment::{LinkHandle, Network};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use shakedown_proxy::http::{AbortWhen as HttpAbort, HttpFault, HttpRule};
 use shakedown_proxy::{Stream as ProxyStream, Toxic, ToxicKind};
 use shakedown_spec::{AbortWhen, FaultKind, FaultSpec, HttpFaultSpec, Stream, ToxicSpec};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -135,15 +136,29 @@ impl Nemesis {
         let (Some(net), Some(lock)) = (self.env.network.as_ref(), self.locks.get("network")) else { return };
         let _held = lock.lock().await;
         let mode = spec.mode.unwrap_or_default();
-        let (detail, problem) = match net.partition(mode, nodes, rng.gen()) {
+        let seed: u64 = rng.gen();
+        let (detail, problem) = match blocking(net, move |net, nodes| net.partition(mode, &nodes, seed), nodes).await {
             Ok(cut) => (format!("{}: {cut}", mode.as_str()), None),
             Err(e) => (mode.as_str().to_string(), Some(e)),
         };
         let id = self.recorder.fault_start("partition", &nodes.join(","), Some(detail));
         sleep_or_stop(spec.duration.map_or(UNTIL_HEAL, |d| d.0), stop).await;
-        let problem = problem.or(net.heal().err());
+        let problem = problem.or(blocking(net, |net, _| net.heal(), nodes).await.err());
         self.recorder.fault_end(id, "partition", &nodes.join(","), problem);
     }
+}
+
+/// Runs a namespace command (a few milliseconds of `nft` per node) off the
+/// async workers, so it does not stall the clients' operations.
+async fn blocking<T: Send + 'static>(
+    net: &Arc<dyn Network>,
+    f: impl FnOnce(&dyn Network, Vec<String>) -> Result<T, String> + Send + 'static,
+    nodes: &[String],
+) -> Result<T, String> {
+    let (net, nodes) = (net.clone(), nodes.to_vec());
+    tokio::task::spawn_blocking(move || f(net.as_ref(), nodes))
+        .await
+        .unwrap_or_else(|e| Err(format!("the namespace task failed: {e}")))
 }
 
 fn ms(d: Option<shakedown_spec::Dur>) -> u64 {
