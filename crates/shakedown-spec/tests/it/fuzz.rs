@@ -31,6 +31,14 @@ env = { KV_ADMIN = "{port.admin}" }
 ports = ["admin"]
 ready = { log = "listening", timeout = "5s" }
 stop = { signal = "TERM", grace = "1s" }
+disk = { path = "{dir}/data", size = "1MiB" }
+
+[link.api]
+upstream = "127.0.0.1:{service.kv.port}"
+kind = "http"
+
+[link.raw]
+upstream = "127.0.0.1:{service.kv.port.admin}"
 
 [actor.alice]
 env = { HOME_HINT = "{actor.home}" }
@@ -72,6 +80,34 @@ kind = "pause"
 target = ["kv"]
 at = ["1s", "1500ms"]
 
+[[fault]]
+kind = "toxic"
+target = "raw"
+toxic = { type = "slicer", average-size = 2, delay = "1ms" }
+stream = "upstream"
+toxicity = 0.5
+every = "1s"
+
+[[fault]]
+kind = "http"
+target = "api"
+http = { status = 429, retry_after = 1, probability = 0.5 }
+at = ["1s"]
+
+[[fault]]
+kind = "clock"
+target = "kv"
+offset = "-5s"
+rate = 2.0
+at = ["2s"]
+
+[[fault]]
+kind = "disk-full"
+target = "kv"
+leave = "4KiB"
+at = ["2s"]
+for = "1s"
+
 [[check]]
 kind = "set"
 add = "add"
@@ -87,6 +123,8 @@ kind = "stats"
 const TOKENS: &[&str] = &[
     "\n", " ", "=", "[", "]", "[[", "]]", "{", "}", ",", ".", "\"", "'", "\"\"\"", "#", "\\", "-", "0", "1",
     "-1", "1e309", "99999999999999999999", "0.0", "nan", "inf", "true", "false", "1979-05-27T07:32:00Z",
+    "link", "network", "namespaces", "toxic", "toxicity", "stream", "http", "partition", "clock", "offset",
+    "disk", "leave", "disk-full", "latency", "slicer", "upstream", "retry", "during_faults", "{link.api.port}", "{host}",
     "name", "seed", "clients", "ops", "rate", "duration", "finally", "build", "service", "actor", "client",
     "action", "fault", "check", "command", "ready", "stop", "ports", "env", "kind", "f", "value", "target",
     "every", "at", "for", "result", "request", "path", "\"2s\"", "\"18446744073709551615s\"", "\"kv\"",
