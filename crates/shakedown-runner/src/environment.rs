@@ -232,9 +232,18 @@ impl Environment {
         problems
     }
 
-    /// Stops the TCP links and forwarders. HTTP layers stop, and namespaces,
-    /// mounts and clocks go, when the environment is dropped.
-    pub async fn stop(&self) {
+    /// Stops the TCP links and forwarders, and copies each disk's contents to
+    /// its path on the host (where the tmpfs was mounted only for the
+    /// service), so the run directory keeps the service's data. HTTP layers
+    /// stop, and namespaces, mounts and clocks go, when the environment is
+    /// dropped. Returns what could not be copied.
+    pub async fn stop(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, disk) in &self.disks {
+            if let Err(e) = disk.copy_out(disk.path()) {
+                problems.push(format!("copy the disk of `{name}` to the run directory: {e}"));
+            }
+        }
         for link in self.links.values() {
             if let LinkHandle::Tcp(link) = link {
                 link.stop().await;
@@ -243,6 +252,7 @@ impl Environment {
         for link in &self.forwarders {
             link.stop().await;
         }
+        problems
     }
 }
 

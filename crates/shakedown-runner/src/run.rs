@@ -164,7 +164,7 @@ impl Run<'_> {
         };
         let end = self.workload_phase(ctx, &logs_dir, &services, env.clone()).await;
         self.stop_services(&services).await;
-        env.stop().await;
+        self.errors.extend(env.stop().await);
         end
     }
 

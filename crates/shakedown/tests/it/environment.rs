@@ -215,3 +215,18 @@ fn doctor_lists_every_tier_with_its_reason() {
         assert!(!netem["detail"].as_str().unwrap().is_empty(), "a missing tool says why");
     }
 }
+
+/// The service's data lived on a tmpfs only it could see; the run directory
+/// gets a copy of it at the end.
+#[test]
+fn a_services_disk_is_copied_into_the_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(crate::common::repo_root().join("examples/faults/disk-full.toml")).unwrap();
+    let file = write_file(tmp.path(), "s.toml", &text.replace(", \"--bug\", \"ignore-write-errors\"", ""));
+    let out = tmp.path().join("run");
+    let o = shakedown(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-faults"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let journal = std::fs::metadata(out.join("services/kv/data/kv.log")).expect("the kv journal is in the run directory");
+    assert!(journal.len() > 0);
+    assert!(!std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(out.to_str().unwrap()));
+}
