@@ -42,6 +42,14 @@ pub struct Scenario {
     /// Overall operations per second across all workers.
     #[serde(default, deserialize_with = "positive_rate")]
     pub rate: Option<f64>,
+    /// Labels a suite selects by (`--tags`); `extended` and `stress` keep a
+    /// scenario out of a directory run unless asked for.
+    #[serde(default)]
+    pub tags: Vec<Spanned<String>>,
+    /// Environment variables that must be set (by the shell or a profile)
+    /// before the scenario may start.
+    #[serde(default)]
+    pub env_required: Vec<Spanned<String>>,
     /// Actions run once each, in order, after the workload ends and faults heal.
     #[serde(default)]
     pub finally: Vec<Spanned<String>>,
@@ -377,5 +385,52 @@ impl CheckSpec {
         keys.extend(self.value.as_ref().map(|v| ("value", v.span())));
         keys.extend(self.timeout.map(|_| ("timeout", 0..0)));
         keys
+    }
+}
+
+impl Scenario {
+    /// The variables the scenario's templates read as `{env.NAME}`.
+    pub fn env_refs(&self) -> std::collections::BTreeSet<String> {
+        crate::validate::env_refs(self)
+    }
+
+    /// Whether the scenario carries `tag`.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t.get_ref() == tag)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    const BASE: &str = r#"
+name = "t"
+tags = ["smoke", "extended"]
+env_required = ["DB_URL"]
+[service.kv]
+command = ["kv", "{env.KV_BIN}"]
+env = { TOKEN = "{env.TOKEN}" }
+[client]
+kind = "http"
+base = "http://{env.HOST}:{service.kv.port}"
+[[action]]
+f = "get"
+request = { path = "/{env.PREFIX}/x" }
+"#;
+
+    #[test]
+    fn env_refs_collect_every_template_and_tags_are_kept() {
+        let s = crate::parse(BASE, "t.toml").unwrap();
+        let refs: Vec<String> = s.env_refs().into_iter().collect();
+        assert_eq!(refs, ["HOST", "KV_BIN", "PREFIX", "TOKEN"]);
+        assert!(s.has_tag("extended") && !s.has_tag("stress"));
+        assert_eq!(s.env_required[0].get_ref(), "DB_URL");
+    }
+
+    #[test]
+    fn bad_tags_and_variable_names_are_located() {
+        let text = BASE.replace("\"DB_URL\"", "\"1DB\"").replace("\"smoke\"", "\"no spaces\"");
+        let err = crate::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("t.toml:4:17: `env_required` names `1DB`, which is not a variable name"), "{err}");
+        assert!(err.contains("t.toml:3:9: tag `no spaces` is not a name"), "{err}");
     }
 }

@@ -31,12 +31,24 @@ struct Validator<'a> {
     s: &'a Scenario,
     errors: Vec<SpecError>,
     pools: BTreeSet<&'a str>,
+    /// Every `{env.NAME}` a template uses, for [`env_refs`].
+    env_refs: BTreeSet<String>,
 }
 
 /// Every problem with the scenario, empty when it is valid.
 pub fn validate(s: &Scenario) -> Vec<SpecError> {
+    run_validator(s).errors
+}
+
+/// The variables the scenario's templates read as `{env.NAME}`, so a caller can
+/// require them before anything runs instead of every operation failing later.
+pub fn env_refs(s: &Scenario) -> BTreeSet<String> {
+    run_validator(s).env_refs
+}
+
+fn run_validator(s: &Scenario) -> Validator<'_> {
     let pools = s.action.iter().filter_map(|a| a.capture.as_deref()).collect();
-    let mut v = Validator { s, errors: Vec::new(), pools };
+    let mut v = Validator { s, errors: Vec::new(), pools, env_refs: BTreeSet::new() };
     v.top_level();
     s.build.iter().for_each(|b| v.build(b));
     s.service.iter().for_each(|(name, svc)| v.service(name, svc));
@@ -45,7 +57,7 @@ pub fn validate(s: &Scenario) -> Vec<SpecError> {
     v.client_and_actions();
     s.fault.iter().for_each(|f| v.fault(f));
     s.check.iter().for_each(|c| v.check(c));
-    v.errors
+    v
 }
 
 impl<'a> Validator<'a> {
@@ -70,6 +82,18 @@ impl<'a> Validator<'a> {
                     one_of("actions", &labels)
                 );
                 self.err(f.span(), msg);
+            }
+        }
+        for var in &self.s.env_required {
+            if !is_env_name(var.get_ref()) {
+                let msg = format!("`env_required` names `{}`, which is not a variable name", var.get_ref());
+                self.err(var.span(), msg);
+            }
+        }
+        for tag in &self.s.tags {
+            if !is_name(tag.get_ref()) {
+                let msg = format!("tag `{}` is not a name (letters, digits, `_` and `-`)", tag.get_ref());
+                self.err(tag.span(), msg);
             }
         }
     }
@@ -495,6 +519,9 @@ impl<'a> Validator<'a> {
 
     fn vars(&mut self, span: Range<usize>, t: &Template, ctx: Ctx<'a>) {
         for var in t.vars() {
+            if let Var::Env(name) = var {
+                self.env_refs.insert(name.clone());
+            }
             if let Some(msg) = self.var_problem(var, ctx) {
                 self.err(span.clone(), format!("in {:?}: {msg}", t.source()));
             }
@@ -574,6 +601,12 @@ fn one_of(what: &str, names: &BTreeSet<&str>) -> String {
 
 fn is_name(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// A shell variable name: a letter or `_`, then letters, digits and `_`.
+fn is_env_name(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The signal number of a stop signal name, if it is one shakedown accepts.

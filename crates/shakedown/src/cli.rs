@@ -86,12 +86,16 @@ struct CheckArgs {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// The scenario file (TOML).
-    file: PathBuf,
+    /// Scenario files (TOML), or directories: every `*.toml` below one runs,
+    /// except files starting with `_` and anything under an `include` directory.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
     /// Seed for every random choice (default: the scenario's, else drawn and printed).
     #[arg(long)]
     seed: Option<u64>,
-    /// Run directory (default: .shakedown/runs/<scenario>-<time>-<seed>).
+    /// Run directory (default: .shakedown/runs/<scenario>-<time>-<seed>); for a
+    /// suite, each scenario runs in DIR/<scenario>/ and the suite's junit.xml
+    /// and suite.json go in DIR.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Output on stdout: nothing (human summary on stderr) or the report as JSON.
@@ -100,6 +104,23 @@ struct RunArgs {
     /// Run without the scenario's `[[fault]]`s: the baseline a fault is judged against.
     #[arg(long)]
     no_faults: bool,
+    /// Run only scenarios carrying one of these tags (comma-separated); `extended`
+    /// and `stress` scenarios found in directories run only when named here.
+    #[arg(long, value_delimiter = ',')]
+    tags: Vec<String>,
+    /// Run only scenarios whose name contains this.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Run the k-th of n shards of the selected scenarios (1-based, e.g. 1/2).
+    #[arg(long)]
+    partition: Option<crate::suite::Partition>,
+    /// Scenarios run at once, each with its own run directory and ports.
+    #[arg(long, default_value = "1")]
+    jobs: std::num::NonZeroUsize,
+    /// Load `[profile.NAME]` from .config/shakedown.toml and `.env.NAME` files
+    /// into the environment; variables already set in the shell win.
+    #[arg(long)]
+    profile: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -136,23 +157,145 @@ fn color() -> bool {
     std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
 }
 
+/// Resolves the paths into selected, valid scenarios with their variables set,
+/// then runs one as before or several as a suite.
 fn run_command(args: RunArgs) -> u8 {
-    let text = match std::fs::read_to_string(&args.file) {
-        Ok(t) => t,
+    let found = match crate::suite::discover(&args.paths) {
+        Ok(f) => f,
         Err(e) => {
-            eprintln!("shakedown: cannot read scenario {}: {e}", args.file.display());
+            eprintln!("shakedown: failed to {e}");
             return EXIT_USAGE;
         }
     };
-    let origin = args.file.display().to_string();
-    let scenario = match shakedown_spec::parse(&text, &origin) {
-        Ok(s) if args.no_faults => shakedown::Scenario { fault: Vec::new(), ..s },
-        Ok(s) => s,
-        Err(errors) => {
-            print_spec_errors(&errors);
-            return EXIT_USAGE;
-        }
+    let suite_mode = found.len() > 1 || args.paths.iter().any(|p| p.is_dir());
+    let entries = match parse_entries(found, args.no_faults) {
+        Ok(e) => e,
+        Err(code) => return code,
     };
+    let selection =
+        crate::suite::Selection { tags: args.tags.clone(), filter: args.filter.clone(), partition: args.partition };
+    let (entries, skipped) = crate::suite::select(entries, &selection);
+    for s in &skipped {
+        eprintln!("SKIP         {} ({}): {}", s.name, s.path.display(), s.reason);
+    }
+    if let Err(code) = prepare_env(&entries, args.profile.as_deref()) {
+        return code;
+    }
+    match entries.len() {
+        0 => {
+            eprintln!("shakedown: no scenario selected; nothing was run");
+            if suite_mode {
+                write_suite(&args, &[], &skipped, 0)
+            } else {
+                0
+            }
+        }
+        1 if !suite_mode => run_single(entries.into_iter().next().expect("one entry"), &args),
+        _ => run_suite(entries, &skipped, &args),
+    }
+}
+
+/// Reads and validates every scenario; any problem stops everything (exit 3).
+fn parse_entries(found: Vec<crate::suite::Found>, no_faults: bool) -> Result<Vec<crate::suite::Entry>, u8> {
+    let mut entries = Vec::new();
+    let mut failed = false;
+    for f in found {
+        let text = match std::fs::read_to_string(&f.path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("shakedown: cannot read scenario {}: {e}", f.path.display());
+                failed = true;
+                continue;
+            }
+        };
+        match shakedown_spec::parse(&text, &f.path.display().to_string()) {
+            Ok(s) => {
+                let scenario = if no_faults { shakedown::Scenario { fault: Vec::new(), ..s } } else { s };
+                entries.push(crate::suite::Entry { path: f.path, text, scenario, explicit: f.explicit });
+            }
+            Err(errors) => {
+                print_spec_errors(&errors);
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        Err(EXIT_USAGE)
+    } else {
+        Ok(entries)
+    }
+}
+
+/// Loads the profile for each scenario's directory, fails (exit 3) naming
+/// every variable a scenario needs but nobody sets, and sets the profile's
+/// variables that the shell does not already set. Only names are printed.
+fn prepare_env(entries: &[crate::suite::Entry], profile: Option<&str>) -> Result<(), u8> {
+    use crate::profile;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let mut loaded: std::collections::BTreeMap<PathBuf, profile::Profile> = Default::default();
+    let mut failed = false;
+    for e in entries {
+        let dir = crate::suite::parent_dir(&e.path);
+        if let (Some(name), false) = (profile, loaded.contains_key(&dir)) {
+            match profile::load(name, &dir, &cwd) {
+                Ok(p) => _ = loaded.insert(dir.clone(), p),
+                Err(err) => {
+                    eprintln!("shakedown: failed to {err}");
+                    return Err(EXIT_USAGE);
+                }
+            }
+        }
+        let p = loaded.get(&dir);
+        let missing = profile::missing_vars(&e.scenario, p, |v| std::env::var_os(v).is_some());
+        if !missing.is_empty() {
+            eprintln!("shakedown: {}", profile::missing_help(&e.scenario.name, &e.path, &missing, p));
+            failed = true;
+        }
+    }
+    if failed {
+        eprintln!("shakedown: nothing was run");
+        return Err(EXIT_USAGE);
+    }
+    set_profile_vars(loaded.values())
+}
+
+/// Sets each profile variable the shell leaves unset; two profiles giving one
+/// variable different values is an error, since scenarios share the process.
+fn set_profile_vars<'a>(profiles: impl Iterator<Item = &'a crate::profile::Profile>) -> Result<(), u8> {
+    let mut chosen: std::collections::BTreeMap<&str, &crate::profile::Var> = Default::default();
+    for p in profiles {
+        for (k, v) in &p.vars {
+            match chosen.get(k.as_str()) {
+                Some(other) if other.value != v.value => {
+                    eprintln!(
+                        "shakedown: failed to load profile `{}`: {k} differs between {} and {}; run the scenarios separately",
+                        p.name,
+                        other.source.display(),
+                        v.source.display()
+                    );
+                    return Err(EXIT_USAGE);
+                }
+                _ => _ = chosen.insert(k, v),
+            }
+        }
+    }
+    let set: Vec<&str> = chosen.keys().copied().filter(|k| std::env::var_os(k).is_none()).collect();
+    for k in &set {
+        // Before any runtime or child exists: no other thread reads the environment yet.
+        std::env::set_var(k, &chosen[k].value);
+    }
+    if !chosen.is_empty() {
+        eprintln!(
+            "shakedown: profile set {} (values hidden)",
+            if set.is_empty() { "nothing new".into() } else { set.join(", ") }
+        );
+    }
+    Ok(())
+}
+
+/// One scenario file: the terminal output and exit code of a plain run.
+fn run_single(entry: crate::suite::Entry, args: &RunArgs) -> u8 {
+    let crate::suite::Entry { path: file, text, scenario, .. } = entry;
     let seed = args.seed.or(scenario.seed).unwrap_or_else(rand::random);
     eprintln!("shakedown {}: running {} (seed {seed})", env!("CARGO_PKG_VERSION"), scenario.name);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -162,8 +305,7 @@ fn run_command(args: RunArgs) -> u8 {
             return EXIT_HARNESS;
         }
     };
-    let scenario_dir =
-        args.file.parent().map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() });
+    let scenario_dir = Some(crate::suite::parent_dir(&file));
     let completed = Arc::new(AtomicU64::new(0));
     let finished = rt.block_on(async {
         let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
@@ -187,7 +329,7 @@ fn run_command(args: RunArgs) -> u8 {
     shakedown_runner::kill_all_groups();
     rt.shutdown_timeout(Duration::from_secs(2));
     match finished {
-        Ok(f) => report(&f, args.format, &args.file),
+        Ok(f) => report(&f, args.format, &file),
         Err(e @ shakedown::Error::RunDirInUse(_)) => {
             eprintln!("shakedown: {e}");
             EXIT_USAGE
@@ -195,6 +337,65 @@ fn run_command(args: RunArgs) -> u8 {
         Err(e) => {
             eprintln!("shakedown: {e}");
             EXIT_HARNESS
+        }
+    }
+}
+
+/// Several scenarios: `--jobs` at a time, a summary line each, the suite's
+/// outputs in `--out`, and the worst exit code.
+fn run_suite(entries: Vec<crate::suite::Entry>, skipped: &[crate::suite::Skip], args: &RunArgs) -> u8 {
+    eprintln!(
+        "shakedown {}: running {} scenario(s), {} at a time",
+        env!("CARGO_PKG_VERSION"),
+        entries.len(),
+        args.jobs
+    );
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("shakedown: cannot start the async runtime: {e}");
+            return EXIT_HARNESS;
+        }
+    };
+    let outcomes = rt.block_on(async {
+        let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
+        tokio::spawn(watch_signals(cancel_tx));
+        let cfg = crate::suite::SuiteConfig { jobs: args.jobs.get(), seed: args.seed, out: args.out.clone(), cancel };
+        crate::suite::run_all(entries, cfg).await
+    });
+    // Only now: the runs share the process, so killing groups earlier would hit a neighbour's.
+    shakedown_runner::kill_all_groups();
+    rt.shutdown_timeout(Duration::from_secs(2));
+    for o in &outcomes {
+        match (&o.finished, &o.error) {
+            (Some(f), _) if o.code != 0 => eprint!("{}", render_summary(&f.report, Style { color: color() })),
+            (_, Some(e)) => eprintln!("shakedown: {}: {e}", o.name),
+            _ => {}
+        }
+    }
+    for o in &outcomes {
+        eprintln!("{}", crate::suite::summary_line(o));
+    }
+    let code = crate::suite::worst_exit(outcomes.iter().map(|o| o.code));
+    if args.format == Format::Json {
+        print_line(&crate::suite::suite_json(&outcomes, skipped, code).to_string());
+    }
+    eprintln!("shakedown: {} run, {} skipped; exit code {code}", outcomes.len(), skipped.len());
+    write_suite(args, &outcomes, skipped, code)
+}
+
+/// Writes the suite's `junit.xml` and `suite.json` when `--out` is given;
+/// failing to is a harness failure unless something worse happened.
+fn write_suite(args: &RunArgs, outcomes: &[crate::suite::Outcome], skipped: &[crate::suite::Skip], code: u8) -> u8 {
+    let Some(dir) = &args.out else { return code };
+    match crate::suite::write_outputs(dir, outcomes, skipped, code) {
+        Ok(()) => {
+            eprintln!("suite outputs: {} and {}", dir.join("suite.json").display(), dir.join("junit.xml").display());
+            code
+        }
+        Err(e) => {
+            eprintln!("shakedown: failed to write the suite outputs in {}: {e}", dir.display());
+            crate::suite::worst_exit([code, EXIT_HARNESS])
         }
     }
 }

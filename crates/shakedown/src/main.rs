@@ -1,7 +1,9 @@
 //! The `shakedown` command line.
 
 mod cli;
+mod profile;
 mod proxy_cmd;
+mod suite;
 
 fn main() -> std::process::ExitCode {
     std::process::ExitCode::from(cli::main())

@@ -10,4 +10,6 @@ mod environment;
 mod etcd;
 mod faults;
 mod library;
+mod profiles;
 mod proxy;
+mod suites;

@@ -1,0 +1,468 @@
+//! Suites: finding the scenarios under the paths given to `shakedown run`,
+//! selecting them by tag, name and partition, running several at once, and the
+//! suite's summary, `junit.xml` and `suite.json`.
+
+use shakedown::{Finished, RunConfig, Scenario};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// Tags that keep a scenario found in a directory out of a run unless `--tags` names them.
+pub const OFF_BY_DEFAULT: &[&str] = &["extended", "stress"];
+
+/// Exit codes ranked from least to most severe: the suite exits with the worst.
+const SEVERITY: &[u8] = &[0, 2, 1, 4, 3, 130];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    #[error("read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("find scenarios in {0}: it holds no `*.toml` scenario")]
+    Empty(String),
+    #[error("parse partition `{0}`: expected k/n with 1 <= k <= n, e.g. 1/2")]
+    Partition(String),
+}
+
+/// A scenario file to consider, and whether it was named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub path: PathBuf,
+    /// Named directly: its off-by-default tags do not keep it out.
+    pub explicit: bool,
+}
+
+/// A parsed scenario of the suite.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub path: PathBuf,
+    pub text: String,
+    pub scenario: Scenario,
+    pub explicit: bool,
+}
+
+/// The scenario files under `paths`: files as given, directories searched
+/// recursively for `*.toml` in sorted order, minus shared includes (files
+/// starting with `_` and anything under a directory named `include`).
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<Found>, SuiteError> {
+    let mut found = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let before = found.len();
+            walk(path, &mut found)?;
+            if found.len() == before {
+                return Err(SuiteError::Empty(path.display().to_string()));
+            }
+        } else {
+            found.push(Found { path: path.clone(), explicit: true });
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    found.retain(|f| seen.insert(f.path.clone()));
+    Ok(found)
+}
+
+fn walk(dir: &Path, found: &mut Vec<Found>) -> Result<(), SuiteError> {
+    let read_err = |source| SuiteError::Read { path: dir.display().to_string(), source };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(read_err)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(read_err)?;
+    entries.sort();
+    for path in entries {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.starts_with('_') || name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            if name != "include" {
+                walk(&path, found)?;
+            }
+        } else if name.ends_with(".toml") {
+            found.push(Found { path, explicit: false });
+        }
+    }
+    Ok(())
+}
+
+/// `--partition k/n`: the k-th of n shards, 1-based.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    pub k: usize,
+    pub n: usize,
+}
+
+impl std::str::FromStr for Partition {
+    type Err = SuiteError;
+
+    fn from_str(s: &str) -> Result<Partition, SuiteError> {
+        let bad = || SuiteError::Partition(s.to_string());
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let (k, n): (usize, usize) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if k == 0 || n == 0 || k > n {
+            return Err(bad());
+        }
+        Ok(Partition { k, n })
+    }
+}
+
+/// Which scenarios of the suite run.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// `--tags`: scenarios carrying any of these run; off-by-default tags named here are on.
+    pub tags: Vec<String>,
+    /// `--filter`: a substring of the scenario's name.
+    pub filter: Option<String>,
+    pub partition: Option<Partition>,
+}
+
+/// A scenario left out, and the one-line reason.
+#[derive(Debug, Clone)]
+pub struct Skip {
+    pub name: String,
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Splits the suite into what runs and what is skipped. Tags and the filter
+/// go first; the partition then takes every n-th of what remains, starting
+/// at the k-th, so shards of one selection are disjoint and cover it.
+pub fn select(entries: Vec<Entry>, sel: &Selection) -> (Vec<Entry>, Vec<Skip>) {
+    let (mut kept, mut skipped) = (Vec::new(), Vec::new());
+    for e in entries {
+        match selection_reason(&e, sel) {
+            Some(reason) => skipped.push(skip(&e, reason)),
+            None => kept.push(e),
+        }
+    }
+    let Some(p) = sel.partition else { return (kept, skipped) };
+    let mut shard = Vec::new();
+    for (idx, e) in kept.into_iter().enumerate() {
+        if idx % p.n == p.k - 1 {
+            shard.push(e);
+        } else {
+            skipped.push(skip(&e, format!("in another partition than {}/{}", p.k, p.n)));
+        }
+    }
+    (shard, skipped)
+}
+
+fn skip(e: &Entry, reason: String) -> Skip {
+    Skip { name: e.scenario.name.clone(), path: e.path.clone(), reason }
+}
+
+fn selection_reason(e: &Entry, sel: &Selection) -> Option<String> {
+    let s = &e.scenario;
+    if !e.explicit {
+        if let Some(off) = OFF_BY_DEFAULT.iter().find(|t| s.has_tag(t) && !sel.tags.iter().any(|x| x == *t)) {
+            return Some(format!("tagged `{off}`, which runs only with --tags {off}"));
+        }
+    }
+    if !sel.tags.is_empty() && !sel.tags.iter().any(|t| s.has_tag(t)) {
+        return Some(format!("has none of the tags {}", sel.tags.join(", ")));
+    }
+    match &sel.filter {
+        Some(f) if !s.name.contains(f.as_str()) => Some(format!("name does not contain `{f}`")),
+        _ => None,
+    }
+}
+
+/// The most severe of the exit codes: 130 > 3 > 4 > 1 > 2 > 0.
+pub fn worst_exit(codes: impl IntoIterator<Item = u8>) -> u8 {
+    let rank = |c: u8| SEVERITY.iter().position(|x| *x == c).unwrap_or(SEVERITY.len());
+    codes.into_iter().max_by_key(|c| rank(*c)).unwrap_or(0)
+}
+
+/// How one scenario of the suite ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub name: String,
+    pub path: PathBuf,
+    pub seed: u64,
+    pub run_dir: PathBuf,
+    pub code: u8,
+    /// valid, invalid, unknown, error or interrupted.
+    pub verdict: String,
+    pub started_ms: u64,
+    pub finished_ms: u64,
+    pub finished: Option<Finished>,
+    pub error: Option<String>,
+}
+
+/// What the suite runs with, shared by every scenario.
+#[derive(Clone)]
+pub struct SuiteConfig {
+    pub jobs: usize,
+    pub seed: Option<u64>,
+    pub out: Option<PathBuf>,
+    pub cancel: watch::Receiver<bool>,
+}
+
+/// Runs the entries, at most `jobs` at once, each in its own run directory.
+/// Outcomes come back in the entries' order. Once cancelled, scenarios not yet
+/// started are reported interrupted without starting.
+pub async fn run_all(entries: Vec<Entry>, cfg: SuiteConfig) -> Vec<Outcome> {
+    let dirs = run_dirs(&entries, &cfg);
+    let permits = Arc::new(tokio::sync::Semaphore::new(cfg.jobs.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (idx, (entry, (seed, dir))) in entries.into_iter().zip(dirs).enumerate() {
+        let (permits, cancel) = (permits.clone(), cfg.cancel.clone());
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+            (idx, run_one(entry, seed, dir, cancel).await)
+        });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(o) => outcomes.push(o),
+            Err(e) => tracing::error!("a suite task failed: {e}"),
+        }
+    }
+    outcomes.sort_by_key(|(idx, _)| *idx);
+    outcomes.into_iter().map(|(_, o)| o).collect()
+}
+
+/// Each entry's seed and run directory, distinct even for equal names.
+fn run_dirs(entries: &[Entry], cfg: &SuiteConfig) -> Vec<(u64, PathBuf)> {
+    let mut taken = std::collections::HashSet::new();
+    entries
+        .iter()
+        .map(|e| {
+            let seed = cfg.seed.or(e.scenario.seed).unwrap_or_else(rand::random);
+            let base = match &cfg.out {
+                Some(out) => out.join(safe_name(&e.scenario.name)),
+                None => shakedown::default_run_dir(&e.scenario.name, seed),
+            };
+            let mut dir = base.clone();
+            let mut n = 1;
+            while !taken.insert(dir.clone()) {
+                n += 1;
+                dir = PathBuf::from(format!("{}-{n}", base.display()));
+            }
+            (seed, dir)
+        })
+        .collect()
+}
+
+fn safe_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+async fn run_one(entry: Entry, seed: u64, run_dir: PathBuf, cancel: watch::Receiver<bool>) -> Outcome {
+    let started_ms = now_ms();
+    let mut outcome = Outcome {
+        name: entry.scenario.name.clone(),
+        path: entry.path.clone(),
+        seed,
+        run_dir: run_dir.clone(),
+        code: 130,
+        verdict: "interrupted".into(),
+        started_ms,
+        finished_ms: started_ms,
+        finished: None,
+        error: None,
+    };
+    if *cancel.borrow() {
+        return outcome;
+    }
+    eprintln!("shakedown: running {} (seed {seed})", entry.scenario.name);
+    let cfg = RunConfig {
+        seed: Some(seed),
+        out: Some(run_dir),
+        scenario_dir: Some(parent_dir(&entry.path)),
+        scenario_text: Some(entry.text),
+        cancel: Some(cancel),
+        ..RunConfig::default()
+    };
+    let result = shakedown::run(&entry.scenario, cfg).await;
+    outcome.finished_ms = now_ms();
+    match result {
+        Ok(f) => {
+            outcome.code = shakedown::exit_code(&f);
+            outcome.verdict = match (&f.end, outcome.code) {
+                (shakedown_runner::RunEnd::Completed, _) => f.report.verdict.as_str().to_string(),
+                (_, 130) => "interrupted".into(),
+                (_, 4) => "error".into(),
+                _ => "unknown".into(),
+            };
+            outcome.run_dir = f.run_dir.clone();
+            outcome.finished = Some(f);
+        }
+        Err(e) => {
+            outcome.code = if matches!(e, shakedown::Error::RunDirInUse(_)) { 3 } else { 4 };
+            outcome.verdict = "error".into();
+            outcome.error = Some(e.to_string());
+        }
+    }
+    outcome
+}
+
+/// The directory a scenario file is in, `.` for a bare file name.
+pub fn parent_dir(file: &Path) -> PathBuf {
+    file.parent().map_or_else(
+        || PathBuf::from("."),
+        |p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() },
+    )
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The one-line summary of a scenario's outcome.
+pub fn summary_line(o: &Outcome) -> String {
+    let secs = o.finished_ms.saturating_sub(o.started_ms) as f64 / 1000.0;
+    format!(
+        "{:<12} {} (seed {}, {secs:.1}s) run directory: {}",
+        o.verdict.to_uppercase(),
+        o.name,
+        o.seed,
+        o.run_dir.display()
+    )
+}
+
+/// `suite.json`: the suite's exit code, each scenario's outcome, and what was skipped.
+pub fn suite_json(outcomes: &[Outcome], skipped: &[Skip], code: u8) -> serde_json::Value {
+    let scenarios: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "name": o.name,
+                "file": o.path.display().to_string(),
+                "verdict": o.verdict,
+                "exit_code": o.code,
+                "seed": o.seed,
+                "run_dir": o.run_dir.display().to_string(),
+                "started_ms": o.started_ms,
+                "finished_ms": o.finished_ms,
+                "error": o.error,
+            })
+        })
+        .collect();
+    let skipped: Vec<serde_json::Value> = skipped
+        .iter()
+        .map(|s| serde_json::json!({ "name": s.name, "file": s.path.display().to_string(), "reason": s.reason }))
+        .collect();
+    serde_json::json!({
+        "shakedown_version": env!("CARGO_PKG_VERSION"),
+        "exit_code": code,
+        "scenarios": scenarios,
+        "skipped": skipped,
+    })
+}
+
+/// The suite's JUnit XML: each run's own test suite, and a suite with an
+/// error case for a scenario that left no report.
+pub fn suite_junit(outcomes: &[Outcome]) -> String {
+    let mut body = String::new();
+    for o in outcomes {
+        match &o.finished {
+            Some(f) => body.push_str(&inner_suites(&shakedown_report::junit_xml(&f.report))),
+            None => body.push_str(&format!(
+                "    <testsuite name=\"{name}\" tests=\"1\" failures=\"0\" errors=\"1\">\n        \
+                 <testcase name=\"harness\" classname=\"{name}\">\n            <error message=\"{msg}\"/>\n        \
+                 </testcase>\n    </testsuite>\n",
+                name = xml_escape(&o.name),
+                msg = xml_escape(o.error.as_deref().unwrap_or(&o.verdict)),
+            )),
+        }
+    }
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"shakedown-suite\" tests=\"{}\">\n{body}</testsuites>\n",
+        outcomes.len()
+    )
+}
+
+/// The `<testsuite>` elements of a run's JUnit document.
+fn inner_suites(xml: &str) -> String {
+    match (xml.find("<testsuite "), xml.rfind("</testsuite>")) {
+        (Some(start), Some(end)) if start < end => format!("    {}\n", &xml[start..end + "</testsuite>".len()]),
+        _ => String::new(),
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Writes `suite.json` and `junit.xml` into `dir`.
+pub fn write_outputs(dir: &Path, outcomes: &[Outcome], skipped: &[Skip], code: u8) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let json = serde_json::to_string_pretty(&suite_json(outcomes, skipped, code)).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("suite.json"), json + "\n")?;
+    std::fs::write(dir.join("junit.xml"), suite_junit(outcomes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_parse_or_explain() {
+        assert_eq!("2/3".parse::<Partition>().unwrap(), Partition { k: 2, n: 3 });
+        for bad in ["0/2", "3/2", "1/0", "1", "a/b", "1/2/3", ""] {
+            let err = bad.parse::<Partition>().unwrap_err().to_string();
+            assert!(err.contains("expected k/n"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn worst_exit_ranks_usage_over_harness_over_invalid_over_unknown() {
+        assert_eq!(worst_exit([0, 2, 1]), 1);
+        assert_eq!(worst_exit([1, 4, 2]), 4);
+        assert_eq!(worst_exit([4, 3]), 3);
+        assert_eq!(worst_exit([3, 130]), 130);
+        assert_eq!(worst_exit([]), 0);
+    }
+
+    fn entry(name: &str, tags: &[&str], explicit: bool) -> Entry {
+        let tags = tags.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ");
+        let text = format!("name = \"{name}\"\ntags = [{tags}]\n");
+        let scenario = shakedown_spec::parse(&text, "t.toml").unwrap();
+        Entry { path: PathBuf::from(format!("{name}.toml")), text, scenario, explicit }
+    }
+
+    fn names(entries: &[Entry]) -> Vec<&str> {
+        entries.iter().map(|e| e.scenario.name.as_str()).collect()
+    }
+
+    #[test]
+    fn selection_by_tag_filter_and_partition() {
+        let all = || vec![entry("a", &[], false), entry("b", &["extended"], false), entry("c", &["fast"], false)];
+        let (run, skipped) = select(all(), &Selection::default());
+        assert_eq!(names(&run), ["a", "c"]);
+        assert!(skipped[0].reason.contains("--tags extended"), "{:?}", skipped[0]);
+        let sel = |tags: &[&str], filter: Option<&str>, partition| Selection {
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            filter: filter.map(String::from),
+            partition,
+        };
+        assert_eq!(names(&select(all(), &sel(&["extended"], None, None)).0), ["b"]);
+        assert_eq!(names(&select(all(), &sel(&["fast"], None, None)).0), ["c"]);
+        assert_eq!(names(&select(all(), &sel(&[], Some("a"), None)).0), ["a"]);
+        let one = select(all(), &sel(&[], None, Some(Partition { k: 1, n: 2 }))).0;
+        let two = select(all(), &sel(&[], None, Some(Partition { k: 2, n: 2 }))).0;
+        assert_eq!((names(&one), names(&two)), (vec!["a"], vec!["c"]));
+        let explicit = vec![entry("x", &["stress"], true)];
+        assert_eq!(names(&select(explicit, &Selection::default()).0), ["x"], "a file named directly runs");
+    }
+
+    #[test]
+    fn discovery_skips_includes_and_sorts() {
+        let tmp = tempfile::tempdir().unwrap();
+        for f in ["b.toml", "a/z.toml", "a/_shared.toml", "include/x.toml", "a/include/y.toml", "notes.md"] {
+            let path = tmp.path().join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "").unwrap();
+        }
+        let found = discover(&[tmp.path().to_path_buf()]).unwrap();
+        let rel: Vec<String> =
+            found.iter().map(|f| f.path.strip_prefix(tmp.path()).unwrap().display().to_string()).collect();
+        assert_eq!(rel, ["a/z.toml", "b.toml"]);
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert!(discover(&[empty]).unwrap_err().to_string().contains("no `*.toml`"));
+    }
+}
