@@ -39,6 +39,7 @@ pub mod bank;
 pub mod counter;
 mod element;
 pub mod linear;
+pub mod log;
 pub mod monotonic;
 pub mod read_your_writes;
 pub mod set;
@@ -98,11 +99,18 @@ impl CheckResult {
 #[non_exhaustive]
 pub struct CheckInput<'a> {
     pub history: &'a History,
+    /// The services' and actors' parsed output, when it was captured.
+    pub logs: Option<&'a shakedown_history::logs::Logs>,
 }
 
 impl<'a> CheckInput<'a> {
     pub fn new(history: &'a History) -> CheckInput<'a> {
-        CheckInput { history }
+        CheckInput { history, logs: None }
+    }
+
+    pub fn with_logs(mut self, logs: &'a shakedown_history::logs::Logs) -> CheckInput<'a> {
+        self.logs = Some(logs);
+        self
     }
 }
 

@@ -21,6 +21,7 @@
 pub mod codec;
 mod event;
 pub mod import;
+pub mod logs;
 mod ops;
 
 pub use codec::{read_jsonl, write_jsonl, DecodeError};
