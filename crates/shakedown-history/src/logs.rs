@@ -143,6 +143,29 @@ fn regex_fields(re: &Regex, line: &str) -> Option<BTreeMap<String, String>> {
     )
 }
 
+/// Parses a log file as the runner writes it (`logs/NAME.log`: seconds since
+/// the run began, the stream, the text), skipping shakedown's own `sys` notes.
+/// Lines in another shape are kept as plain entries at the previous line's time.
+pub fn parse_captured(text: &str, source: &str, format: &LogFormat, run_start_unix_ns: Option<u64>) -> Vec<LogEntry> {
+    let mut last_ns = 0;
+    let mut out = Vec::new();
+    for raw in text.lines() {
+        let mut parts = raw.trim_start().splitn(3, ' ');
+        let (secs, stream, rest) = (parts.next(), parts.next(), parts.next());
+        let parsed = secs.and_then(|s| s.parse::<f64>().ok()).filter(|s| s.is_finite() && *s >= 0.0);
+        let (received_ns, stream, line) = match (parsed, stream) {
+            (Some(s), Some(stream)) => ((s * 1e9).round() as u64, stream, rest.unwrap_or("")),
+            _ => (last_ns, "out", raw),
+        };
+        last_ns = received_ns;
+        if stream == "sys" {
+            continue;
+        }
+        out.push(parse_line(format, source, line, received_ns, run_start_unix_ns));
+    }
+    out
+}
+
 /// What a query or check looks for in an entry: all given parts must hold.
 #[derive(Debug, Clone, Default)]
 pub struct LogMatch {
@@ -279,6 +302,15 @@ mod tests {
         assert_eq!((e.level.as_deref(), e.message.as_str()), (Some("error"), "request failed"));
         assert_eq!(e.fields.get("ms").map(String::as_str), Some("31"));
         assert_eq!(entry(&LogFormat::Regex(re), "something else").message, "something else");
+    }
+
+    #[test]
+    fn captured_files_parse_line_by_line_without_shakedowns_notes() {
+        let text = "     0.007 out {\"level\":\"info\",\"msg\":\"listening\"}\n     0.010 sys [shakedown] started\n     1.500 err boom\ncontinued\n";
+        let entries = parse_captured(text, "kv", &LogFormat::Json, None);
+        let got: Vec<(u64, &str)> = entries.iter().map(|e| (e.time_ns, e.message.as_str())).collect();
+        assert_eq!(got, [(7_000_000, "listening"), (1_500_000_000, "boom"), (1_500_000_000, "continued")]);
+        assert!(entries.iter().all(|e| e.source == "kv"));
     }
 
     #[test]
