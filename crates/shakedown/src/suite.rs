@@ -207,9 +207,11 @@ pub async fn run_all(entries: Vec<Entry>, cfg: SuiteConfig) -> Vec<Outcome> {
     let permits = Arc::new(tokio::sync::Semaphore::new(cfg.jobs.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (idx, (entry, (seed, dir))) in entries.into_iter().zip(dirs).enumerate() {
-        let (permits, cancel) = (permits.clone(), cfg.cancel.clone());
+        // Taken here, not in the task, so scenarios start in the suite's order.
+        let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let cancel = cfg.cancel.clone();
         tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+            let _permit = permit;
             (idx, run_one(entry, seed, dir, cancel).await)
         });
     }

@@ -116,3 +116,26 @@ fn an_unset_env_template_fails_fast_instead_of_skipping_every_op() {
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("needs DEMO_DB_URL, DEMO_TOKEN, which are not set"), "{err}");
 }
+
+#[test]
+fn profiles_that_disagree_across_a_suite_exit_3_without_printing_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (dir, value) in [("a", "one-secret"), ("b", "other-secret")] {
+        let path = tmp.path().join("suite").join(dir);
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::write(path.join("s.toml"), NEEDS_VAR.replace("needs-var", dir)).unwrap();
+        std::fs::write(path.join(".env.ci"), format!("DEMO_DB_URL={value}\n")).unwrap();
+    }
+    let o = Command::new(SHAKEDOWN)
+        .current_dir(tmp.path())
+        .args(["run", "suite", "--profile", "ci", "--out", "out"])
+        .env("NO_COLOR", "1")
+        .env_remove("DEMO_DB_URL")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("DEMO_DB_URL differs between suite/a/.env.ci and suite/b/.env.ci"), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+    assert!(!tmp.path().join("out").exists(), "nothing ran");
+}

@@ -1,9 +1,11 @@
 //! `shakedown run DIR`: suites of real testbed scenarios, selected by tag,
 //! name and partition, run one or several at a time.
 
-use crate::common::{repo_root, shakedown, stderr};
+use crate::common::{repo_root, shakedown, stderr, SHAKEDOWN};
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 fn demo() -> String {
     repo_root().join("examples/suite-demo").display().to_string()
@@ -104,4 +106,64 @@ fn an_invalid_scenario_in_a_suite_stops_everything_before_a_run() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("unknown key `bogus`"), "{}", stderr(&o));
     assert!(!out.exists(), "nothing ran");
+}
+
+/// Processes whose command line mentions `marker` (a run directory).
+fn processes_mentioning(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if entry.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()) && cmdline.contains(marker) {
+            found.push(cmdline);
+        }
+    }
+    found
+}
+
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn sigint_stops_every_running_scenario_and_exits_130() {
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = tmp.path().join("suite");
+    std::fs::create_dir(&suite).unwrap();
+    let counter = std::fs::read_to_string(repo_root().join("examples/suite-demo/counter.toml")).unwrap();
+    for name in ["a", "b", "c"] {
+        let text = counter.replace("suite-counter", name).replace("duration = \"1s\"", "duration = \"60s\"");
+        std::fs::write(suite.join(format!("{name}.toml")), text).unwrap();
+    }
+    let out = tmp.path().join("out");
+    let mut child = Command::new(SHAKEDOWN)
+        .args(["run", suite.to_str().unwrap(), "--out", out.to_str().unwrap(), "--jobs", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let listening =
+        |n: &str| std::fs::read_to_string(out.join(n).join("logs/kv.log")).is_ok_and(|t| t.contains("listening"));
+    assert!(wait_until(Duration::from_secs(20), || listening("a") && listening("b")), "two run at once");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let exited = wait_until(Duration::from_secs(20), || child.try_wait().unwrap().is_some());
+    if !exited {
+        let _ = child.kill();
+    }
+    assert!(exited, "shakedown exits after SIGINT");
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert_eq!(processes_mentioning(out.to_str().unwrap()), Vec::<String>::new());
+    let suite: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("suite.json")).unwrap()).unwrap();
+    let verdicts: Vec<&str> =
+        suite["scenarios"].as_array().unwrap().iter().map(|s| s["verdict"].as_str().unwrap()).collect();
+    assert_eq!(verdicts, ["interrupted"; 3], "{suite}");
+    assert!(!out.join("c").exists(), "the third never started");
 }
