@@ -226,7 +226,8 @@ fn a_services_disk_is_copied_into_the_run_directory() {
     let out = tmp.path().join("run");
     let o = shakedown(&["run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-faults"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let journal = std::fs::metadata(out.join("services/kv/data/kv.log")).expect("the kv journal is in the run directory");
+    let journal =
+        std::fs::metadata(out.join("services/kv/data/kv.log")).expect("the kv journal is in the run directory");
     assert!(journal.len() > 0);
     assert!(!std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(out.to_str().unwrap()));
 }
