@@ -104,6 +104,34 @@ pub struct ServiceSpec {
     pub stop: StopSpec,
     /// A size-limited tmpfs at a path of the service, for disk-full faults.
     pub disk: Option<DiskSpec>,
+    /// How its output lines are read for log checks: `json`, `logfmt` or
+    /// `plain` (default); `log_regex` instead names groups (`level`, `msg`, ...).
+    pub log_format: Option<LogFormatName>,
+    pub log_regex: Option<Pattern>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormatName {
+    Json,
+    Logfmt,
+    Plain,
+}
+
+/// A log entry to look for: every given part must hold.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogMatchSpec {
+    /// The service (or `driver-ACTOR`) that printed it.
+    pub source: Option<Spanned<String>>,
+    /// A pattern searched in the message.
+    #[serde(rename = "match")]
+    pub matches: Option<Pattern>,
+    /// The entry's level, e.g. "error".
+    pub level: Option<String>,
+    /// Fields that must have exactly these values.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
 }
 
 /// How to tell a service is ready: exactly one of `tcp`, `http`, `log`, `exec`.
@@ -284,6 +312,12 @@ pub enum CheckKind {
     Monotonic,
     /// Each actor reads its own acknowledged writes.
     ReadYourWrites,
+    /// Log entries appear in the order of `steps`, across services.
+    LogSequence,
+    /// Consecutive matching entries are `min` to `max` apart (a poll floor).
+    LogSpacing,
+    /// No entry matches (panics, say).
+    LogAbsent,
 }
 
 impl CheckKind {
@@ -300,6 +334,9 @@ impl CheckKind {
             CheckKind::Bank => "bank",
             CheckKind::Monotonic => "monotonic",
             CheckKind::ReadYourWrites => "read-your-writes",
+            CheckKind::LogSequence => "log-sequence",
+            CheckKind::LogSpacing => "log-spacing",
+            CheckKind::LogAbsent => "log-absent",
         }
     }
 
@@ -314,6 +351,9 @@ impl CheckKind {
             CheckKind::Bank => &["read", "total", "negative_allowed"],
             CheckKind::Monotonic => &["read", "key", "value"],
             CheckKind::ReadYourWrites => &["write", "read", "key", "value"],
+            CheckKind::LogSequence => &["steps"],
+            CheckKind::LogSpacing => &["entry", "min", "max"],
+            CheckKind::LogAbsent => &["entry"],
         }
     }
 }
@@ -352,6 +392,13 @@ pub struct CheckSpec {
     /// Any kind: the verdict is unknown, not valid, unless at least this many
     /// operations completed ok while a fault was active (the vacuity guard).
     pub during_faults: Option<u64>,
+    /// log-sequence: the entries that must appear, in this order.
+    pub steps: Option<Spanned<Vec<LogMatchSpec>>>,
+    /// log-spacing, log-absent: the entries looked at.
+    pub entry: Option<Spanned<LogMatchSpec>>,
+    /// log-spacing: the least and most time between consecutive entries.
+    pub min: Option<Dur>,
+    pub max: Option<Dur>,
 }
 
 impl CheckSpec {
@@ -384,6 +431,10 @@ impl CheckSpec {
         keys.extend(self.key.as_ref().map(|k| ("key", k.span())));
         keys.extend(self.value.as_ref().map(|v| ("value", v.span())));
         keys.extend(self.timeout.map(|_| ("timeout", 0..0)));
+        keys.extend(self.steps.as_ref().map(|s| ("steps", s.span())));
+        keys.extend(self.entry.as_ref().map(|e| ("entry", e.span())));
+        keys.extend(self.min.map(|_| ("min", 0..0)));
+        keys.extend(self.max.map(|_| ("max", 0..0)));
         keys
     }
 }

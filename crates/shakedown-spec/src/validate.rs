@@ -126,6 +126,12 @@ impl<'a> Validator<'a> {
         if let Some(r) = &svc.ready {
             self.ready(name, r, ctx);
         }
+        if svc.log_format.is_some() && svc.log_regex.is_some() {
+            self.err_near(
+                format!("service.{name}"),
+                format!("service `{name}` has both `log_format` and `log_regex`; expected one"),
+            );
+        }
         if let Some(disk) = &svc.disk {
             self.template(&disk.path, ctx);
             if disk.size.0 < 64 * 1024 {
@@ -496,6 +502,46 @@ impl<'a> Validator<'a> {
         }
         if c.kind == CheckKind::Bank && c.total.is_none() {
             self.err_near("\"bank\"".into(), format!("check `{label}` needs `total`, the sum every read must show"));
+        }
+        self.log_check(c, &label);
+    }
+
+    fn log_check(&mut self, c: &CheckSpec, label: &str) {
+        let near = format!("\"{}\"", c.kind.as_str());
+        match c.kind {
+            CheckKind::LogSequence if c.steps.as_ref().is_none_or(|s| s.get_ref().is_empty()) => {
+                self.err_near(
+                    near,
+                    format!(
+                        "check `{label}` needs `steps`, e.g. `steps = [{{ source = \"kv\", match = \"listening\" }}]`"
+                    ),
+                );
+            }
+            CheckKind::LogSpacing | CheckKind::LogAbsent if c.entry.is_none() => {
+                self.err_near(
+                    near,
+                    format!(
+                        "check `{label}` needs `entry`, e.g. `entry = {{ source = \"worker\", match = \"poll\" }}`"
+                    ),
+                );
+            }
+            CheckKind::LogSpacing if c.min.is_none() && c.max.is_none() => {
+                self.err_near(near, format!("check `{label}` needs `min` or `max`, the spacing allowed"));
+            }
+            _ => {}
+        }
+        let matches = c.steps.iter().flat_map(|s| s.get_ref().iter()).chain(c.entry.as_ref().map(|e| e.get_ref()));
+        for source in matches.filter_map(|m| m.source.as_ref()) {
+            let name = source.get_ref();
+            let known = self.s.service.contains_key(name) || name.starts_with("driver-") || name == "build";
+            if !known {
+                let names = self.s.service.keys().map(String::as_str).collect();
+                let msg = format!(
+                    "log source `{name}` is not a service (or `driver-ACTOR`, `build`); {}",
+                    one_of("services", &names)
+                );
+                self.err(source.span(), msg);
+            }
         }
     }
 

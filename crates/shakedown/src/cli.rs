@@ -121,6 +121,17 @@ struct RunArgs {
     /// into the environment; variables already set in the shell win.
     #[arg(long)]
     profile: Option<String>,
+    /// When to print the recent log entries of every service: when a log
+    /// check fails (default), always, or never.
+    #[arg(long, value_enum, default_value_t = LogSummary::OnFailure)]
+    log_summary: LogSummary,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogSummary {
+    OnFailure,
+    Always,
+    Never,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -329,7 +340,11 @@ fn run_single(entry: crate::suite::Entry, args: &RunArgs) -> u8 {
     shakedown_runner::kill_all_groups();
     rt.shutdown_timeout(Duration::from_secs(2));
     match finished {
-        Ok(f) => report(&f, args.format, &file),
+        Ok(f) => {
+            let code = report(&f, args.format, &file);
+            log_summary(&scenario, &f, args.log_summary);
+            code
+        }
         Err(e @ shakedown::Error::RunDirInUse(_)) => {
             eprintln!("shakedown: {e}");
             EXIT_USAGE
@@ -440,6 +455,28 @@ struct ClearOnDrop(indicatif::ProgressBar);
 impl Drop for ClearOnDrop {
     fn drop(&mut self) {
         self.0.finish_and_clear();
+    }
+}
+
+/// Entries per source the log summary shows.
+const LOG_SUMMARY_LINES: usize = 10;
+
+/// The last entries of every service, in time order, on stderr: after a
+/// failed log check, or always when asked.
+fn log_summary(s: &shakedown::Scenario, f: &Finished, when: LogSummary) {
+    let failed = f.report.checks.iter().any(|c| c.kind.starts_with("log-") && c.verdict == shakedown::Verdict::Invalid);
+    if !(when == LogSummary::Always || (when == LogSummary::OnFailure && failed)) {
+        return;
+    }
+    let logs = shakedown::read_logs(s, &f.run_dir);
+    let sources: std::collections::BTreeSet<&str> = logs.entries().iter().map(|e| e.source.as_str()).collect();
+    let sources: Vec<&str> = sources.into_iter().collect();
+    let width = sources.iter().map(|s| s.len()).max().unwrap_or(0);
+    eprintln!("recent log entries ({LOG_SUMMARY_LINES} per source):");
+    for e in logs.recent(&sources, u64::MAX, LOG_SUMMARY_LINES) {
+        let level = e.level.as_deref().map(|l| format!("{l:<5} ")).unwrap_or_default();
+        let text = if e.message.is_empty() { e.line.as_str() } else { e.message.as_str() };
+        eprintln!("  {:>10.3} {:<width$} {level}{text}", e.time_ns as f64 / 1e9, e.source);
     }
 }
 

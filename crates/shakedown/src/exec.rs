@@ -2,15 +2,17 @@
 
 use crate::rundir;
 use shakedown_check::linear::LinearizableCheck;
+use shakedown_check::log::{LogAbsentCheck, LogSequenceCheck, LogSpacingCheck};
 use shakedown_check::{
     BankCheck, Check, CheckInput, CheckResult, CounterCheck, Delivery, MonotonicCheck, ReadYourWritesCheck, SetCheck,
     SetFullCheck, StatsCheck, TotalQueueCheck, UnexpectedCheck, UniqueIdsCheck, Verdict,
 };
+use shakedown_history::logs::{parse_captured, LogFormat, LogMatch, Logs};
 use shakedown_history::History;
 use shakedown_report::{Report, RunMeta};
 use shakedown_runner::{Client, RunEnd, RunOptions};
 use shakedown_spec::Spanned;
-use shakedown_spec::{CheckKind, Scenario};
+use shakedown_spec::{CheckKind, LogFormatName, LogMatchSpec, Scenario};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -105,10 +107,57 @@ pub fn checks_for(s: &Scenario) -> Vec<(String, Box<dyn Check>)> {
                     (check.key, check.value_pointer) = (pointer(&c.key), pointer(&c.value));
                     Box::new(check)
                 }
+                CheckKind::LogSequence => {
+                    let steps =
+                        c.steps.as_ref().map(|s| s.get_ref().iter().map(log_match).collect()).unwrap_or_default();
+                    Box::new(LogSequenceCheck { steps })
+                }
+                CheckKind::LogSpacing => Box::new(LogSpacingCheck {
+                    matcher: c.entry.as_ref().map(|e| log_match(e.get_ref())).unwrap_or_default(),
+                    min: c.min.map(|d| d.0),
+                    max: c.max.map(|d| d.0),
+                }),
+                CheckKind::LogAbsent => Box::new(LogAbsentCheck {
+                    matcher: c.entry.as_ref().map(|e| log_match(e.get_ref())).unwrap_or_default(),
+                }),
             };
             (c.label().to_string(), check)
         })
         .collect()
+}
+
+fn log_match(m: &LogMatchSpec) -> LogMatch {
+    LogMatch {
+        source: m.source.as_ref().map(|s| s.get_ref().clone()),
+        level: m.level.clone(),
+        message: m.matches.as_ref().map(|p| p.regex.clone()),
+        fields: m.fields.clone(),
+    }
+}
+
+/// The run's captured output as log entries: each `logs/NAME.log`, parsed
+/// with its service's `log_format` (plain for drivers and builds).
+pub fn read_logs(s: &Scenario, run_dir: &std::path::Path) -> Logs {
+    let mut entries = Vec::new();
+    let Ok(dir) = std::fs::read_dir(run_dir.join("logs")) else { return Logs::default() };
+    let mut files: Vec<PathBuf> =
+        dir.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "log")).collect();
+    files.sort();
+    for path in files {
+        let Some(source) = path.file_stem().map(|n| n.to_string_lossy().into_owned()) else { continue };
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let format = match s.service.get(&source) {
+            Some(svc) => match (&svc.log_regex, svc.log_format) {
+                (Some(re), _) => LogFormat::Regex(re.regex.clone()),
+                (None, Some(LogFormatName::Json)) => LogFormat::Json,
+                (None, Some(LogFormatName::Logfmt)) => LogFormat::Logfmt,
+                _ => LogFormat::Plain,
+            },
+            None => LogFormat::Plain,
+        };
+        entries.extend(parse_captured(&text, &source, &format, None));
+    }
+    Logs::new(entries)
 }
 
 /// An f name a check is configured with, or its default.
@@ -165,7 +214,9 @@ pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
     let checks = match &out.end {
         // A run that never finished its workload has no history worth judging.
         RunEnd::Completed => {
-            let mut results = shakedown_check::run_checks(&checks_for(s), &CheckInput::new(&out.history));
+            let logs = read_logs(s, &run_dir);
+            let mut results =
+                shakedown_check::run_checks(&checks_for(s), &CheckInput::new(&out.history).with_logs(&logs));
             results.iter_mut().for_each(|r| shakedown_check::linear::explain(r, &out.history));
             for (result, spec) in results.iter_mut().zip(&s.check) {
                 // Without faults (`--no-faults`, say) there are no windows to cover.

@@ -27,7 +27,7 @@ mod offline;
 mod rundir;
 
 pub use builder::{Action, ScenarioBuilder};
-pub use exec::{checks_for, exit_code, run, run_blocking, Error, Finished, RunConfig};
+pub use exec::{checks_for, exit_code, read_logs, run, run_blocking, Error, Finished, RunConfig};
 pub use offline::{check_history_text, FileVerdict};
 pub use rundir::{default_run_dir, write_resolved_scenario};
 pub use shakedown_check::{CheckResult, Verdict};

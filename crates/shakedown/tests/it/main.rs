@@ -10,6 +10,7 @@ mod environment;
 mod etcd;
 mod faults;
 mod library;
+mod logs;
 mod profiles;
 mod proxy;
 mod suites;
