@@ -151,8 +151,10 @@ fn log_lines(service: &ServiceRecord) -> Vec<String> {
 /// the line still pastes.
 fn replay_line(report: &Report) -> String {
     let scenario = format!("{}/scenario.toml", report.run_dir.trim_end_matches('/'));
+    let cell: String =
+        report.matrix.iter().map(|(k, v)| format!(" --matrix {}", shell_quote(&clean(&format!("{k}={v}"))))).collect();
     format!(
-        "replay: shakedown run {} --seed {}  # shakedown {}",
+        "replay: shakedown run {} --seed {}{cell}  # shakedown {}",
         shell_quote(&clean(&scenario)),
         report.seed,
         clean(&report.shakedown_version)
@@ -286,6 +288,7 @@ replay: shakedown run .shakedown/runs/r1/scenario.toml --seed 42  # shakedown {v
         assert!(text.contains("\n  ? set         vacuous: no add was acknowledged\n"), "{text}");
         assert!(text.contains("\n  ! harness error: service kv never became ready\n"), "{text}");
         assert!(text.contains("last lines of logs/kv.log (service kv):"), "logs show on any run that is not valid");
+        assert!(text.contains(" --seed 42 --matrix engine=binlog  # shakedown"), "the replay names the cell: {text}");
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Context {
     pub actors: Vec<ActorCtx>,
     /// Proxy links by name, with their loopback ports.
     pub links: BTreeMap<String, u16>,
+    /// The matrix cell this run covers.
+    pub matrix: BTreeMap<String, String>,
     seq: AtomicU64,
 }
 
@@ -78,7 +80,16 @@ impl Context {
         services: BTreeMap<String, ServiceCtx>,
         actors: Vec<ActorCtx>,
     ) -> Context {
-        Context { run_dir, scenario_dir, seed, services, actors, links: BTreeMap::new(), seq: AtomicU64::new(0) }
+        Context {
+            run_dir,
+            scenario_dir,
+            seed,
+            services,
+            actors,
+            links: BTreeMap::new(),
+            matrix: BTreeMap::new(),
+            seq: AtomicU64::new(0),
+        }
     }
 
     pub fn render(&self, t: &Template, scope: &mut Scope<'_, '_>) -> Result<String, RenderError> {
@@ -117,6 +128,9 @@ impl Context {
             Var::Host => scope.service.and_then(|s| self.services.get(s)).ok_or_else(unavailable)?.host.clone(),
             Var::ServiceHost(service) => {
                 self.services.get(service).ok_or_else(|| format!("no service `{service}`"))?.host.clone()
+            }
+            Var::Matrix(key) => {
+                self.matrix.get(key).ok_or_else(|| format!("no matrix dimension `{key}` in this run's cell"))?.clone()
             }
             Var::LinkPort(link) => self.links.get(link).ok_or_else(|| format!("no link `{link}`"))?.to_string(),
             Var::ServiceDir(service) => {

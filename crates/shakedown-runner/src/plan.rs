@@ -87,6 +87,7 @@ pub fn context(
     }
     let mut ctx = Context::new(run_dir.to_path_buf(), scenario_dir.to_path_buf(), seed, services, Vec::new());
     ctx.links = ports.links;
+    ctx.matrix = s.cell.clone();
     let names: Vec<String> = if s.actor.is_empty() { vec!["client".into()] } else { s.actor.keys().cloned().collect() };
     let mut actors = Vec::new();
     for name in names {

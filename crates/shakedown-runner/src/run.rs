@@ -179,13 +179,14 @@ impl Run<'_> {
         };
         self.logs.push(log.clone());
         // Builds run before ports, service dirs and actors exist.
-        let ctx = Context::new(
+        let mut ctx = Context::new(
             self.opts.run_dir.clone(),
             self.opts.scenario_dir.clone(),
             self.opts.seed,
             BTreeMap::new(),
             Vec::new(),
         );
+        ctx.matrix = self.s.cell.clone();
         for b in &self.s.build {
             let spec = match plan::build(&ctx, b) {
                 Ok(s) => s,

@@ -84,6 +84,9 @@ impl FaultKind {
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     pub kind: FaultKind,
+    /// Matrix guards: the fault is injected only in matching cells.
+    pub only: Option<crate::matrix::Guard>,
+    pub except: Option<crate::matrix::Guard>,
     /// The services (or links, for toxic, down and http) to draw from; a
     /// partition's nodes.
     pub target: Spanned<Names>,

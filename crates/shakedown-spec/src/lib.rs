@@ -17,6 +17,7 @@
 
 mod error;
 mod fault;
+mod matrix;
 mod model;
 mod template;
 mod validate;
@@ -24,6 +25,7 @@ mod values;
 
 pub use error::{LoadError, SpecError, SpecErrors};
 pub use fault::*;
+pub use matrix::{cell_name, Cell, Guard};
 pub use model::*;
 pub use template::{Part, Template, TemplateError, Var, PLACEHOLDERS};
 pub use validate::{signal_number, MODELS};

@@ -5,6 +5,7 @@
 //! so that [`crate::validate`] can point at them.
 
 use crate::fault::{DiskSpec, FaultSpec, LinkSpec, NetworkSpec};
+use crate::matrix::Guard;
 use crate::template::Template;
 use crate::values::{Dur, Pattern, ResultSpec, ValueTemplate};
 use serde::Deserialize;
@@ -50,6 +51,17 @@ pub struct Scenario {
     /// before the scenario may start.
     #[serde(default)]
     pub env_required: Vec<Spanned<String>>,
+    /// Dimensions the scenario runs over, once per combination (cell), e.g.
+    /// `engine = ["memory", "sqlite"]`; `{matrix.engine}` in templates.
+    #[serde(default)]
+    pub matrix: BTreeMap<String, Vec<String>>,
+    /// Run only in cells matching all of these, e.g. `{ engine = "sqlite" }`.
+    pub only: Option<Guard>,
+    /// Skip cells matching any of these.
+    pub except: Option<Guard>,
+    /// The cell this copy of the scenario runs in (set by [`Scenario::for_cell`]).
+    #[serde(skip)]
+    pub cell: BTreeMap<String, String>,
     /// Actions run once each, in order, after the workload ends and faults heal.
     #[serde(default)]
     pub finally: Vec<Spanned<String>>,
@@ -226,6 +238,9 @@ pub struct RetrySpec {
 pub struct ActionSpec {
     /// The operation's function name in the history (`add`, `read`, ...).
     pub f: String,
+    /// Matrix guards: the action exists only in matching cells.
+    pub only: Option<Guard>,
+    pub except: Option<Guard>,
     /// Unique label (default: `f`).
     pub name: Option<String>,
     /// Relative weight in the random mix (default 1; 0 = only in `finally`).
@@ -364,6 +379,9 @@ impl CheckKind {
 #[serde(deny_unknown_fields)]
 pub struct CheckSpec {
     pub kind: CheckKind,
+    /// Matrix guards: the check runs only in matching cells.
+    pub only: Option<Guard>,
+    pub except: Option<Guard>,
     /// Default: the kind.
     pub name: Option<String>,
     pub add: Option<Spanned<String>>,

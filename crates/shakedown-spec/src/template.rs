@@ -31,6 +31,8 @@ pub enum Var {
     Host,
     /// `{link.NAME.port}`: the loopback port of a proxy link.
     LinkPort(String),
+    /// `{matrix.KEY}`: the value of a matrix dimension in this run's cell.
+    Matrix(String),
     /// `{actor.name}`.
     ActorName,
     /// `{actor.home}`.
@@ -216,6 +218,7 @@ fn parse_var(inner: &str) -> Result<Var, String> {
         ["service", s, "host"] => Var::ServiceHost(ident(s)?.to_string()),
         ["host"] => Var::Host,
         ["link", l, "port"] => Var::LinkPort(ident(l)?.to_string()),
+        ["matrix", k] => Var::Matrix(ident(k)?.to_string()),
         ["actor", "name"] => Var::ActorName,
         ["actor", "home"] => Var::ActorHome,
         ["seed"] => Var::Seed,
@@ -234,7 +237,7 @@ fn parse_var(inner: &str) -> Result<Var, String> {
 /// Every placeholder, as shown in errors.
 pub const PLACEHOLDERS: &str = "{port}, {port.NAME}, {dir}, {run.dir}, {scenario.dir}, \
 {service.NAME.port}, {service.NAME.port.PORT}, {service.NAME.dir}, {service.NAME.host}, {host}, \
-{link.NAME.port}, {actor.name}, {actor.home}, \
+{link.NAME.port}, {matrix.KEY}, {actor.name}, {actor.home}, \
 {seed}, {value}, {value.PATH}, {target}, {seq}, {int A..B}, {pick POOL}, {env.NAME}";
 
 fn ident(s: &str) -> Result<&str, String> {

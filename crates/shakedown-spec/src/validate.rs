@@ -50,6 +50,7 @@ fn run_validator(s: &Scenario) -> Validator<'_> {
     let pools = s.action.iter().filter_map(|a| a.capture.as_deref()).collect();
     let mut v = Validator { s, errors: Vec::new(), pools, env_refs: BTreeSet::new() };
     v.top_level();
+    v.matrix();
     s.build.iter().for_each(|b| v.build(b));
     s.service.iter().for_each(|(name, svc)| v.service(name, svc));
     s.actor.iter().for_each(|(name, a)| v.actor(name, a));
@@ -67,6 +68,50 @@ impl<'a> Validator<'a> {
 
     fn err_near(&mut self, anchor: String, message: impl Into<String>) {
         self.errors.push(SpecError::near(anchor, message));
+    }
+
+    fn matrix(&mut self) {
+        for (key, values) in &self.s.matrix {
+            if !is_name(key) || values.is_empty() {
+                self.err_near(
+                    format!("{key} ="),
+                    format!("matrix dimension `{key}` needs a name and at least one value"),
+                );
+            }
+        }
+        let guards = [(&self.s.only, "only"), (&self.s.except, "except")]
+            .into_iter()
+            .chain(self.s.action.iter().flat_map(|a| [(&a.only, "only"), (&a.except, "except")]))
+            .chain(self.s.fault.iter().flat_map(|f| [(&f.only, "only"), (&f.except, "except")]))
+            .chain(self.s.check.iter().flat_map(|c| [(&c.only, "only"), (&c.except, "except")]));
+        let mut problems = Vec::new();
+        for (guard, word) in guards {
+            for (key, values) in guard.iter().flat_map(|g| g.0.iter()) {
+                let Some(allowed) = self.s.matrix.get(key) else {
+                    let names = self.s.matrix.keys().map(String::as_str).collect();
+                    problems.push((
+                        format!("{word} ="),
+                        format!(
+                            "`{word}` names matrix dimension `{key}`, which is not defined; {}",
+                            one_of("dimensions", &names)
+                        ),
+                    ));
+                    continue;
+                };
+                for v in values.iter().filter(|v| !allowed.iter().any(|a| a == *v)) {
+                    problems.push((
+                        format!("{word} ="),
+                        format!(
+                            "`{word}` names {key} = `{v}`, which is not one of the matrix's values: {}",
+                            allowed.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        for (anchor, msg) in problems {
+            self.err_near(anchor, msg);
+        }
     }
 
     fn top_level(&mut self) {
@@ -600,6 +645,10 @@ impl<'a> Validator<'a> {
             Var::ServiceHost(service) if !self.s.service.contains_key(service) => Some(self.no_service(service)),
             Var::Host if !matches!(ctx, Ctx::Service(_)) => {
                 Some("`{host}` only applies inside a service; use `{service.NAME.host}`".into())
+            }
+            Var::Matrix(key) if !self.s.matrix.contains_key(key) => {
+                let names = self.s.matrix.keys().map(String::as_str).collect();
+                Some(format!("matrix dimension `{key}` is not defined; {}", one_of("dimensions", &names)))
             }
             Var::LinkPort(_) if matches!(ctx, Ctx::Build) => Some("links do not exist yet when builds run".into()),
             Var::LinkPort(link) if !self.s.link.contains_key(link) => {

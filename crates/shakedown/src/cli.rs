@@ -121,6 +121,10 @@ struct RunArgs {
     /// into the environment; variables already set in the shell win.
     #[arg(long)]
     profile: Option<String>,
+    /// Run only the matrix cells with this value, e.g. `--matrix engine=sqlite`
+    /// (repeatable; one value per dimension).
+    #[arg(long, value_parser = parse_cell_filter)]
+    matrix: Vec<(String, String)>,
     /// When to print the recent log entries of every service: when a log
     /// check fails (default), always, or never.
     #[arg(long, value_enum, default_value_t = LogSummary::OnFailure)]
@@ -178,14 +182,19 @@ fn run_command(args: RunArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let suite_mode = found.len() > 1 || args.paths.iter().any(|p| p.is_dir());
-    let entries = match parse_entries(found, args.no_faults) {
+    let entries = match parse_entries(found.clone(), args.no_faults) {
         Ok(e) => e,
         Err(code) => return code,
     };
+    let (entries, guarded) = match expand_cells(entries, &args.matrix) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    let suite_mode = found.len() > 1 || args.paths.iter().any(|p| p.is_dir()) || entries.len() + guarded.len() > 1;
     let selection =
         crate::suite::Selection { tags: args.tags.clone(), filter: args.filter.clone(), partition: args.partition };
-    let (entries, skipped) = crate::suite::select(entries, &selection);
+    let (entries, mut skipped) = crate::suite::select(entries, &selection);
+    skipped.extend(guarded);
     for s in &skipped {
         eprintln!("SKIP         {} ({}): {}", s.name, s.path.display(), s.reason);
     }
@@ -235,6 +244,64 @@ fn parse_entries(found: Vec<crate::suite::Found>, no_faults: bool) -> Result<Vec
     } else {
         Ok(entries)
     }
+}
+
+/// `KEY=VALUE` for `--matrix`.
+fn parse_cell_filter(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        }
+        _ => Err(format!("`{text}` is not KEY=VALUE, e.g. engine=sqlite")),
+    }
+}
+
+/// One entry per matrix cell (named `NAME[engine=sqlite]`), keeping the cells
+/// `--matrix` selects; guarded-out parts print a one-line skip, and a scenario
+/// guarded out of a cell is skipped with its reason. A `--matrix` key that
+/// no selected scenario has is a usage error (exit 3).
+fn expand_cells(
+    entries: Vec<crate::suite::Entry>,
+    filters: &[(String, String)],
+) -> Result<(Vec<crate::suite::Entry>, Vec<crate::suite::Skip>), u8> {
+    for (key, value) in filters {
+        let known = entries.iter().any(|e| e.scenario.matrix.get(key).is_some_and(|vs| vs.contains(value)));
+        if !known {
+            eprintln!("shakedown: --matrix {key}={value}: no scenario has a matrix dimension `{key}` with the value `{value}`");
+            return Err(EXIT_USAGE);
+        }
+    }
+    let (mut out, mut skipped) = (Vec::new(), Vec::new());
+    for e in entries {
+        let cells = e.scenario.cells();
+        let single = cells.len() == 1 && e.scenario.matrix.is_empty();
+        for cell in cells {
+            let wanted = filters.iter().all(|(k, v)| cell.get(k).is_none_or(|have| have == v));
+            let name = if single {
+                e.scenario.name.clone()
+            } else {
+                format!("{}[{}]", e.scenario.name, shakedown_spec::cell_name(&cell))
+            };
+            if !wanted {
+                continue;
+            }
+            match e.scenario.for_cell(&cell) {
+                Ok((mut scenario, notes)) => {
+                    for note in notes {
+                        eprintln!("SKIP         {name}: {note}");
+                    }
+                    scenario.name = name;
+                    out.push(crate::suite::Entry { scenario, ..e.clone() });
+                }
+                Err(why) => skipped.push(crate::suite::Skip {
+                    name,
+                    path: e.path.clone(),
+                    reason: format!("guarded out of this cell: {why}"),
+                }),
+            }
+        }
+    }
+    Ok((out, skipped))
 }
 
 /// Loads the profile for each scenario's directory, fails (exit 3) naming

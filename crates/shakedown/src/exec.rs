@@ -252,7 +252,7 @@ pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
     let meta = RunMeta {
         scenario: s.name.clone(),
         seed,
-        matrix: Default::default(),
+        matrix: s.cell.clone(),
         started_at,
         duration_ms: u64::try_from(out.elapsed.as_millis()).unwrap_or(u64::MAX),
         run_dir: run_dir.display().to_string(),

@@ -11,6 +11,7 @@ mod etcd;
 mod faults;
 mod library;
 mod logs;
+mod matrix;
 mod profiles;
 mod proxy;
 mod suites;
