@@ -8,7 +8,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 use crate::service::BugSwitch;
-use crate::{bank, counter, ids, kv, queue, repl};
+use crate::{bank, counter, ids, kv, lock, queue, repl};
 
 /// Small services with bug switches, for shakedown's own tests and quick start.
 #[derive(Debug, Parser)]
@@ -34,6 +34,10 @@ pub enum Service {
     /// HTTP kv API on a primary whose writes wait for an in-process replica's
     /// ack over a TCP link to --peer; reads come from the replica. In memory.
     Repl(ReplArgs),
+    /// HTTP lease server over a directory that a primary and a backup share.
+    Lock(lock::LockArgs),
+    /// Client of the lock servers: an update callback that fails over between endpoints.
+    LockClient(lock::LockClientArgs),
 }
 
 /// Where a service listens and keeps its data.
@@ -194,6 +198,8 @@ pub fn main() -> ExitCode {
         Service::Repl(args) => {
             runtime.block_on(repl::run(args.listen, args.repl_listen, args.config())).map_err(|e| e.to_string())
         }
+        Service::Lock(args) => runtime.block_on(lock::run(args.listen, args.config())).map_err(|e| e.to_string()),
+        Service::LockClient(args) => args.run().map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,8 +5,10 @@
 //! run it in-process: [`kv`] (key-value and sets), [`queue`] (a job queue over
 //! a pluggable [`queue::Store`] engine), [`ids`] (unique ids), [`counter`]
 //! (increments with idempotency keys), [`bank`] (transfers between
-//! accounts) and [`repl`] (a primary with an in-process read replica fed over
-//! a TCP link a fault proxy can break; in memory). The others are durable by default
+//! accounts), [`repl`] (a primary with an in-process read replica fed over
+//! a TCP link a fault proxy can break; in memory), [`lock`] (lease servers
+//! sharing one data directory, a primary and a backup, and a client that
+//! fails over between them). The others are durable by default
 //! through one append-only JSON-lines log each. [`main`] is the
 //! `shakedown-testbed` binary's entry point (`shakedown-testbed kv --listen
 //! 127.0.0.1:8080 --data DIR [--bug lost-write] [--bug stale-read]`).
@@ -37,6 +39,7 @@ pub mod counter;
 pub mod ids;
 mod journal;
 pub mod kv;
+pub mod lock;
 mod log;
 pub mod queue;
 pub mod repl;

@@ -4,6 +4,7 @@ mod bank;
 mod counter;
 mod ids;
 mod kv;
+mod lock;
 mod queue;
 mod repl;
 mod support;
