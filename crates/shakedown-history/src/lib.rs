@@ -23,6 +23,7 @@ mod event;
 pub mod import;
 pub mod logs;
 mod ops;
+pub mod state;
 
 pub use codec::{read_jsonl, write_jsonl, DecodeError};
 pub use event::{

@@ -33,6 +33,7 @@ pub mod plan;
 pub mod pools;
 pub mod recorder;
 mod run;
+pub mod snapshot;
 pub mod supervisor;
 pub mod workload;
 

@@ -68,6 +68,8 @@ pub struct RunOutput {
     /// Problems that did not stop the run (a failed heal, say).
     pub errors: Vec<String>,
     pub elapsed: Duration,
+    /// The state checks' snapshots (final, and before/after idempotency rounds).
+    pub states: Vec<shakedown_history::state::Snapshot>,
 }
 
 /// Kills every tracked process group on drop, whatever path leaves `run`.
@@ -86,6 +88,7 @@ struct Run<'a> {
     logs: Vec<Arc<LogSink>>,
     errors: Vec<String>,
     start: Instant,
+    states: Vec<shakedown_history::state::Snapshot>,
 }
 
 /// Runs the scenario; never panics on a misbehaving system or environment.
@@ -94,7 +97,7 @@ pub async fn run(s: &Scenario, opts: RunOptions) -> RunOutput {
     let header = Header::new(&s.name, opts.seed);
     let recorder = Arc::new(Recorder::new(header, opts.completed.clone()));
     let start = recorder.start();
-    let mut r = Run { s, opts, recorder, logs: Vec::new(), errors: Vec::new(), start };
+    let mut r = Run { s, opts, recorder, logs: Vec::new(), errors: Vec::new(), start, states: Vec::new() };
     let end = r.drive().await;
     r.finish(end)
 }
@@ -117,6 +120,7 @@ impl Run<'_> {
             services,
             errors: self.errors,
             elapsed: self.start.elapsed(),
+            states: self.states,
         }
     }
 
@@ -317,6 +321,27 @@ impl Run<'_> {
             let labels: Vec<String> = s.finally.iter().map(|f| f.get_ref().clone()).collect();
             if self.or_cancel(w.run_finally(&labels)).await.is_none() {
                 return RunEnd::Interrupted;
+            }
+        }
+        // State checks: final snapshots, then each idempotent check's rounds between a before and an after.
+        use shakedown_spec::CheckKind::Idempotent;
+        for c in s.check.iter().filter(|c| c.kind.reads_state()) {
+            let states = async {
+                if c.kind != Idempotent {
+                    return crate::snapshot::take(&ctx, c, "final").await;
+                }
+                let mut states = crate::snapshot::take(&ctx, c, "before").await;
+                for _ in 0..c.n_rounds() {
+                    if let Some(w) = &workload {
+                        w.run_finally(&c.round_labels()).await;
+                    }
+                }
+                states.extend(crate::snapshot::take(&ctx, c, "after").await);
+                states
+            };
+            match self.or_cancel(states).await {
+                None => return RunEnd::Interrupted,
+                Some(states) => self.states.extend(states),
             }
         }
         RunEnd::Completed

@@ -6,6 +6,7 @@
 
 use crate::fault::{DiskSpec, FaultSpec, LinkSpec, NetworkSpec};
 use crate::matrix::Guard;
+use crate::state::{FieldEditSpec, StateSource};
 use crate::template::Template;
 use crate::values::{Dur, Pattern, ResultSpec, ValueTemplate};
 use serde::Deserialize;
@@ -333,6 +334,23 @@ pub enum CheckKind {
     LogSpacing,
     /// No entry matches (panics, say).
     LogAbsent,
+    /// The `state` of every actor in `actors` is equal, `ignore`d columns
+    /// and keys aside; the differences are listed.
+    Converge,
+    /// Counts (the last column of each row, keyed by the others) are equal across actors.
+    EventCounts,
+    /// `rounds` more runs of the `round` actions change no actor's state.
+    Idempotent,
+    /// A column (`field`) strictly increases per actor; gaps allowed.
+    Sequence,
+    /// In each actor's events, a create precedes every other op on the same entity.
+    CausalOrder,
+    /// Each actor's final state holds every entity it created (its `pool` captures).
+    OwnWrites,
+    /// Declared `edits` of different fields all survive in every actor's state.
+    FieldMerge,
+    /// A query's rows equal `rows`, or there are none (`empty = true`).
+    Sql,
 }
 
 impl CheckKind {
@@ -352,6 +370,14 @@ impl CheckKind {
             CheckKind::LogSequence => "log-sequence",
             CheckKind::LogSpacing => "log-spacing",
             CheckKind::LogAbsent => "log-absent",
+            CheckKind::Converge => "converge",
+            CheckKind::EventCounts => "event-counts",
+            CheckKind::Idempotent => "idempotent",
+            CheckKind::Sequence => "sequence",
+            CheckKind::CausalOrder => "causal-order",
+            CheckKind::OwnWrites => "own-writes",
+            CheckKind::FieldMerge => "field-merge",
+            CheckKind::Sql => "sql",
         }
     }
 
@@ -369,7 +395,30 @@ impl CheckKind {
             CheckKind::LogSequence => &["steps"],
             CheckKind::LogSpacing => &["entry", "min", "max"],
             CheckKind::LogAbsent => &["entry"],
+            CheckKind::Converge => &["state", "actors", "ignore", "entity"],
+            CheckKind::EventCounts => &["state", "actors"],
+            CheckKind::Idempotent => &["state", "actors", "ignore", "entity", "rounds", "round"],
+            CheckKind::Sequence => &["state", "actors", "field"],
+            CheckKind::CausalOrder => &["state", "actors", "entity", "op", "order", "creates"],
+            CheckKind::OwnWrites => &["state", "actors", "entity", "pool"],
+            CheckKind::FieldMerge => &["state", "actors", "entity", "edits"],
+            CheckKind::Sql => &["state", "actors", "rows", "empty"],
         }
+    }
+
+    /// Whether the kind reads state snapshots (and so needs `state`).
+    pub fn reads_state(self) -> bool {
+        matches!(
+            self,
+            CheckKind::Converge
+                | CheckKind::EventCounts
+                | CheckKind::Idempotent
+                | CheckKind::Sequence
+                | CheckKind::CausalOrder
+                | CheckKind::OwnWrites
+                | CheckKind::FieldMerge
+                | CheckKind::Sql
+        )
     }
 }
 
@@ -417,11 +466,51 @@ pub struct CheckSpec {
     /// log-spacing: the least and most time between consecutive entries.
     pub min: Option<Dur>,
     pub max: Option<Dur>,
+    /// State checks: where each actor's state is read from.
+    pub state: Option<Spanned<StateSource>>,
+    /// State checks: whose state (default: every actor when `state` names
+    /// `{actor.*}`, else one state owned by no actor, shown as `-`).
+    pub actors: Option<Spanned<Vec<String>>>,
+    /// converge, idempotent: columns (rows) or object keys (JSON, at any depth) left out.
+    pub ignore: Option<Spanned<Vec<String>>>,
+    /// The column (rows) or object key (JSON array elements) naming the
+    /// entity a row is about (default: the first column, or `id`).
+    pub entity: Option<Spanned<String>>,
+    /// idempotent: how many more rounds (default 3).
+    pub rounds: Option<Spanned<u32>>,
+    /// idempotent: the actions (labels) one round runs, in order, e.g. `["sync"]`.
+    pub round: Option<Spanned<Vec<String>>>,
+    /// sequence: the column or JSON key that must strictly increase.
+    pub field: Option<Spanned<String>>,
+    /// causal-order: the column or key holding the operation (`create`, `update`, ...).
+    pub op: Option<Spanned<String>>,
+    /// causal-order: the column or key events are ordered by (default: row order).
+    pub order: Option<Spanned<String>>,
+    /// causal-order: the op values that create an entity (default `["create"]`).
+    pub creates: Option<Spanned<Vec<String>>>,
+    /// own-writes: the pool whose captures (by actor) are the entities each actor created.
+    pub pool: Option<Spanned<String>>,
+    /// field-merge: the edits that must all survive.
+    pub edits: Option<Spanned<Vec<FieldEditSpec>>>,
+    /// sql: the rows the query must return, in order.
+    pub rows: Option<Spanned<Vec<Vec<serde_json::Value>>>>,
+    /// sql: the query must return no rows.
+    pub empty: Option<Spanned<bool>>,
 }
 
 impl CheckSpec {
     pub fn label(&self) -> &str {
         self.name.as_deref().unwrap_or(self.kind.as_str())
+    }
+
+    /// idempotent: the action labels one round runs (default `["sync"]`).
+    pub fn round_labels(&self) -> Vec<String> {
+        self.round.as_ref().map_or_else(|| vec!["sync".to_string()], |r| r.get_ref().clone())
+    }
+
+    /// idempotent: how many more rounds run (default 3).
+    pub fn n_rounds(&self) -> u32 {
+        self.rounds.as_ref().map_or(3, |r| *r.get_ref())
     }
 
     /// The f-name keys that are set, with their key names.
@@ -453,6 +542,20 @@ impl CheckSpec {
         keys.extend(self.entry.as_ref().map(|e| ("entry", e.span())));
         keys.extend(self.min.map(|_| ("min", 0..0)));
         keys.extend(self.max.map(|_| ("max", 0..0)));
+        keys.extend(self.state.as_ref().map(|v| ("state", v.span())));
+        keys.extend(self.actors.as_ref().map(|v| ("actors", v.span())));
+        keys.extend(self.ignore.as_ref().map(|v| ("ignore", v.span())));
+        keys.extend(self.entity.as_ref().map(|v| ("entity", v.span())));
+        keys.extend(self.rounds.as_ref().map(|v| ("rounds", v.span())));
+        keys.extend(self.round.as_ref().map(|v| ("round", v.span())));
+        keys.extend(self.field.as_ref().map(|v| ("field", v.span())));
+        keys.extend(self.op.as_ref().map(|v| ("op", v.span())));
+        keys.extend(self.order.as_ref().map(|v| ("order", v.span())));
+        keys.extend(self.creates.as_ref().map(|v| ("creates", v.span())));
+        keys.extend(self.pool.as_ref().map(|v| ("pool", v.span())));
+        keys.extend(self.edits.as_ref().map(|v| ("edits", v.span())));
+        keys.extend(self.rows.as_ref().map(|v| ("rows", v.span())));
+        keys.extend(self.empty.as_ref().map(|v| ("empty", v.span())));
         keys
     }
 }

@@ -549,6 +549,124 @@ impl<'a> Validator<'a> {
             self.err_near("\"bank\"".into(), format!("check `{label}` needs `total`, the sum every read must show"));
         }
         self.log_check(c, &label);
+        self.state_check(c, &label);
+    }
+
+    /// The state checks: a `state` source, actors, round actions, pools and
+    /// the keys each kind cannot do without.
+    fn state_check(&mut self, c: &CheckSpec, label: &str) {
+        let near = format!("\"{}\"", c.kind.as_str());
+        if !c.kind.reads_state() {
+            return;
+        }
+        match &c.state {
+            None => self.err_near(
+                near.clone(),
+                format!("check `{label}` needs `state`, e.g. `state = {{ sqlite = \"{{actor.home}}/db.sqlite\", query = \"SELECT * FROM t ORDER BY id\" }}`"),
+            ),
+            Some(state) => self.state_source(label, c.kind, state),
+        }
+        let twins = self.s.check.iter().filter(|o| o.kind.reads_state() && o.label() == label).count();
+        if twins > 1 {
+            self.err_near(near.clone(), format!("two state checks are named `{label}`; give one a distinct `name`"));
+        }
+        if let Some(actors) = &c.actors {
+            let names: BTreeSet<&str> = if self.s.actor.is_empty() {
+                ["client"].into()
+            } else {
+                self.s.actor.keys().map(String::as_str).collect()
+            };
+            for a in actors.get_ref().iter().filter(|a| !names.contains(a.as_str())) {
+                let msg =
+                    format!("check `{label}` names actor `{a}`, which is not defined; {}", one_of("actors", &names));
+                self.err(actors.span(), msg);
+            }
+        }
+        self.state_kind_keys(c, label, &near);
+    }
+
+    fn state_source(&mut self, label: &str, kind: CheckKind, state: &Spanned<crate::StateSource>) {
+        let src = state.get_ref();
+        if src.n_kinds() != 1 {
+            let msg = format!(
+                "check `{label}`: `state` needs exactly one of `sqlite`, `command`, `tree` (found {})",
+                src.n_kinds()
+            );
+            self.err(state.span(), msg);
+        }
+        if src.sqlite.is_some() != src.query.is_some() {
+            self.err(state.span(), format!("check `{label}`: `state` needs `sqlite` and `query` together"));
+        }
+        if src.command.as_ref().is_some_and(Vec::is_empty) {
+            self.err(
+                state.span(),
+                format!("check `{label}`: `state.command` is empty; expected the program and its arguments"),
+            );
+        }
+        if kind == CheckKind::Sql && src.sqlite.is_none() {
+            self.err(
+                state.span(),
+                format!("check `{label}`: kind `sql` reads `state = {{ sqlite = ..., query = ... }}`"),
+            );
+        }
+        for t in src.templates() {
+            self.vars(state.span(), t, Ctx::Actor);
+        }
+    }
+
+    fn state_kind_keys(&mut self, c: &CheckSpec, label: &str, near: &str) {
+        let need = |key: &str, example: &str| format!("check `{label}` needs `{key}`, e.g. `{key} = {example}`");
+        match c.kind {
+            CheckKind::Sequence if c.field.is_none() => self.err_near(near.into(), need("field", "\"server_seq\"")),
+            CheckKind::CausalOrder if c.entity.is_none() || c.op.is_none() => self.err_near(
+                near.into(),
+                format!(
+                    "check `{label}` needs `entity` and `op`, the columns naming each event's entity and operation"
+                ),
+            ),
+            CheckKind::OwnWrites => match &c.pool {
+                None => self.err_near(near.into(), need("pool", "\"ids\"")),
+                Some(p) => self.pool(p.span(), p.get_ref()),
+            },
+            CheckKind::FieldMerge if c.edits.as_ref().is_none_or(|e| e.get_ref().is_empty()) => self.err_near(
+                near.into(),
+                need("edits", "[{ actor = \"alice\", entity = 1, field = \"title\", value = \"x\" }]"),
+            ),
+            CheckKind::Sql => {
+                let empty = c.empty.as_ref().is_some_and(|e| *e.get_ref());
+                if empty == c.rows.is_some() {
+                    self.err_near(
+                        near.into(),
+                        format!("check `{label}` needs either `rows = [[...]]` or `empty = true`"),
+                    );
+                }
+            }
+            CheckKind::Idempotent => self.idempotent_keys(c, label, near),
+            _ => {}
+        }
+    }
+
+    fn idempotent_keys(&mut self, c: &CheckSpec, label: &str, near: &str) {
+        if let Some(r) = c.rounds.as_ref().filter(|r| *r.get_ref() == 0 || *r.get_ref() > 100) {
+            self.err(r.span(), format!("check `{label}`: `rounds` is {}; expected 1 to 100", r.get_ref()));
+        }
+        let labels: BTreeSet<&str> = self.s.action.iter().map(|a| a.label()).collect();
+        match &c.round {
+            Some(round) => {
+                for a in round.get_ref().iter().filter(|a| !labels.contains(a.as_str())) {
+                    let msg = format!("check `{label}`: `round` names action `{a}`, which is not defined; {}", one_of("actions", &labels));
+                    self.err(round.span(), msg);
+                }
+                if round.get_ref().is_empty() {
+                    self.err(round.span(), format!("check `{label}`: `round` is empty; expected the actions of one round, e.g. [\"sync\"]"));
+                }
+            }
+            None if !labels.contains("sync") => self.err_near(
+                near.into(),
+                format!("check `{label}` needs `round`, the actions one round runs (no action is labelled `sync`, the default)"),
+            ),
+            None => {}
+        }
     }
 
     fn log_check(&mut self, c: &CheckSpec, label: &str) {
