@@ -127,26 +127,6 @@ pub fn checks_for(s: &Scenario) -> Vec<(String, Box<dyn Check>)> {
         .collect()
 }
 
-/// The results of `check` steps: each named check run on the history as it
-/// stood when the step ran, named `NAME@K` for the K-th checkpoint.
-fn checkpoints(s: &Scenario, history: &History, logs: &Logs) -> Vec<CheckResult> {
-    let all = checks_for(s);
-    let mut out = Vec::new();
-    let marks = history.events.iter().filter_map(|e| match &e.kind {
-        EventKind::Service(ev) if ev.service == SCRIPT && ev.event == "check" => Some((e.index, ev.detail.clone()?)),
-        _ => None,
-    });
-    for (k, (index, name)) in marks.enumerate() {
-        let Some((_, check)) = all.iter().find(|(n, _)| *n == name) else { continue };
-        let prefix = History { header: history.header.clone(), events: history.events[..index as usize].to_vec() };
-        let mut r = check.check(&CheckInput::new(&prefix).with_logs(logs));
-        shakedown_check::linear::explain(&mut r, &prefix);
-        r.name = format!("{name}@{}", k + 1);
-        out.push(r);
-    }
-    out
-}
-
 /// Stands in for the state checks until they are wired: always unknown.
 struct NotWired(&'static str);
 
@@ -157,6 +137,15 @@ impl Check for NotWired {
 
     fn check(&self, _: &CheckInput<'_>) -> CheckResult {
         CheckResult::new(self.0, Verdict::Unknown, "state checks are not wired yet", serde_json::json!({}))
+    }
+}
+
+fn log_match(m: &LogMatchSpec) -> LogMatch {
+    LogMatch {
+        source: m.source.as_ref().map(|s| s.get_ref().clone()),
+        level: m.level.clone(),
+        message: m.matches.as_ref().map(|p| p.regex.clone()),
+        fields: m.fields.clone(),
     }
 }
 
