@@ -8,7 +8,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 use crate::service::BugSwitch;
-use crate::{bank, counter, ids, kv, lock, queue, repl};
+use crate::{bank, counter, ids, kv, lock, queue, repl, sync};
 
 /// Small services with bug switches, for shakedown's own tests and quick start.
 #[derive(Debug, Parser)]
@@ -38,6 +38,10 @@ pub enum Service {
     Lock(lock::LockArgs),
     /// Client of the lock servers: an update callback that fails over between endpoints.
     LockClient(lock::LockClientArgs),
+    /// HTTP action-log server for the sync clients, in DIR/sync.db.
+    SyncServer(sync::SyncServerArgs),
+    /// Offline-first client with SQLite state at --db: change entities, push, pull, merge.
+    SyncClient(sync::SyncClientArgs),
 }
 
 /// Where a service listens and keeps its data.
@@ -200,6 +204,8 @@ pub fn main() -> ExitCode {
         }
         Service::Lock(args) => runtime.block_on(lock::run(args.listen, args.config())).map_err(|e| e.to_string()),
         Service::LockClient(args) => args.run().map_err(|e| e.to_string()),
+        Service::SyncServer(args) => runtime.block_on(sync::run(args.listen, args.config())).map_err(|e| e.to_string()),
+        Service::SyncClient(args) => args.run().map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

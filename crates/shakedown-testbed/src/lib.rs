@@ -8,7 +8,8 @@
 //! accounts), [`repl`] (a primary with an in-process read replica fed over
 //! a TCP link a fault proxy can break; in memory), [`lock`] (lease servers
 //! sharing one data directory, a primary and a backup, and a client that
-//! fails over between them). The others are durable by default
+//! fails over between them) and [`sync`] (an action-log server and an
+//! offline-first client CLI with SQLite state). The others are durable by default
 //! through one append-only JSON-lines log each. [`main`] is the
 //! `shakedown-testbed` binary's entry point (`shakedown-testbed kv --listen
 //! 127.0.0.1:8080 --data DIR [--bug lost-write] [--bug stale-read]`).
@@ -44,6 +45,7 @@ mod log;
 pub mod queue;
 pub mod repl;
 mod service;
+pub mod sync;
 
 pub use journal::JournalError;
 pub use log::Logger;

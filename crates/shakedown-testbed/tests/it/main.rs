@@ -8,3 +8,4 @@ mod lock;
 mod queue;
 mod repl;
 mod support;
+mod sync;
