@@ -45,6 +45,7 @@ pub mod read_your_writes;
 pub mod set;
 pub mod set_full;
 pub mod stats;
+pub mod steps;
 pub mod total_queue;
 pub mod unexpected;
 pub mod unique_ids;

@@ -34,7 +34,9 @@ pub mod pools;
 pub mod recorder;
 mod run;
 pub mod snapshot;
+pub mod steps;
 pub mod supervisor;
+pub mod triggers;
 pub mod workload;
 
 pub use client::{Client, Operation, Outcome, Rendered};

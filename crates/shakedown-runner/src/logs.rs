@@ -105,8 +105,26 @@ impl LogSink {
 /// `MAX_LINE_BYTES` is pushed in pieces, so memory stays bounded whatever the
 /// process prints.
 pub async fn pump(sink: std::sync::Arc<LogSink>, stream: &'static str, reader: impl AsyncRead + Unpin) {
+    pump_keep(sink, stream, reader, 0).await;
+}
+
+/// [`pump`], also returning the first `keep_bytes` of the output (lines as pushed).
+pub async fn pump_keep(
+    sink: std::sync::Arc<LogSink>,
+    stream: &'static str,
+    reader: impl AsyncRead + Unpin,
+    keep_bytes: usize,
+) -> String {
     let mut reader = BufReader::new(reader);
     let mut line: Vec<u8> = Vec::new();
+    let mut kept = String::new();
+    let mut push = |line: &[u8]| {
+        let text = String::from_utf8_lossy(line);
+        if kept.len() < keep_bytes {
+            kept.push_str(&text);
+        }
+        sink.push(stream, &text);
+    };
     loop {
         let chunk = match reader.fill_buf().await {
             Ok([]) | Err(_) => break,
@@ -120,13 +138,14 @@ pub async fn pump(sink: std::sync::Arc<LogSink>, stream: &'static str, reader: i
         line.extend_from_slice(&chunk[..n]);
         reader.consume(n);
         if (ends_line && n == take) || line.len() == MAX_LINE_BYTES {
-            sink.push(stream, &String::from_utf8_lossy(&line));
+            push(&line);
             line.clear();
         }
     }
     if !line.is_empty() {
-        sink.push(stream, &String::from_utf8_lossy(&line));
+        push(&line);
     }
+    kept
 }
 
 #[cfg(test)]

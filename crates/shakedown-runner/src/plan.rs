@@ -223,7 +223,7 @@ pub fn service(
 }
 
 /// The env an actor's commands and driver run with.
-fn actor_env(ctx: &Context, s: &Scenario, actor: &ActorCtx) -> Result<Vec<(String, String)>, PlanError> {
+pub fn actor_env(ctx: &Context, s: &Scenario, actor: &ActorCtx) -> Result<Vec<(String, String)>, PlanError> {
     let client_env = s.client.as_ref().map(|c| c.env.clone()).unwrap_or_default();
     let mut env = render_env(ctx, &client_env, &mut Scope { actor: Some(actor), ..Scope::default() })?;
     env.extend(actor.env.iter().cloned());

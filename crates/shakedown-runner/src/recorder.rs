@@ -103,6 +103,11 @@ impl Recorder {
         fault_id
     }
 
+    /// How many fault windows have opened so far.
+    pub fn faults_started(&self) -> u64 {
+        self.next_fault_id.load(Ordering::Relaxed)
+    }
+
     pub fn fault_end(&self, fault_id: u64, fault: &str, target: &str, detail: Option<String>) {
         let e = FaultEvent { fault_id, phase: FaultPhase::End, fault: fault.into(), target: target.into(), detail };
         self.push(EventKind::Fault(e));

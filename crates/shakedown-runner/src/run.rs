@@ -12,7 +12,9 @@ use crate::faults::Nemesis;
 use crate::logs::LogSink;
 use crate::plan::{self, mkdir, PlanError};
 use crate::recorder::Recorder;
+use crate::steps::Script;
 use crate::supervisor::{kill_all_groups, Service};
+use crate::triggers::{log_format, Triggers};
 use crate::workload::{Limits, Workload};
 use shakedown_history::{Header, History};
 use shakedown_spec::Scenario;
@@ -291,15 +293,37 @@ impl Run<'_> {
                 longest + Duration::from_secs(5),
             ))
         });
-        let nemesis = Arc::new(Nemesis::new(services.clone(), env, self.recorder.clone(), self.opts.seed));
+        let triggers = Arc::new(Triggers::new(self.opts.completed.clone()));
+        for (name, svc) in services {
+            triggers.add_log(svc.log.clone(), log_format(s, name));
+        }
+        let mut nemesis = Nemesis::new(services.clone(), env, self.recorder.clone(), self.opts.seed);
+        nemesis.triggers = Some(triggers.clone());
+        let nemesis = Arc::new(nemesis);
         let stop_flag = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = watch::channel(false);
         let faults = s.fault.clone();
         let nem = nemesis.clone();
         let fault_task = tokio::spawn(async move { nem.run(&faults, stop_rx).await });
+        let script = (!s.step.is_empty()).then(|| {
+            let mut script = Script::new(
+                Arc::new(s.clone()),
+                ctx.clone(),
+                services.clone(),
+                nemesis.clone(),
+                workload.clone(),
+                self.recorder.clone(),
+                triggers.clone(),
+                self.opts.run_dir.join("logs"),
+            );
+            script.limits = limits;
+            Arc::new(script)
+        });
         let main = async {
-            match &workload {
-                Some(w) if !s.action.is_empty() => w.run(limits, stop_flag.clone()).await,
+            match (&script, &workload) {
+                // A failed step is recorded in the history; the checks judge it.
+                (Some(script), _) => drop(script.run(&s.step).await),
+                (None, Some(w)) if !s.action.is_empty() => w.run(limits, stop_flag.clone()).await,
                 _ => tokio::time::sleep(limits.duration.unwrap_or_default()).await,
             }
         };

@@ -128,6 +128,15 @@ impl Workload {
         }
     }
 
+    /// Runs the action labelled `label` once as the actor at `actor_index`, as a
+    /// fresh process whose RNG is stream `stream` of the seed.
+    pub async fn run_one(&self, label: &str, actor_index: usize, stream: u64) {
+        let Some(i) = self.actions.iter().position(|a| a.label() == label) else { return };
+        let actor_index = actor_index.min(self.ctx.actors.len().saturating_sub(1));
+        let mut w = Worker { process: self.fresh_process(), actor_index, rng: stream_rng(self.ctx.seed, stream) };
+        self.one_op(&mut w, i).await;
+    }
+
     /// One operation; false when it was skipped.
     async fn one_op(&self, w: &mut Worker, action_index: usize) -> bool {
         let action = &self.actions[action_index];

@@ -84,6 +84,11 @@ impl FaultKind {
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     pub kind: FaultKind,
+    /// A name `fault` and `heal` steps refer to; a named fault with no
+    /// schedule is injected only by steps.
+    pub name: Option<Spanned<String>>,
+    /// Fire once, when this trigger holds (a log line, N operations, a phase).
+    pub when: Option<Spanned<crate::step::TriggerSpec>>,
     /// Matrix guards: the fault is injected only in matching cells.
     pub only: Option<crate::matrix::Guard>,
     pub except: Option<crate::matrix::Guard>,

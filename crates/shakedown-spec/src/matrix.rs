@@ -79,8 +79,21 @@ impl Scenario {
         s.action.retain(|a| keep(format!("action `{}`", a.label()), a.only.as_ref(), a.except.as_ref()));
         s.fault.retain(|f| keep(format!("fault `{}`", f.kind.as_str()), f.only.as_ref(), f.except.as_ref()));
         s.check.retain(|c| keep(format!("check `{}`", c.label()), c.only.as_ref(), c.except.as_ref()));
+        retain_steps(&mut s.step, &mut |st: &crate::StepSpec| {
+            keep(format!("step `{}`", st.label()), st.only.as_ref(), st.except.as_ref())
+        });
         s.cell = cell.clone();
         Ok((s, skipped))
+    }
+}
+
+/// Drops the steps `keep` refuses, at every depth.
+fn retain_steps(steps: &mut Vec<crate::StepSpec>, keep: &mut impl FnMut(&crate::StepSpec) -> bool) {
+    steps.retain(|st| keep(st));
+    for st in steps.iter_mut() {
+        for nested in [&mut st.parallel, &mut st.steps].into_iter().flatten() {
+            retain_steps(nested, keep);
+        }
     }
 }
 

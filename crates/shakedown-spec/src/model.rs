@@ -85,6 +85,10 @@ pub struct Scenario {
     pub fault: Vec<FaultSpec>,
     #[serde(default)]
     pub check: Vec<CheckSpec>,
+    /// A scripted sequence run instead of the random workload (a `workload`
+    /// step runs that inside it).
+    #[serde(default)]
+    pub step: Vec<crate::step::StepSpec>,
 }
 
 /// A command run once before any service starts.

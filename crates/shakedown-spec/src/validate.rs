@@ -14,6 +14,9 @@ pub const MODELS: &[&str] =
     &["register", "cas-register", "kv", "mutex", "set", "fifo-queue", "unordered-queue", "counter"];
 use std::ops::Range;
 
+#[path = "validate_steps.rs"]
+mod steps;
+
 /// Where a template is used, which decides the placeholders it may hold.
 #[derive(Clone, Copy)]
 enum Ctx<'a> {
@@ -58,6 +61,7 @@ fn run_validator(s: &Scenario) -> Validator<'_> {
     v.client_and_actions();
     s.fault.iter().for_each(|f| v.fault(f));
     s.check.iter().for_each(|c| v.check(c));
+    v.steps();
     v
 }
 
@@ -83,7 +87,8 @@ impl<'a> Validator<'a> {
             .into_iter()
             .chain(self.s.action.iter().flat_map(|a| [(&a.only, "only"), (&a.except, "except")]))
             .chain(self.s.fault.iter().flat_map(|f| [(&f.only, "only"), (&f.except, "except")]))
-            .chain(self.s.check.iter().flat_map(|c| [(&c.only, "only"), (&c.except, "except")]));
+            .chain(self.s.check.iter().flat_map(|c| [(&c.only, "only"), (&c.except, "except")]))
+            .chain(self.s.step.iter().flat_map(|s| s.walk()).flat_map(|s| [(&s.only, "only"), (&s.except, "except")]));
         let mut problems = Vec::new();
         for (guard, word) in guards {
             for (key, values) in guard.iter().flat_map(|g| g.0.iter()) {
@@ -260,7 +265,8 @@ impl<'a> Validator<'a> {
             self.action(client.kind, a);
         }
         let total: u64 = self.s.action.iter().map(|a| u64::from(a.weight.unwrap_or(1))).sum();
-        if !self.s.action.is_empty() && total == 0 {
+        // With a script, zero-weight actions are run by `action` steps.
+        if !self.s.action.is_empty() && total == 0 && self.s.step.is_empty() {
             self.err_near(
                 "[[action]]".into(),
                 "every action has weight 0; expected at least one with a positive weight",
@@ -372,16 +378,22 @@ impl<'a> Validator<'a> {
 
     fn fault(&mut self, f: &'a FaultSpec) {
         self.fault_targets(f);
-        match (&f.at, &f.every) {
-            (Some(_), Some(every)) => {
+        match (&f.at, &f.every, &f.when) {
+            (Some(_), Some(every), _) => {
                 self.err(every.span(), "a fault has both `at` and `every`; expected one schedule")
             }
-            (None, None) => self.err(
+            (Some(_), None, Some(when)) | (None, Some(_), Some(when)) => {
+                self.err(when.span(), "a fault has both a schedule and `when`; expected one")
+            }
+            (None, None, None) if f.name.is_none() => self.err(
                 f.target.span(),
-                "a fault needs a schedule: `at = [\"3s\"]` (fixed) or `every = \"4s\"` (drawn from the seed)",
+                "a fault needs a schedule: `at = [\"3s\"]` (fixed), `every = \"4s\"` (drawn from the seed), `when = { ... }` (a trigger), or a `name` that `fault` steps inject",
             ),
-            (None, Some(every)) if every.get_ref().0.is_zero() => self.err(every.span(), "`every` must be above 0"),
+            (None, Some(every), _) if every.get_ref().0.is_zero() => self.err(every.span(), "`every` must be above 0"),
             _ => {}
+        }
+        if let Some(when) = &f.when {
+            self.trigger(when.span(), when.get_ref());
         }
         let kind = f.kind.as_str();
         for key in f.set_keys() {
@@ -696,11 +708,10 @@ impl<'a> Validator<'a> {
         let matches = c.steps.iter().flat_map(|s| s.get_ref().iter()).chain(c.entry.as_ref().map(|e| e.get_ref()));
         for source in matches.filter_map(|m| m.source.as_ref()) {
             let name = source.get_ref();
-            let known = self.s.service.contains_key(name) || name.starts_with("driver-") || name == "build";
-            if !known {
+            if !self.log_source_known(name) {
                 let names = self.s.service.keys().map(String::as_str).collect();
                 let msg = format!(
-                    "log source `{name}` is not a service (or `driver-ACTOR`, `build`); {}",
+                    "log source `{name}` is not a service (or an actor, an exec step's `log`, `driver-ACTOR`, `build`); {}",
                     one_of("services", &names)
                 );
                 self.err(source.span(), msg);

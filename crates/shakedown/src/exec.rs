@@ -3,16 +3,18 @@
 use crate::rundir;
 use shakedown_check::linear::LinearizableCheck;
 use shakedown_check::log::{LogAbsentCheck, LogSequenceCheck, LogSpacingCheck};
+use shakedown_check::steps::{StepsCheck, SCRIPT};
 use shakedown_check::{
     BankCheck, Check, CheckInput, CheckResult, CounterCheck, Delivery, MonotonicCheck, ReadYourWritesCheck, SetCheck,
     SetFullCheck, StatsCheck, TotalQueueCheck, UnexpectedCheck, UniqueIdsCheck, Verdict,
 };
-use shakedown_history::logs::{parse_captured, LogFormat, LogMatch, Logs};
-use shakedown_history::History;
+use shakedown_history::logs::{parse_captured, Logs};
+use shakedown_history::{EventKind, History};
 use shakedown_report::{Report, RunMeta};
+use shakedown_runner::triggers::log_match;
 use shakedown_runner::{Client, RunEnd, RunOptions};
 use shakedown_spec::Spanned;
-use shakedown_spec::{CheckKind, LogFormatName, LogMatchSpec, Scenario};
+use shakedown_spec::{CheckKind, Scenario};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -124,7 +126,28 @@ pub fn checks_for(s: &Scenario) -> Vec<(String, Box<dyn Check>)> {
             };
             (c.label().to_string(), check)
         })
+        .chain((!s.step.is_empty()).then(|| ("steps".to_string(), Box::new(StepsCheck::default()) as Box<dyn Check>)))
         .collect()
+}
+
+/// The results of `check` steps: each named check run on the history as it
+/// stood when the step ran, named `NAME@K` for the K-th checkpoint.
+fn checkpoints(s: &Scenario, history: &History, logs: &Logs) -> Vec<CheckResult> {
+    let all = checks_for(s);
+    let mut out = Vec::new();
+    let marks = history.events.iter().filter_map(|e| match &e.kind {
+        EventKind::Service(ev) if ev.service == SCRIPT && ev.event == "check" => Some((e.index, ev.detail.clone()?)),
+        _ => None,
+    });
+    for (k, (index, name)) in marks.enumerate() {
+        let Some((_, check)) = all.iter().find(|(n, _)| *n == name) else { continue };
+        let prefix = History { header: history.header.clone(), events: history.events[..index as usize].to_vec() };
+        let mut r = check.check(&CheckInput::new(&prefix).with_logs(logs));
+        shakedown_check::linear::explain(&mut r, &prefix);
+        r.name = format!("{name}@{}", k + 1);
+        out.push(r);
+    }
+    out
 }
 
 /// Stands in for the state checks until they are wired: always unknown.
@@ -140,15 +163,6 @@ impl Check for NotWired {
     }
 }
 
-fn log_match(m: &LogMatchSpec) -> LogMatch {
-    LogMatch {
-        source: m.source.as_ref().map(|s| s.get_ref().clone()),
-        level: m.level.clone(),
-        message: m.matches.as_ref().map(|p| p.regex.clone()),
-        fields: m.fields.clone(),
-    }
-}
-
 /// The run's captured output as log entries: each `logs/NAME.log`, parsed
 /// with its service's `log_format` (plain for drivers and builds).
 pub fn read_logs(s: &Scenario, run_dir: &std::path::Path) -> Logs {
@@ -160,15 +174,7 @@ pub fn read_logs(s: &Scenario, run_dir: &std::path::Path) -> Logs {
     for path in files {
         let Some(source) = path.file_stem().map(|n| n.to_string_lossy().into_owned()) else { continue };
         let Ok(text) = std::fs::read_to_string(&path) else { continue };
-        let format = match s.service.get(&source) {
-            Some(svc) => match (&svc.log_regex, svc.log_format) {
-                (Some(re), _) => LogFormat::Regex(re.regex.clone()),
-                (None, Some(LogFormatName::Json)) => LogFormat::Json,
-                (None, Some(LogFormatName::Logfmt)) => LogFormat::Logfmt,
-                _ => LogFormat::Plain,
-            },
-            None => LogFormat::Plain,
-        };
+        let format = shakedown_runner::triggers::log_format(s, &source);
         entries.extend(parse_captured(&text, &source, &format, None));
     }
     Logs::new(entries)
@@ -238,6 +244,7 @@ pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
                     shakedown_check::vacuity::guard_during_faults(result, &out.history, min_ok);
                 }
             }
+            results.extend(checkpoints(s, &out.history, &logs));
             results
         }
         // A fault this machine cannot inject: every check is unknown, never passed.

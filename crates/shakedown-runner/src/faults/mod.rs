@@ -6,6 +6,7 @@ mod env;
 use crate::environment::Environment;
 use crate::recorder::Recorder;
 use crate::supervisor::Service;
+use crate::triggers::Triggers;
 use crate::workload::stream_rng;
 use nix::sys::signal::Signal;
 use rand::Rng;
@@ -26,6 +27,10 @@ pub struct Nemesis {
     /// Faults on one target never overlap: each holds its target's lock
     /// (services by name, links as `link:NAME`, partitions as `network`).
     locks: BTreeMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Where `when` triggers are watched; faults with `when` never fire without it.
+    pub triggers: Option<Arc<Triggers>>,
+    /// Services a step stopped on purpose: heal leaves them down.
+    held_down: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Nemesis {
@@ -39,7 +44,7 @@ impl Nemesis {
             services.keys().map(|k| (k.clone(), Arc::default())).collect();
         locks.extend(env.links.keys().map(|k| (format!("link:{k}"), Arc::default())));
         locks.insert("network".into(), Arc::default());
-        Nemesis { services, env, recorder, seed, locks }
+        Nemesis { services, env, recorder, seed, locks, triggers: None, held_down: Default::default() }
     }
 
     /// Runs every fault schedule until `stop` turns true; each fault in progress
@@ -61,7 +66,14 @@ impl Nemesis {
     async fn schedule(&self, index: usize, spec: FaultSpec, start: Instant, mut stop: watch::Receiver<bool>) {
         // Stream numbers above the workers' keep fault draws independent of the workload's.
         let mut rng = stream_rng(self.seed, (1 << 32) + index as u64);
-        let targets: Vec<String> = spec.target.get_ref().0.clone();
+        if let Some(when) = &spec.when {
+            self.when_triggered(index, &spec, when.get_ref(), &mut rng, &mut stop).await;
+            return;
+        }
+        if spec.at.is_none() && spec.every.is_none() {
+            // A named fault without a schedule: only `fault` steps inject it.
+            return;
+        }
         let mut at_list: Vec<Duration> =
             spec.at.as_ref().map(|a| a.get_ref().iter().map(|d| d.0).collect()).unwrap_or_default();
         at_list.sort();
@@ -81,19 +93,57 @@ impl Nemesis {
             if sleep_or_stop(when.saturating_duration_since(Instant::now()), &mut stop).await {
                 return;
             }
-            if spec.kind == FaultKind::Partition {
-                self.partition(&spec, &targets, &mut rng, &mut stop).await;
-            } else if spec.kind.target() == FaultTarget::Link {
-                let target = &targets[rng.gen_range(0..targets.len())];
-                self.link_fault(&spec, target, index, &mut stop).await;
-            } else if matches!(spec.kind, FaultKind::Clock | FaultKind::DiskFull) {
-                let target = &targets[rng.gen_range(0..targets.len())];
-                self.service_env_fault(&spec, target, &mut stop).await;
-            } else {
-                let target = &targets[rng.gen_range(0..targets.len())];
-                self.apply(spec.kind, target, spec.duration.map(|d| d.0), &mut stop).await;
-            }
+            self.fire(index, &spec, &mut rng, &mut stop).await;
             last = Instant::now();
+        }
+    }
+
+    /// Waits for the fault's trigger, then fires it once; a trigger that
+    /// never comes is recorded as a skipped fault.
+    async fn when_triggered(
+        &self,
+        index: usize,
+        spec: &FaultSpec,
+        when: &shakedown_spec::TriggerSpec,
+        rng: &mut rand_chacha::ChaCha8Rng,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let Some(triggers) = &self.triggers else { return };
+        let armed = triggers.arm();
+        let fired = tokio::select! {
+            r = triggers.wait(when, &armed) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match fired {
+            Ok(()) => self.fire(index, spec, rng, stop).await,
+            Err(why) => {
+                let target = spec.target.get_ref().0.join(",");
+                self.recorder.service(&target, "fault skipped", false, Some(format!("{}: {why}", spec.kind.as_str())));
+            }
+        }
+    }
+
+    /// Fires one fault once: a target drawn from the seed (or the nodes of a
+    /// partition), held for its `for` (or until `stop`), then healed.
+    pub async fn fire(
+        &self,
+        index: usize,
+        spec: &FaultSpec,
+        rng: &mut rand_chacha::ChaCha8Rng,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let targets: &[String] = &spec.target.get_ref().0;
+        if spec.kind == FaultKind::Partition {
+            self.partition(spec, targets, rng, stop).await;
+            return;
+        }
+        let target = &targets[rng.gen_range(0..targets.len())];
+        if spec.kind.target() == FaultTarget::Link {
+            self.link_fault(spec, target, index, stop).await;
+        } else if matches!(spec.kind, FaultKind::Clock | FaultKind::DiskFull) {
+            self.service_env_fault(spec, target, stop).await;
+        } else {
+            self.apply(spec.kind, target, spec.duration.map(|d| d.0), stop).await;
         }
     }
 
@@ -140,11 +190,24 @@ impl Nemesis {
         self.recorder.fault_end(id, kind.as_str(), target, detail);
     }
 
-    /// Resumes paused services and starts stopped ones, so final reads see a
-    /// whole system; undoes every environment fault still in effect.
+    /// Marks a service as stopped by a step (`down`), so heal leaves it down,
+    /// or as started again.
+    pub fn hold_down(&self, service: &str, down: bool) {
+        let mut held = self.held_down.lock().unwrap_or_else(|p| p.into_inner());
+        if down {
+            held.insert(service.to_string());
+        } else {
+            held.remove(service);
+        }
+    }
+
+    /// Resumes paused services and starts stopped ones (except those a step
+    /// stopped), so final reads see a whole system; undoes every environment
+    /// fault still in effect.
     pub async fn heal(&self) -> Vec<String> {
         let mut problems = self.env.heal().await;
-        for (name, svc) in &self.services {
+        let held_down = self.held_down.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (name, svc) in self.services.iter().filter(|(n, _)| !held_down.contains(*n)) {
             if svc.is_paused() {
                 svc.resume();
             }

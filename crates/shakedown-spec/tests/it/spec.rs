@@ -53,7 +53,7 @@ fn base_scenario_is_valid() {
 #[test]
 fn unknown_key_is_located() {
     check_err(|t| t.replace("clients = 2", "clientz = 2"), "3:1", "unknown key `clientz`");
-    check_err(|t| t.replace("kind = \"kill\"", "kind = \"kill\"\nwhen = 3"), "27:1", "unknown key `when`");
+    check_err(|t| t.replace("kind = \"kill\"", "kind = \"kill\"\nwhence = 3"), "27:1", "unknown key `whence`");
 }
 
 #[test]

@@ -14,4 +14,5 @@ mod logs;
 mod matrix;
 mod profiles;
 mod proxy;
+mod steps;
 mod suites;
