@@ -23,7 +23,8 @@ pub struct Cli {
 pub enum Service {
     /// HTTP key-value and set service persisted to DIR/kv.log.
     Kv(KvArgs),
-    /// HTTP job queue (enqueue, claim with a 5 s lease, complete) persisted to DIR/queue.log.
+    /// HTTP job queue (enqueue with unique keys, claim with a 5 s lease, complete, cancel)
+    /// in DIR/queue.log, in memory, or in DIR/queue.sqlite (--engine).
     Queue(QueueArgs),
     /// HTTP unique-id service reserving blocks of ids in DIR/ids.log.
     Ids(IdsArgs),
@@ -68,6 +69,14 @@ pub struct KvArgs {
 pub struct QueueArgs {
     #[command(flatten)]
     pub endpoint: Endpoint,
+    /// Storage engine: file (DIR/queue.log), memory (nothing on disk) or
+    /// sqlite (DIR/queue.sqlite, shareable by several queue processes).
+    #[arg(long, value_name = "ENGINE", default_value = "file", value_parser = choice_parser(queue::Engine::ALL, queue::Engine::name))]
+    pub engine: queue::Engine,
+    /// Build to run: new migrates a sqlite database to schema v2 (unique keys);
+    /// old never migrates, uses only v1 columns and refuses unique keys (400).
+    #[arg(long, value_name = "BUILD", default_value = "new", value_parser = choice_parser(queue::Build::ALL, queue::Build::name))]
+    pub build: queue::Build,
     /// Bug switch to turn on; repeat for several.
     #[arg(long = "bug", value_name = "NAME", value_parser = bug_parser::<queue::Bug>())]
     pub bugs: Vec<queue::Bug>,
@@ -133,6 +142,15 @@ fn bug_parser<B: BugSwitch>() -> impl TypedValueParser<Value = B> {
     PossibleValuesParser::new(B::ALL.iter().map(|bug| bug.name())).try_map(|name| B::parse(&name))
 }
 
+/// Accepts exactly the names of `all`; clap's error lists them otherwise.
+fn choice_parser<T>(all: &'static [T], name: fn(T) -> &'static str) -> impl TypedValueParser<Value = T>
+where
+    T: Copy + Send + Sync + std::str::FromStr + 'static,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    PossibleValuesParser::new(all.iter().map(move |&value| name(value))).try_map(|text| text.parse::<T>())
+}
+
 impl KvArgs {
     fn config(&self) -> kv::Config {
         let config = kv::Config::new(&self.endpoint.data);
@@ -142,7 +160,7 @@ impl KvArgs {
 
 impl QueueArgs {
     fn config(&self) -> queue::Config {
-        let config = queue::Config::new(&self.endpoint.data);
+        let config = queue::Config::new(&self.endpoint.data).with_engine(self.engine).with_build(self.build);
         self.bugs.iter().fold(config, |c, &bug| c.with_bug(bug))
     }
 }
@@ -281,10 +299,11 @@ mod tests {
             bugs.iter().for_each(|bug| args.extend(["--bug", bug]));
             parse(&args).unwrap().service
         };
-        let Service::Queue(args) = with("queue", &["lost-on-kill", "double-claim"]) else {
+        let Service::Queue(args) = with("queue", &["lost-on-kill", "double-claim", "broken-stats-query"]) else {
             panic!("not queue");
         };
         assert_eq!(args.config().bugs.into_iter().collect::<Vec<_>>(), queue::Bug::ALL);
+        assert_eq!((args.config().engine, args.config().build), (queue::Engine::File, queue::Build::New));
         let Service::Ids(args) = with("ids", &["repeat-after-restart", "clock-ids"]) else {
             panic!("not ids");
         };
@@ -304,6 +323,26 @@ mod tests {
         let config = args.config();
         assert_eq!((config.accounts, config.initial), (5, 100));
         assert_eq!(config.bugs.into_iter().collect::<Vec<_>>(), bank::Bug::ALL);
+    }
+
+    #[test]
+    fn parses_queue_engine_and_build() {
+        let base = ["queue", "--listen", "127.0.0.1:9", "--data", "/d"];
+        let parsed = |extra: &[&str]| {
+            let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+            parse(&args).map(|cli| match cli.service {
+                Service::Queue(args) => args.config(),
+                other => panic!("not queue: {other:?}"),
+            })
+        };
+        let config = parsed(&["--engine", "sqlite", "--build", "old"]).unwrap();
+        assert_eq!((config.engine, config.build), (queue::Engine::Sqlite, queue::Build::Old));
+        assert_eq!(parsed(&["--engine", "memory"]).unwrap().engine, queue::Engine::Memory);
+        for bad in [["--engine", "postgres"], ["--build", "newest"]] {
+            let err = parsed(&bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidValue, "{bad:?}");
+            assert!(err.to_string().contains("sqlite") || err.to_string().contains("old"), "{err}");
+        }
     }
 
     #[test]
