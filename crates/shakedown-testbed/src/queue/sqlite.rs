@@ -249,7 +249,7 @@ impl Store for SqliteStore {
     fn enqueue(&self, job: NewJob) -> Result<Enqueued, StoreError> {
         self.write(|conn| match (&job.key, self.options.build) {
             (Some(key), Build::New) => insert_keyed(conn, &job.payload, key),
-            (Some(_), Build::Old) => Err(StoreError::BadRow("the old build has no unique keys".into())),
+            (Some(_), Build::Old) => Err(StoreError::KeysNeedNewBuild),
             (None, _) => {
                 conn.execute("INSERT INTO jobs (payload) VALUES (?1)", [&job.payload])?;
                 Ok(Enqueued::Added(job_id(conn.last_insert_rowid())?))
@@ -309,16 +309,18 @@ impl Store for SqliteStore {
     }
 
     fn payloads(&self, state: JobState, now: Instant) -> Result<Vec<String>, StoreError> {
-        let filter = match state {
-            JobState::Pending => CLAIMABLE,
-            JobState::Claimed => "(state = 'claimed' AND claimed_until_ms > ?1)",
-            JobState::Done => "(state = 'done' AND ?1 IS NOT NULL)",
-            JobState::Cancelled => "(state = 'cancelled' AND ?1 IS NOT NULL)",
+        // Pending and claimed depend on the lease, so only their filters take the time (?1).
+        let (filter, at_time) = match state {
+            JobState::Pending => (CLAIMABLE, true),
+            JobState::Claimed => ("(state = 'claimed' AND claimed_until_ms > ?1)", true),
+            JobState::Done => ("state = 'done'", false),
+            JobState::Cancelled => ("state = 'cancelled'", false),
         };
         let sql = format!("SELECT payload FROM jobs WHERE {filter} ORDER BY id");
+        let now_ms = at_time.then(|| wall_ms(now));
         self.read(|conn| {
             let mut statement = conn.prepare(&sql)?;
-            let rows = statement.query_map([wall_ms(now)], |row| row.get::<_, String>(0))?;
+            let rows = statement.query_map(rusqlite::params_from_iter(now_ms), |row| row.get::<_, String>(0))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
     }
@@ -342,5 +344,45 @@ impl Store for SqliteStore {
         }
         conn.execute_batch("COMMIT")?;
         Ok(self.n_buffered.swap(0, Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(build: Build) -> SqliteOptions {
+        SqliteOptions { build, lease: Duration::from_secs(5), buffered: false, broken_stats: false }
+    }
+
+    #[test]
+    fn the_new_build_migrates_once_and_keeps_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, opened) = SqliteStore::open(dir.path(), options(Build::Old)).unwrap();
+        assert_eq!(opened, Opened { schema_version: 1, migrated: false });
+        assert_eq!(old.enqueue(NewJob::plain("a")).unwrap(), Enqueued::Added(JobId(1)));
+        assert!(matches!(old.enqueue(NewJob::keyed("b", "k")), Err(StoreError::KeysNeedNewBuild)));
+        let (new, opened) = SqliteStore::open(dir.path(), options(Build::New)).unwrap();
+        assert_eq!(opened, Opened { schema_version: 2, migrated: true });
+        let (_, opened) = SqliteStore::open(dir.path(), options(Build::New)).unwrap();
+        assert_eq!(opened, Opened { schema_version: 2, migrated: false }, "a second open does not migrate again");
+        let (_, opened) = SqliteStore::open(dir.path(), options(Build::Old)).unwrap();
+        assert_eq!(opened, Opened { schema_version: 2, migrated: false });
+        assert_eq!(new.payloads(JobState::Pending, Instant::now()).unwrap(), ["a"]);
+        assert_eq!(new.enqueue(NewJob::keyed("b", "k")).unwrap(), Enqueued::Added(JobId(2)));
+        assert_eq!(new.enqueue(NewJob::keyed("c", "k")).unwrap(), Enqueued::Duplicate(JobId(2)));
+        assert_eq!(old.live_job_with_key("k").unwrap(), None, "the old build never reads the v2 column");
+    }
+
+    #[test]
+    fn a_broken_stats_query_is_an_error_naming_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let broken = SqliteOptions { broken_stats: true, ..options(Build::New) };
+        let (store, _) = SqliteStore::open(dir.path(), broken).unwrap();
+        let err = store.stats(Instant::now()).unwrap_err().to_string();
+        assert!(err.starts_with("query sqlite: no such column: lease_expires_at"), "{err}");
+        let (store, _) = SqliteStore::open(dir.path(), options(Build::New)).unwrap();
+        let stats = store.stats(Instant::now()).unwrap().unwrap();
+        assert_eq!(stats, Stats { engine: "sqlite", pending: 0, claimed: 0, done: 0, cancelled: 0 });
     }
 }

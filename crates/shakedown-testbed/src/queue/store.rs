@@ -120,6 +120,8 @@ pub enum StoreError {
     OpenSqlite { path: std::path::PathBuf, source: rusqlite::Error },
     #[error("read the sqlite job table: {0}")]
     BadRow(String),
+    #[error("store a unique key: the old build's schema (v1) has no unique keys")]
+    KeysNeedNewBuild,
 }
 
 /// A queue storage engine. Every method is atomic on its own; methods may
