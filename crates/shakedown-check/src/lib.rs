@@ -12,6 +12,8 @@
 //!   the ok nor the fail mapping.
 //! - [`SetCheck`] (`set`): acknowledged adds must be in the final read; nothing
 //!   else may be.
+//! - [`state`]: checks on actors' state snapshots (`converge`, `event-counts`,
+//!   `idempotent`, `sequence`, `causal-order`, `own-writes`, `field-merge`, `sql`).
 //!
 //! ```
 //! use serde_json::json;
@@ -44,6 +46,7 @@ pub mod monotonic;
 pub mod read_your_writes;
 pub mod set;
 pub mod set_full;
+pub mod state;
 pub mod stats;
 pub mod steps;
 pub mod total_queue;
@@ -102,15 +105,22 @@ pub struct CheckInput<'a> {
     pub history: &'a History,
     /// The services' and actors' parsed output, when it was captured.
     pub logs: Option<&'a shakedown_history::logs::Logs>,
+    /// The state checks' snapshots, when states were taken.
+    pub states: Option<&'a [shakedown_history::state::Snapshot]>,
 }
 
 impl<'a> CheckInput<'a> {
     pub fn new(history: &'a History) -> CheckInput<'a> {
-        CheckInput { history, logs: None }
+        CheckInput { history, logs: None, states: None }
     }
 
     pub fn with_logs(mut self, logs: &'a shakedown_history::logs::Logs) -> CheckInput<'a> {
         self.logs = Some(logs);
+        self
+    }
+
+    pub fn with_states(mut self, states: &'a [shakedown_history::state::Snapshot]) -> CheckInput<'a> {
+        self.states = Some(states);
         self
     }
 }

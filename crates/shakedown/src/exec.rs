@@ -3,6 +3,10 @@
 use crate::rundir;
 use shakedown_check::linear::LinearizableCheck;
 use shakedown_check::log::{LogAbsentCheck, LogSequenceCheck, LogSpacingCheck};
+use shakedown_check::state::{
+    CausalOrderCheck, ConvergeCheck, EventCountsCheck, FieldEdit, FieldMergeCheck, IdempotentCheck, OwnWritesCheck,
+    SequenceCheck, SqlCheck,
+};
 use shakedown_check::steps::{StepsCheck, SCRIPT};
 use shakedown_check::{
     BankCheck, Check, CheckInput, CheckResult, CounterCheck, Delivery, MonotonicCheck, ReadYourWritesCheck, SetCheck,
@@ -13,6 +17,7 @@ use shakedown_history::{EventKind, History};
 use shakedown_report::{Report, RunMeta};
 use shakedown_runner::triggers::log_match;
 use shakedown_runner::{Client, RunEnd, RunOptions};
+use shakedown_spec::CheckSpec;
 use shakedown_spec::Spanned;
 use shakedown_spec::{CheckKind, Scenario};
 use std::path::PathBuf;
@@ -122,7 +127,7 @@ pub fn checks_for(s: &Scenario) -> Vec<(String, Box<dyn Check>)> {
                 CheckKind::LogAbsent => Box::new(LogAbsentCheck {
                     matcher: c.entry.as_ref().map(|e| log_match(e.get_ref())).unwrap_or_default(),
                 }),
-                k => Box::new(NotWired(k.as_str())),
+                _ => state_check(s, c),
             };
             (c.label().to_string(), check)
         })
@@ -150,17 +155,48 @@ fn checkpoints(s: &Scenario, history: &History, logs: &Logs) -> Vec<CheckResult>
     out
 }
 
-/// Stands in for the state checks until they are wired: always unknown.
-struct NotWired(&'static str);
-
-impl Check for NotWired {
-    fn kind(&self) -> &'static str {
-        self.0
+/// A state check (`c.kind.reads_state()`), reading the snapshots taken for its label.
+fn state_check(s: &Scenario, c: &CheckSpec) -> Box<dyn Check> {
+    let label = c.label().to_string();
+    let strings = |v: &Option<Spanned<Vec<String>>>| v.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
+    let entity = pointer(&c.entity);
+    match c.kind {
+        CheckKind::Converge => Box::new(ConvergeCheck { label, ignore: strings(&c.ignore), entity }),
+        CheckKind::EventCounts => Box::new(EventCountsCheck { label }),
+        CheckKind::Idempotent => Box::new(IdempotentCheck { label, ignore: strings(&c.ignore), entity }),
+        CheckKind::Sequence => Box::new(SequenceCheck { label, field: pointer(&c.field).unwrap_or_default() }),
+        CheckKind::CausalOrder => Box::new(CausalOrderCheck {
+            label,
+            entity: entity.unwrap_or_default(),
+            op: pointer(&c.op).unwrap_or_default(),
+            order: pointer(&c.order),
+            creates: c.creates.as_ref().map_or_else(|| vec!["create".to_string()], |v| v.get_ref().clone()),
+        }),
+        CheckKind::OwnWrites => Box::new(OwnWritesCheck { label, fs: pool_fs(s, c), entity }),
+        CheckKind::FieldMerge => Box::new(FieldMergeCheck {
+            label,
+            entity,
+            edits: c
+                .edits
+                .iter()
+                .flat_map(|e| e.get_ref())
+                .map(|e| FieldEdit {
+                    actor: e.actor.clone(),
+                    entity: e.entity.clone(),
+                    field: e.field.clone(),
+                    value: e.value.clone(),
+                })
+                .collect(),
+        }),
+        CheckKind::Sql => Box::new(SqlCheck { label, rows: c.rows.as_ref().map(|r| r.get_ref().clone()) }),
+        other => unreachable!("{} is not a state check", other.as_str()),
     }
+}
 
-    fn check(&self, _: &CheckInput<'_>) -> CheckResult {
-        CheckResult::new(self.0, Verdict::Unknown, "state checks are not wired yet", serde_json::json!({}))
-    }
+/// own-writes: the f names of the actions that capture into the check's pool.
+fn pool_fs(s: &Scenario, c: &CheckSpec) -> Vec<String> {
+    let pool = c.pool.as_ref().map(|p| p.get_ref().as_str());
+    s.action.iter().filter(|a| a.capture.is_some() && a.capture.as_deref() == pool).map(|a| a.f.clone()).collect()
 }
 
 /// The run's captured output as log entries: each `logs/NAME.log`, parsed
@@ -235,8 +271,10 @@ pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
         // A run that never finished its workload has no history worth judging.
         RunEnd::Completed => {
             let logs = read_logs(s, &run_dir);
-            let mut results =
-                shakedown_check::run_checks(&checks_for(s), &CheckInput::new(&out.history).with_logs(&logs));
+            let mut results = shakedown_check::run_checks(
+                &checks_for(s),
+                &CheckInput::new(&out.history).with_logs(&logs).with_states(&out.states),
+            );
             results.iter_mut().for_each(|r| shakedown_check::linear::explain(r, &out.history));
             for (result, spec) in results.iter_mut().zip(&s.check) {
                 // Without faults (`--no-faults`, say) there are no windows to cover.
@@ -282,6 +320,8 @@ pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
     };
     let report = Report::build(meta, &out.history, checks);
     rundir::write_outputs(&run_dir, &out.history, &report)
+        .map_err(|source| Error::RunDir { path: run_dir.display().to_string(), source })?;
+    rundir::write_states(&run_dir, &out.states)
         .map_err(|source| Error::RunDir { path: run_dir.display().to_string(), source })?;
     Ok(Finished { report, history: out.history, run_dir, end: out.end })
 }

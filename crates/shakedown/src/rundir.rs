@@ -1,4 +1,5 @@
-//! The run directory: resolved scenario, history, logs, report.json, junit.xml.
+//! The run directory: resolved scenario, history, logs, report.json, junit.xml,
+//! and states.json (the state checks' snapshots).
 
 use shakedown_history::History;
 use shakedown_report::Report;
@@ -54,6 +55,15 @@ pub fn write_outputs(run_dir: &Path, history: &History, report: &Report) -> std:
     report.write_json(&run_dir.join("report.json")).map_err(std::io::Error::other)?;
     shakedown_report::write_junit(report, &run_dir.join("junit.xml")).map_err(std::io::Error::other)?;
     Ok(())
+}
+
+/// Writes `states.json`, the state checks' snapshots, when there are any.
+pub fn write_states(run_dir: &Path, states: &[shakedown_history::state::Snapshot]) -> std::io::Result<()> {
+    if states.is_empty() {
+        return Ok(());
+    }
+    let text = serde_json::to_string_pretty(states).map_err(std::io::Error::other)?;
+    std::fs::write(run_dir.join("states.json"), text + "\n")
 }
 
 #[cfg(test)]
