@@ -49,8 +49,9 @@ bug_switches! {
         /// durable and made durable only every [`Config::flush_period`]: a
         /// SIGKILL loses recently acknowledged jobs; a graceful shutdown
         /// flushes. `file`: the log is written by a background flush; `sqlite`:
-        /// changes go into one open transaction that the flush commits;
-        /// `memory`: no effect, it keeps nothing on disk anyway.
+        /// changes go into one open transaction that the flush commits (other
+        /// processes sharing the file wait for its lock meanwhile, up to the
+        /// 5 s busy timeout); `memory`: no effect, it keeps nothing on disk anyway.
         LostOnKill = "lost-on-kill",
     }
 }
