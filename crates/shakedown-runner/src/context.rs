@@ -16,6 +16,9 @@ pub struct ServiceCtx {
     pub dir: PathBuf,
     /// Its address: 127.0.0.1, or its own network namespace's.
     pub host: String,
+    /// Its stop profile, for `{stop.drain}` and `{stop.shutdown}`.
+    pub stop_drain: std::time::Duration,
+    pub stop_shutdown: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +41,8 @@ pub struct Context {
     pub links: BTreeMap<String, u16>,
     /// The matrix cell this run covers.
     pub matrix: BTreeMap<String, String>,
+    /// Every `[version.*]` table, rendered: version -> name -> binary.
+    pub versions: BTreeMap<String, BTreeMap<String, String>>,
     seq: AtomicU64,
 }
 
@@ -62,6 +67,8 @@ pub struct Scope<'a, 'b> {
     pub service: Option<&'a str>,
     pub actor: Option<&'a ActorCtx>,
     pub op: Option<&'a mut OpScope<'b>>,
+    /// The version `{bin.NAME}` comes from, instead of the cell's (upgrades).
+    pub version: Option<&'a str>,
 }
 
 /// A JSON value as template text: strings bare, everything else as JSON.
@@ -88,6 +95,7 @@ impl Context {
             actors,
             links: BTreeMap::new(),
             matrix: BTreeMap::new(),
+            versions: BTreeMap::new(),
             seq: AtomicU64::new(0),
         }
     }
@@ -142,6 +150,17 @@ impl Context {
             Var::ActorName => scope.actor.ok_or_else(unavailable)?.name.clone(),
             Var::ActorHome => scope.actor.ok_or_else(unavailable)?.home.display().to_string(),
             Var::Env(name) => std::env::var(name).map_err(|_| format!("environment variable `{name}` is not set"))?,
+            Var::Bin(name) => {
+                let version =
+                    scope.version.or(self.matrix.get("version").map(String::as_str)).ok_or_else(unavailable)?;
+                let bins = self.versions.get(version).ok_or_else(|| format!("no version `{version}`"))?;
+                bins.get(name).ok_or_else(|| format!("version `{version}` names no binary `{name}`"))?.clone()
+            }
+            Var::StopDrain | Var::StopShutdown => {
+                let svc = scope.service.and_then(|s| self.services.get(s)).ok_or_else(unavailable)?;
+                let d = if matches!(var, Var::StopDrain) { svc.stop_drain } else { svc.stop_shutdown };
+                humantime::format_duration(d).to_string()
+            }
             Var::Seq => self.seq.fetch_add(1, Ordering::Relaxed).to_string(),
             Var::Value => value_text(scope.op.as_ref().and_then(|o| o.value).ok_or_else(unavailable)?),
             Var::ValuePath(path) => {

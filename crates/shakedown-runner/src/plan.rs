@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(2);
 pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
@@ -83,11 +82,14 @@ pub fn context(
         let dir = run_dir.join("services").join(&name);
         mkdir(&dir)?;
         let host = hosts.get(&name).cloned().unwrap_or_else(|| "127.0.0.1".to_string());
-        services.insert(name, ServiceCtx { ports, dir, host });
+        let stop = s.service.get(&name).map(|svc| svc.stop.clone()).unwrap_or_default();
+        let (stop_drain, stop_shutdown) = (stop.drain(), stop.shutdown());
+        services.insert(name, ServiceCtx { ports, dir, host, stop_drain, stop_shutdown });
     }
     let mut ctx = Context::new(run_dir.to_path_buf(), scenario_dir.to_path_buf(), seed, services, Vec::new());
     ctx.links = ports.links;
     ctx.matrix = s.cell.clone();
+    ctx.versions = versions(&ctx, s)?;
     let names: Vec<String> = if s.actor.is_empty() { vec!["client".into()] } else { s.actor.keys().cloned().collect() };
     let mut actors = Vec::new();
     for name in names {
@@ -100,6 +102,16 @@ pub fn context(
     }
     ctx.actors = actors;
     Ok(ctx)
+}
+
+/// Every `[version.*]` table with its binaries rendered.
+pub fn versions(ctx: &Context, s: &Scenario) -> Result<BTreeMap<String, BTreeMap<String, String>>, PlanError> {
+    let mut out = BTreeMap::new();
+    for (version, bins) in &s.version {
+        let rendered = render_env(ctx, bins, &mut Scope::default())?;
+        out.insert(version.clone(), rendered.into_iter().collect());
+    }
+    Ok(out)
 }
 
 fn render_env(
@@ -175,14 +187,8 @@ pub fn service(
     extras: ServiceExtras,
 ) -> Result<Service, PlanError> {
     let mut scope = Scope { service: Some(name), ..Scope::default() };
-    let mut env = render_env(ctx, &spec.env, &mut scope)?;
-    env.extend(extras.env);
-    let cwd = match &spec.dir {
-        Some(d) => ctx.scenario_dir.join(ctx.render(d, &mut scope)?),
-        None => ctx.services[name].dir.clone(),
-    };
-    let mut process = proc_spec(ctx, &spec.command, env.clone(), cwd.clone(), &mut scope)?;
-    process.namespaces = extras.namespaces.clone();
+    let process = service_process(ctx, name, spec, &extras, None)?;
+
     let ready = spec.ready.clone().unwrap_or_default();
     let probe = if let Some(t) = &ready.tcp {
         let addr = ctx.render(t, &mut scope)?;
@@ -193,9 +199,9 @@ pub fn service(
         Probe::Log(re.clone())
     } else if let Some(cmd) = &ready.exec {
         // The probe runs like the service: same env, directory and namespaces.
-        let mut probe = proc_spec(ctx, cmd, env, cwd, &mut scope)?;
-        probe.namespaces = extras.namespaces;
-        Probe::Exec(probe)
+        let mut argv = ctx.render_all(cmd, &mut scope)?;
+        resolve_program(&mut argv, &ctx.scenario_dir);
+        Probe::Exec(ProcSpec { argv, ..process.clone() })
     } else {
         Probe::None
     };
@@ -216,10 +222,31 @@ pub fn service(
         ready.timeout.map_or(DEFAULT_READY_TIMEOUT, |d| d.0),
         ready.interval.map_or(Duration::from_millis(50), |d| d.0),
         signal,
-        spec.stop.grace.map_or(DEFAULT_GRACE, |d| d.0),
+        spec.stop.grace(),
         Arc::new(log),
         recorder,
     ))
+}
+
+/// A service's process: its command, env and directory rendered (with the
+/// binaries of `version` instead of the cell's, for an upgrade).
+pub fn service_process(
+    ctx: &Context,
+    name: &str,
+    spec: &ServiceSpec,
+    extras: &ServiceExtras,
+    version: Option<&str>,
+) -> Result<ProcSpec, PlanError> {
+    let mut scope = Scope { service: Some(name), version, ..Scope::default() };
+    let mut env = render_env(ctx, &spec.env, &mut scope)?;
+    env.extend(extras.env.iter().cloned());
+    let cwd = match &spec.dir {
+        Some(d) => ctx.scenario_dir.join(ctx.render(d, &mut scope)?),
+        None => ctx.services[name].dir.clone(),
+    };
+    let mut process = proc_spec(ctx, &spec.command, env, cwd, &mut scope)?;
+    process.namespaces = extras.namespaces.clone();
+    Ok(process)
 }
 
 /// The env an actor's commands and driver run with.

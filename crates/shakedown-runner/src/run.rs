@@ -91,6 +91,8 @@ struct Run<'a> {
     errors: Vec<String>,
     start: Instant,
     states: Vec<shakedown_history::state::Snapshot>,
+    /// What upgrade faults swap in, planned with the services.
+    upgrades: BTreeMap<(String, String), crate::supervisor::ProcSpec>,
 }
 
 /// Runs the scenario; never panics on a misbehaving system or environment.
@@ -99,7 +101,16 @@ pub async fn run(s: &Scenario, opts: RunOptions) -> RunOutput {
     let header = Header::new(&s.name, opts.seed);
     let recorder = Arc::new(Recorder::new(header, opts.completed.clone()));
     let start = recorder.start();
-    let mut r = Run { s, opts, recorder, logs: Vec::new(), errors: Vec::new(), start, states: Vec::new() };
+    let mut r = Run {
+        s,
+        opts,
+        recorder,
+        logs: Vec::new(),
+        errors: Vec::new(),
+        start,
+        states: Vec::new(),
+        upgrades: BTreeMap::new(),
+    };
     let end = r.drive().await;
     r.finish(end)
 }
@@ -193,6 +204,10 @@ impl Run<'_> {
             Vec::new(),
         );
         ctx.matrix = self.s.cell.clone();
+        match plan::versions(&ctx, self.s) {
+            Ok(v) => ctx.versions = v,
+            Err(e) => return Some(RunEnd::Failed(e.to_string())),
+        }
         for b in &self.s.build {
             let spec = match plan::build(&ctx, b) {
                 Ok(s) => s,
@@ -222,6 +237,11 @@ impl Run<'_> {
         let mut services = BTreeMap::new();
         for (name, spec) in &self.s.service {
             let extras = plan::ServiceExtras { namespaces: env.namespaces(name), env: env.service_env(name) };
+            for to in self.upgrades_of(name) {
+                let next = plan::service_process(ctx, name, spec, &extras, Some(&to))
+                    .map_err(|e: PlanError| RunEnd::Failed(e.to_string()))?;
+                self.upgrades.insert((name.clone(), to), next);
+            }
             let svc = plan::service(ctx, name, spec, logs_dir, self.start, self.recorder.clone(), extras)
                 .map_err(|e: PlanError| RunEnd::Failed(e.to_string()))?;
             let svc = Arc::new(svc);
@@ -237,6 +257,13 @@ impl Run<'_> {
             }
         }
         Ok(services)
+    }
+
+    /// The versions upgrade faults move `service` to.
+    fn upgrades_of(&self, service: &str) -> Vec<String> {
+        let upgrades = self.s.fault.iter().filter(|f| f.kind == shakedown_spec::FaultKind::Upgrade);
+        let to_service = upgrades.filter(|f| f.target.get_ref().iter().any(|t| t == service));
+        to_service.filter_map(|f| f.to.as_ref().map(|t| t.get_ref().clone())).collect()
     }
 
     async fn workload_phase(
@@ -299,6 +326,7 @@ impl Run<'_> {
         }
         let mut nemesis = Nemesis::new(services.clone(), env, self.recorder.clone(), self.opts.seed);
         nemesis.triggers = Some(triggers.clone());
+        nemesis.upgrades = std::mem::take(&mut self.upgrades);
         let nemesis = Arc::new(nemesis);
         let stop_flag = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = watch::channel(false);

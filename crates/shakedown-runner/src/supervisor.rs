@@ -152,7 +152,8 @@ pub enum ServiceError {
 
 pub struct Service {
     pub name: String,
-    pub proc_spec: ProcSpec,
+    /// What `start` spawns; an upgrade swaps it.
+    proc_spec: Mutex<ProcSpec>,
     pub probe: Probe,
     pub ready_timeout: Duration,
     pub probe_interval: Duration,
@@ -179,7 +180,7 @@ impl Service {
     ) -> Service {
         Service {
             name,
-            proc_spec,
+            proc_spec: Mutex::new(proc_spec),
             probe,
             ready_timeout,
             probe_interval,
@@ -190,6 +191,16 @@ impl Service {
             proc: Mutex::new(None),
             paused: AtomicBool::new(false),
         }
+    }
+
+    /// The process `start` spawns.
+    pub fn proc_spec(&self) -> ProcSpec {
+        self.proc_spec.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces what the next `start` spawns (an upgrade to another binary).
+    pub fn set_proc_spec(&self, spec: ProcSpec) {
+        *self.proc_spec.lock().unwrap_or_else(|p| p.into_inner()) = spec;
     }
 
     pub fn is_running(&self) -> bool {
@@ -208,9 +219,10 @@ impl Service {
     }
 
     fn spawn(&self) -> Result<watch::Receiver<Option<String>>, ServiceError> {
-        let mut cmd = self.proc_spec.command();
+        let spec = self.proc_spec();
+        let mut cmd = spec.command();
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let program = self.proc_spec.argv[0].clone();
+        let program = spec.argv[0].clone();
         let mut child =
             cmd.spawn().map_err(|source| ServiceError::Spawn { service: self.name.clone(), program, source })?;
         let pgid = child.id().map_or(0, |id| id as i32);

@@ -33,6 +33,9 @@ pub enum FaultKind {
     Clock,
     /// Fills a service's `disk` tmpfs, leaving `leave` bytes, for `for`.
     DiskFull,
+    /// Swaps each target service, in order, to the binaries of version `to`
+    /// (`{bin.NAME}`) and restarts it, waiting `for` between nodes.
+    Upgrade,
 }
 
 /// What a fault kind acts on.
@@ -56,6 +59,7 @@ impl FaultKind {
             FaultKind::Partition => "partition",
             FaultKind::Clock => "clock",
             FaultKind::DiskFull => "disk-full",
+            FaultKind::Upgrade => "upgrade",
         }
     }
 
@@ -74,6 +78,7 @@ impl FaultKind {
             FaultKind::Partition => &["mode"],
             FaultKind::Clock => &["offset", "rate"],
             FaultKind::DiskFull => &["leave"],
+            FaultKind::Upgrade => &["to"],
             _ => &[],
         }
     }
@@ -119,6 +124,8 @@ pub struct FaultSpec {
     pub rate: Option<Spanned<f64>>,
     /// disk-full: bytes left free (default 0).
     pub leave: Option<ByteSize>,
+    /// upgrade: the `[version.NAME]` the targets move to.
+    pub to: Option<Spanned<String>>,
 }
 
 impl FaultSpec {
@@ -133,6 +140,7 @@ impl FaultSpec {
             ("offset", self.offset.is_some()),
             ("rate", self.rate.is_some()),
             ("leave", self.leave.is_some()),
+            ("to", self.to.is_some()),
         ];
         set.into_iter().filter(|(_, on)| *on).map(|(k, _)| k).collect()
     }

@@ -42,10 +42,11 @@ pub use toml::Spanned;
 /// Parses and validates a scenario; `origin` names the file in errors.
 pub fn parse(text: &str, origin: &str) -> Result<Scenario, SpecErrors> {
     let fail = |errors| SpecErrors { origin: origin.to_string(), text: Arc::from(text), errors };
-    let scenario: Scenario = toml::from_str(text).map_err(|e| {
+    let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         fail(vec![SpecError::new(span, toml_message(&e))])
     })?;
+    scenario.add_version_dimension();
     let errors: Vec<SpecError> = validate::validate(&scenario).into_iter().map(|e| e.locate(text)).collect();
     if errors.is_empty() {
         Ok(scenario)

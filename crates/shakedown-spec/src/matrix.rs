@@ -44,6 +44,14 @@ pub fn cell_name(cell: &Cell) -> String {
 }
 
 impl Scenario {
+    /// `[version.*]` tables imply a `version` dimension with their names
+    /// (unless the matrix already has one, which validation rejects).
+    pub fn add_version_dimension(&mut self) {
+        if !self.version.is_empty() && !self.matrix.contains_key("version") {
+            self.matrix.insert("version".into(), self.version.keys().cloned().collect());
+        }
+    }
+
     /// Every cell of the matrix, in dimension order; one empty cell without a matrix.
     pub fn cells(&self) -> Vec<Cell> {
         let mut cells = vec![Cell::new()];

@@ -60,6 +60,11 @@ pub struct Scenario {
     pub only: Option<Guard>,
     /// Skip cells matching any of these.
     pub except: Option<Guard>,
+    /// Versions: each `[version.CELL]` names the binaries (`{bin.NAME}`) of
+    /// one cell of the implied `version` matrix dimension, so old and new
+    /// builds run side by side and `upgrade` faults can swap them.
+    #[serde(default)]
+    pub version: BTreeMap<String, BTreeMap<String, Template>>,
     /// The cell this copy of the scenario runs in (set by [`Scenario::for_cell`]).
     #[serde(skip)]
     pub cell: BTreeMap<String, String>,
@@ -170,14 +175,55 @@ pub struct ReadySpec {
     pub interval: Option<Dur>,
 }
 
-/// How a service is stopped: `signal`, then SIGKILL after `grace`.
+/// How a service is stopped: `signal`, then SIGKILL after `grace`. The
+/// profile's `drain` and `shutdown` reach the service's command as
+/// `{stop.drain}` and `{stop.shutdown}`, so its own close timings follow.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StopSpec {
     /// TERM (default), INT, QUIT, HUP or KILL.
     pub signal: Option<Spanned<String>>,
-    /// Default 2s.
+    /// Default: the larger of 2s and drain + shutdown + 1s.
     pub grace: Option<Dur>,
+    /// `fast` (default: drain 200ms, shutdown 100ms, for tests) or
+    /// `production` (drain 8s, shutdown 2s).
+    pub profile: Option<StopProfile>,
+    /// Overrides the profile's drain time.
+    pub drain: Option<Dur>,
+    /// Overrides the profile's shutdown time.
+    pub shutdown: Option<Dur>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StopProfile {
+    #[default]
+    Fast,
+    Production,
+}
+
+impl StopSpec {
+    /// How long the service drains in-flight work before it shuts down.
+    pub fn drain(&self) -> std::time::Duration {
+        self.drain.map(|d| d.0).unwrap_or(match self.profile.unwrap_or_default() {
+            StopProfile::Fast => std::time::Duration::from_millis(200),
+            StopProfile::Production => std::time::Duration::from_secs(8),
+        })
+    }
+
+    /// How long the service's final shutdown may take after draining.
+    pub fn shutdown(&self) -> std::time::Duration {
+        self.shutdown.map(|d| d.0).unwrap_or(match self.profile.unwrap_or_default() {
+            StopProfile::Fast => std::time::Duration::from_millis(100),
+            StopProfile::Production => std::time::Duration::from_secs(2),
+        })
+    }
+
+    /// How long shakedown waits after the stop signal before SIGKILL.
+    pub fn grace(&self) -> std::time::Duration {
+        let profile = self.drain() + self.shutdown() + std::time::Duration::from_secs(1);
+        self.grace.map(|d| d.0).unwrap_or(profile.max(std::time::Duration::from_secs(2)))
+    }
 }
 
 /// A client identity with its own home directory and environment.

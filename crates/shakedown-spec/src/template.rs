@@ -21,7 +21,10 @@ pub enum Var {
     /// `{scenario.dir}`: the directory holding the scenario file.
     ScenarioDir,
     /// `{service.NAME.port}` or `{service.NAME.port.PORT}`.
-    ServicePort { service: String, port: Option<String> },
+    ServicePort {
+        service: String,
+        port: Option<String>,
+    },
     /// `{service.NAME.dir}`.
     ServiceDir(String),
     /// `{service.NAME.host}`: the service's address (its namespace's with
@@ -47,13 +50,21 @@ pub enum Var {
     /// `{target}`: the entity picked from the action's target pool.
     Target,
     /// `{int A..B}` (B excluded) or `{int A..=B}`: an integer drawn from the seed.
-    Int { lo: i64, hi_exclusive: i64 },
+    Int {
+        lo: i64,
+        hi_exclusive: i64,
+    },
     /// `{seq}`: a number unique within the run, increasing.
     Seq,
     /// `{pick POOL}`: an entity drawn from a pool without removing it.
     Pick(String),
     /// `{env.NAME}`: a variable of the environment shakedown runs in.
     Env(String),
+    /// `{bin.NAME}`: the binary `NAME` names in this cell's `[version.CELL]`.
+    Bin(String),
+    /// `{stop.drain}`, `{stop.shutdown}`: the service's stop profile, e.g. "200ms".
+    StopDrain,
+    StopShutdown,
 }
 
 impl Var {
@@ -229,6 +240,9 @@ fn parse_var(inner: &str) -> Result<Var, String> {
         ["target"] => Var::Target,
         ["seq"] => Var::Seq,
         ["env", name] => Var::Env(ident(name)?.to_string()),
+        ["bin", name] => Var::Bin(ident(name)?.to_string()),
+        ["stop", "drain"] => Var::StopDrain,
+        ["stop", "shutdown"] => Var::StopShutdown,
         _ => return Err(format!("unknown placeholder `{{{inner}}}`; expected one of {PLACEHOLDERS}")),
     };
     Ok(var)
@@ -238,7 +252,8 @@ fn parse_var(inner: &str) -> Result<Var, String> {
 pub const PLACEHOLDERS: &str = "{port}, {port.NAME}, {dir}, {run.dir}, {scenario.dir}, \
 {service.NAME.port}, {service.NAME.port.PORT}, {service.NAME.dir}, {service.NAME.host}, {host}, \
 {link.NAME.port}, {matrix.KEY}, {actor.name}, {actor.home}, \
-{seed}, {value}, {value.PATH}, {target}, {seq}, {int A..B}, {pick POOL}, {env.NAME}";
+{seed}, {value}, {value.PATH}, {target}, {seq}, {int A..B}, {pick POOL}, {env.NAME}, {bin.NAME}, \
+{stop.drain}, {stop.shutdown}";
 
 fn ident(s: &str) -> Result<&str, String> {
     let ok = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');

@@ -53,6 +53,7 @@ fn run_validator(s: &Scenario) -> Validator<'_> {
     let pools = s.action.iter().filter_map(|a| a.capture.as_deref()).collect();
     let mut v = Validator { s, errors: Vec::new(), pools, env_refs: BTreeSet::new() };
     v.top_level();
+    v.versions();
     v.matrix();
     s.build.iter().for_each(|b| v.build(b));
     s.service.iter().for_each(|(name, svc)| v.service(name, svc));
@@ -116,6 +117,39 @@ impl<'a> Validator<'a> {
         }
         for (anchor, msg) in problems {
             self.err_near(anchor, msg);
+        }
+    }
+
+    fn versions(&mut self) {
+        let names: Vec<&String> = self.s.version.keys().collect();
+        if let Some(dim) = self.s.matrix.get("version").filter(|_| !names.is_empty()) {
+            if dim.iter().collect::<Vec<_>>() != names {
+                self.err_near(
+                    "[version.".into(),
+                    "`[version.*]` tables make the `version` dimension themselves; remove `version` from `[matrix]`",
+                );
+            }
+        }
+        for (version, bins) in &self.s.version {
+            if !is_name(version) {
+                self.err_near(format!("[version.{version}]"), format!("version name `{version}` is not a name"));
+            }
+            self.templates(bins.values(), Ctx::Build);
+        }
+        for f in self.s.fault.iter().filter(|f| f.kind == FaultKind::Upgrade) {
+            match &f.to {
+                None => self.err(f.target.span(), "an `upgrade` fault needs `to`, the `[version.NAME]` to move to"),
+                Some(to) if !self.s.version.contains_key(to.get_ref()) => {
+                    let known = self.s.version.keys().map(String::as_str).collect();
+                    let msg = format!(
+                        "`to` names version `{}`, which is not defined; {}",
+                        to.get_ref(),
+                        one_of("versions", &known)
+                    );
+                    self.err(to.span(), msg);
+                }
+                Some(_) => {}
+            }
         }
     }
 
@@ -792,6 +826,23 @@ impl<'a> Validator<'a> {
             }
             Var::Pick(pool) if !self.pools.contains(pool.as_str()) => {
                 Some(format!("pool `{pool}` is never filled by a `capture`"))
+            }
+            Var::Bin(name) if self.s.version.is_empty() => {
+                Some(format!("`{{bin.{name}}}` needs `[version.NAME]` tables naming `{name}`"))
+            }
+            Var::Bin(name) => {
+                let missing: Vec<&str> = self
+                    .s
+                    .version
+                    .iter()
+                    .filter(|(_, bins)| !bins.contains_key(name))
+                    .map(|(v, _)| v.as_str())
+                    .collect();
+                (!missing.is_empty())
+                    .then(|| format!("binary `{name}` is not named in [version.{}]", missing.join("], [version.")))
+            }
+            Var::StopDrain | Var::StopShutdown if !matches!(ctx, Ctx::Service(_)) => {
+                Some("`{stop.drain}` and `{stop.shutdown}` only apply inside a service".into())
             }
             _ => None,
         }

@@ -29,6 +29,8 @@ pub struct Nemesis {
     locks: BTreeMap<String, Arc<tokio::sync::Mutex<()>>>,
     /// Where `when` triggers are watched; faults with `when` never fire without it.
     pub triggers: Option<Arc<Triggers>>,
+    /// What each upgrade fault swaps in: (service, version) -> its process.
+    pub upgrades: BTreeMap<(String, String), crate::supervisor::ProcSpec>,
     /// Services a step stopped on purpose: heal leaves them down.
     held_down: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
@@ -44,7 +46,16 @@ impl Nemesis {
             services.keys().map(|k| (k.clone(), Arc::default())).collect();
         locks.extend(env.links.keys().map(|k| (format!("link:{k}"), Arc::default())));
         locks.insert("network".into(), Arc::default());
-        Nemesis { services, env, recorder, seed, locks, triggers: None, held_down: Default::default() }
+        Nemesis {
+            services,
+            env,
+            recorder,
+            seed,
+            locks,
+            triggers: None,
+            upgrades: BTreeMap::new(),
+            held_down: Default::default(),
+        }
     }
 
     /// Runs every fault schedule until `stop` turns true; each fault in progress
@@ -133,6 +144,10 @@ impl Nemesis {
         stop: &mut watch::Receiver<bool>,
     ) {
         let targets: &[String] = &spec.target.get_ref().0;
+        if spec.kind == FaultKind::Upgrade {
+            self.upgrade(spec, targets, stop).await;
+            return;
+        }
         if spec.kind == FaultKind::Partition {
             self.partition(spec, targets, rng, stop).await;
             return;
@@ -144,6 +159,33 @@ impl Nemesis {
             self.service_env_fault(spec, target, stop).await;
         } else {
             self.apply(spec.kind, target, spec.duration.map(|d| d.0), stop).await;
+        }
+    }
+
+    /// A rolling upgrade: each target in order is stopped with its stop
+    /// profile, given the binaries of version `to`, and started; `for` apart.
+    async fn upgrade(&self, spec: &FaultSpec, targets: &[String], stop: &mut watch::Receiver<bool>) {
+        let to = spec.to.as_ref().map(|t| t.get_ref().clone()).unwrap_or_default();
+        for (i, target) in targets.iter().enumerate() {
+            if i > 0 && sleep_or_stop(spec.duration.map_or(Duration::ZERO, |d| d.0), stop).await {
+                return;
+            }
+            let (Some(svc), Some(lock), Some(next)) =
+                (self.services.get(target), self.locks.get(target), self.upgrades.get(&(target.clone(), to.clone())))
+            else {
+                continue;
+            };
+            let _held = lock.lock().await;
+            let from = svc.proc_spec().argv.first().cloned().unwrap_or_default();
+            let detail = format!("to {to}: {from} -> {}", next.argv.first().cloned().unwrap_or_default());
+            let id = self.recorder.fault_start("upgrade", target, Some(detail));
+            svc.stop().await;
+            svc.set_proc_spec(next.clone());
+            let problem = svc.start().await.err().map(|e| e.to_string());
+            if let Some(p) = &problem {
+                self.recorder.service(target, "restart failed", false, Some(p.clone()));
+            }
+            self.recorder.fault_end(id, "upgrade", target, problem);
         }
     }
 
