@@ -159,8 +159,8 @@ fn state_of(status: Status, now: Instant) -> JobState {
 }
 
 /// The `memory` and `file` engines: a [`State`] behind a lock, with every
-/// change recorded in a [`Journal`] before it is applied when there is one
-/// (synced first unless opened [`Durability::Buffered`]).
+/// change recorded in a journal before it is applied when there is one
+/// (synced first unless opened `Durability::Buffered`, the `lost-on-kill` bug).
 #[derive(Debug)]
 pub struct LocalStore {
     inner: Mutex<Inner>,
