@@ -57,3 +57,100 @@ pub struct FieldEditSpec {
     /// The value it was set to (compared as text, so 3 and "3" match).
     pub value: serde_json::Value,
 }
+
+#[cfg(test)]
+mod tests {
+    const BASE: &str = r#"
+name = "t"
+ops = 1
+[actor.alice]
+[actor.bob]
+[client]
+kind = "exec"
+[[action]]
+f = "create"
+command = ["true"]
+capture = "ids"
+[[action]]
+f = "sync"
+weight = 0
+command = ["true"]
+"#;
+
+    fn parse(checks: &str) -> Result<crate::Scenario, String> {
+        crate::parse(&format!("{BASE}{checks}"), "t.toml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn state_checks_parse_with_their_keys() {
+        let s = parse(
+            r#"
+[[check]]
+kind = "converge"
+state = { sqlite = "{actor.home}/db.sqlite", query = "SELECT * FROM t ORDER BY id" }
+ignore = ["updated_at"]
+[[check]]
+kind = "idempotent"
+state = { tree = "{actor.home}/files" }
+rounds = 2
+[[check]]
+kind = "field-merge"
+state = { command = ["dump", "{actor.name}"], timeout = "2s" }
+edits = [{ actor = "alice", entity = 1, field = "title", value = "x" }]
+[[check]]
+kind = "sql"
+name = "no orphans"
+state = { sqlite = "{run.dir}/db", query = "SELECT 1" }
+rows = [[1]]
+[[check]]
+kind = "own-writes"
+state = { sqlite = "{actor.home}/db", query = "SELECT id FROM t" }
+pool = "ids"
+"#,
+        )
+        .unwrap();
+        assert!(s.check.iter().all(|c| c.kind.reads_state()));
+        assert!(s.check[0].state.as_ref().unwrap().get_ref().per_actor());
+        assert!(!s.check[3].state.as_ref().unwrap().get_ref().per_actor());
+        assert_eq!((s.check[1].n_rounds(), s.check[1].round_labels()), (2, vec!["sync".to_string()]));
+        assert_eq!(s.check[2].edits.as_ref().unwrap().get_ref()[0].value, serde_json::json!("x"));
+    }
+
+    #[test]
+    fn bad_state_checks_are_located() {
+        let cases = [
+            ("[[check]]\nkind = \"converge\"\n", "t.toml:17:8: check `converge` needs `state`"),
+            (
+                "[[check]]\nkind = \"converge\"\nstate = { tree = \"a\", command = [\"b\"] }\n",
+                "t.toml:18:9: check `converge`: `state` needs exactly one of `sqlite`, `command`, `tree` (found 2)",
+            ),
+            ("[[check]]\nkind = \"sql\"\nstate = { sqlite = \"a\" }\nempty = true\n", "`state` needs `sqlite` and `query` together"),
+            ("[[check]]\nkind = \"sql\"\nstate = { tree = \"a\" }\nempty = true\n", "kind `sql` reads `state = { sqlite"),
+            ("[[check]]\nkind = \"sql\"\nstate = { sqlite = \"a\", query = \"q\" }\n", "needs either `rows = [[...]]` or `empty = true`"),
+            (
+                "[[check]]\nkind = \"converge\"\nstate = { tree = \"a\" }\nactors = [\"zed\"]\n",
+                "t.toml:19:10: check `converge` names actor `zed`, which is not defined",
+            ),
+            (
+                "[[check]]\nkind = \"idempotent\"\nstate = { tree = \"a\" }\nround = [\"push\"]\n",
+                "`round` names action `push`, which is not defined",
+            ),
+            ("[[check]]\nkind = \"idempotent\"\nstate = { tree = \"a\" }\nrounds = 0\n", "`rounds` is 0; expected 1 to 100"),
+            ("[[check]]\nkind = \"sequence\"\nstate = { tree = \"a\" }\n", "needs `field`"),
+            ("[[check]]\nkind = \"causal-order\"\nstate = { tree = \"a\" }\nop = \"op\"\n", "needs `entity` and `op`"),
+            ("[[check]]\nkind = \"own-writes\"\nstate = { tree = \"a\" }\npool = \"nope\"\n", "pool `nope` is never filled"),
+            ("[[check]]\nkind = \"field-merge\"\nstate = { tree = \"a\" }\nedits = []\n", "needs `edits`"),
+            ("[[check]]\nkind = \"converge\"\nstate = { tree = \"{port}\" }\n", "`{port}` only applies inside a service"),
+            ("[[check]]\nkind = \"set\"\nignore = [\"x\"]\n", "`ignore` does not apply to kind `set`"),
+            ("[[check]]\nkind = \"converge\"\nstate = { tree = \"a\" }\nrows = [[1]]\n", "`rows` does not apply to kind `converge`"),
+            (
+                "[[check]]\nkind = \"converge\"\nstate = { tree = \"a\" }\n[[check]]\nkind = \"converge\"\nstate = { tree = \"b\" }\n",
+                "two state checks are named `converge`",
+            ),
+        ];
+        for (checks, want) in cases {
+            let err = parse(checks).unwrap_err();
+            assert!(err.contains(want), "{checks}\nwanted {want:?} in:\n{err}");
+        }
+    }
+}

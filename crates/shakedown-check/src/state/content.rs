@@ -86,7 +86,10 @@ impl Check for OwnWritesCheck {
             let summary = format!("no actor with a state created anything (ok ops of {})", self.fs.join(", "));
             return CheckResult::new(self.kind(), Verdict::Unknown, summary, details);
         }
-        let summary = format!("every actor holds what it created ({})", plural(checked as u64, "entity"));
+        let summary = format!(
+            "every actor holds what it created ({})",
+            if checked == 1 { "1 entity".to_string() } else { format!("{checked} entities") }
+        );
         CheckResult::new(self.kind(), Verdict::Valid, summary, details)
     }
 }
