@@ -42,13 +42,29 @@ pub struct SpecErrors {
     pub origin: String,
     pub text: Arc<str>,
     pub errors: Vec<SpecError>,
+    /// With includes, where each file's part of `text` starts (empty: all `origin`).
+    pub segments: Vec<crate::include::Segment>,
 }
 
 impl SpecErrors {
-    /// 1-based line and column (in characters) of a byte offset.
+    /// The file a span of `text` comes from, that file's part of the text,
+    /// and the span within it.
+    pub fn source_of(&self, span: Range<usize>) -> (&str, &str, Range<usize>) {
+        let Some(i) = self.segments.iter().rposition(|s| s.start <= span.start) else {
+            return (&self.origin, &self.text, span);
+        };
+        let start = self.segments[i].start;
+        let end = self.segments.get(i + 1).map_or(self.text.len(), |next| next.start);
+        let local = span.start - start..span.end.min(end).max(span.start) - start;
+        (&self.segments[i].origin, &self.text[start..end], local)
+    }
+
+    /// 1-based line and column (in characters) of a byte offset, in the file
+    /// it comes from.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let before = &self.text[..floor_char_boundary(&self.text, offset)];
+        let (_, text, span) = self.source_of(offset..offset);
+        let before = &text[..floor_char_boundary(text, span.start.min(text.len()))];
         let line = before.matches('\n').count() + 1;
         let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         (line, col)
@@ -69,7 +85,8 @@ impl fmt::Display for SpecErrors {
                 writeln!(f)?;
             }
             let (line, col) = self.line_col(e.span.start);
-            write!(f, "{}:{line}:{col}: {}", self.origin, e.message)?;
+            let (origin, _, _) = self.source_of(e.span.clone());
+            write!(f, "{origin}:{line}:{col}: {}", e.message)?;
         }
         Ok(())
     }

@@ -17,6 +17,7 @@
 
 mod error;
 mod fault;
+mod include;
 mod matrix;
 mod model;
 mod state;
@@ -27,6 +28,7 @@ mod values;
 
 pub use error::{LoadError, SpecError, SpecErrors};
 pub use fault::*;
+pub use include::Segment;
 pub use matrix::{cell_name, Cell, Guard};
 pub use model::*;
 pub use state::{FieldEditSpec, StateSource};
@@ -41,7 +43,20 @@ pub use toml::Spanned;
 
 /// Parses and validates a scenario; `origin` names the file in errors.
 pub fn parse(text: &str, origin: &str) -> Result<Scenario, SpecErrors> {
-    let fail = |errors| SpecErrors { origin: origin.to_string(), text: Arc::from(text), errors };
+    parse_segments(text, origin, Vec::new())
+}
+
+/// Parses a scenario file's text, with its `include`s read relative to
+/// `dir`; returns the scenario and the combined text a run directory keeps.
+pub fn parse_file(text: &str, origin: &str, dir: &Path) -> Result<(Scenario, String), SpecErrors> {
+    let (combined, segments) = include::expand(text, origin, dir)?;
+    let scenario = parse_segments(&combined, origin, segments)?;
+    Ok((scenario, combined))
+}
+
+fn parse_segments(text: &str, origin: &str, segments: Vec<Segment>) -> Result<Scenario, SpecErrors> {
+    let fail =
+        |errors| SpecErrors { origin: origin.to_string(), text: Arc::from(text), errors, segments: segments.clone() };
     let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         fail(vec![SpecError::new(span, toml_message(&e))])
@@ -59,7 +74,8 @@ pub fn parse(text: &str, origin: &str) -> Result<Scenario, SpecErrors> {
 pub fn load(path: &Path) -> Result<Scenario, LoadError> {
     let text =
         std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
-    Ok(parse(&text, &path.display().to_string())?)
+    let dir = path.parent().unwrap_or(Path::new("."));
+    Ok(parse_file(&text, &path.display().to_string(), dir)?.0)
 }
 
 impl Scenario {
@@ -69,7 +85,7 @@ impl Scenario {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(SpecErrors { origin: "<code>".into(), text: Arc::from(""), errors })
+            Err(SpecErrors { origin: "<code>".into(), text: Arc::from(""), errors, segments: Vec::new() })
         }
     }
 }

@@ -228,8 +228,10 @@ fn parse_entries(found: Vec<crate::suite::Found>, no_faults: bool) -> Result<Vec
                 continue;
             }
         };
-        match shakedown_spec::parse(&text, &f.path.display().to_string()) {
-            Ok(s) => {
+        let dir = f.path.parent().unwrap_or(std::path::Path::new("."));
+        match shakedown_spec::parse_file(&text, &f.path.display().to_string(), dir) {
+            // The run directory keeps the combined text, so replays need no includes.
+            Ok((s, text)) => {
                 let scenario = if no_faults { shakedown::Scenario { fault: Vec::new(), ..s } } else { s };
                 entries.push(crate::suite::Entry { path: f.path, text, scenario, explicit: f.explicit });
             }
@@ -572,11 +574,11 @@ fn print_spec_errors(errors: &shakedown_spec::SpecErrors) {
     let handler = GraphicalReportHandler::new_themed(theme);
     for e in &errors.errors {
         let (line, col) = errors.line_col(e.span.start);
-        eprintln!("error: {}:{line}:{col}: {}", errors.origin, e.message);
-        let label = LabeledSpan::at(e.span.clone(), "here");
+        let (origin, text, span) = errors.source_of(e.span.clone());
+        eprintln!("error: {origin}:{line}:{col}: {}", e.message);
+        let label = LabeledSpan::at(span, "here");
         let diag = MietteDiagnostic::new(e.message.clone()).with_label(label);
-        let report =
-            miette::Report::new(diag).with_source_code(NamedSource::new(&errors.origin, errors.text.to_string()));
+        let report = miette::Report::new(diag).with_source_code(NamedSource::new(origin, text.to_string()));
         let mut out = String::new();
         if handler.render_report(&mut out, report.as_ref()).is_ok() {
             eprintln!("{out}");

@@ -278,7 +278,7 @@ proptest! {
 
     #[test]
     fn line_col_is_one_based_for_any_offset(text in any_text(), offset in 0..400usize) {
-        let errs = SpecErrors { origin: ORIGIN.into(), text: Arc::from(text.as_str()), errors: vec![] };
+        let errs = SpecErrors { origin: ORIGIN.into(), text: Arc::from(text.as_str()), errors: vec![], segments: vec![] };
         let (line, col) = errs.line_col(offset);
         prop_assert!(line >= 1 && col >= 1);
     }

@@ -167,3 +167,18 @@ fn sigint_stops_every_running_scenario_and_exits_130() {
     assert_eq!(verdicts, ["interrupted"; 3], "{suite}");
     assert!(!out.join("c").exists(), "the third never started");
 }
+
+#[test]
+fn includes_are_shared_and_a_run_directory_replays_without_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, err, suite) = run_demo(&tmp.path().join("all"), &["--filter", "suite-set"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(ran(&suite), ["suite-set".to_string()].into(), "`_common` is an include, not a scenario");
+    let run_dir = Path::new(suite["scenarios"][0]["run_dir"].as_str().unwrap()).to_path_buf();
+    let resolved = std::fs::read_to_string(run_dir.join("scenario.toml")).unwrap();
+    assert!(resolved.contains("# include = [\"_common/kv.toml\"]") && resolved.contains("[service.kv]"), "{resolved}");
+    // The resolved copy stands alone: it replays from anywhere.
+    let replay = tmp.path().join("replay");
+    let o = shakedown(&["run", run_dir.join("scenario.toml").to_str().unwrap(), "--out", replay.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
