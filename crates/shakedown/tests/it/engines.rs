@@ -104,6 +104,21 @@ fn the_old_build_works_against_the_schema_the_new_build_migrated() {
 }
 
 #[test]
+fn a_rolling_upgrade_moves_each_worker_from_the_old_binary_to_the_new_one_without_losing_jobs() {
+    let (code, err, tmp) = run_example("queue-engines/rolling-upgrade.toml", &["--matrix", "version=old"]);
+    assert_eq!(code, Some(0), "{err}");
+    let r = report(&tmp.path().join("out"));
+    assert_eq!(r["matrix"]["version"], "old");
+    let upgrades: Vec<&Value> = r["faults"].as_array().unwrap().iter().filter(|f| f["kind"] == "upgrade").collect();
+    let targets: Vec<&str> = upgrades.iter().map(|f| f["target"].as_str().unwrap()).collect();
+    assert_eq!(targets, ["w1", "w2"], "node by node, in order: {upgrades:?}");
+    assert!(upgrades[1]["start_ns"].as_u64() > upgrades[0]["end_ns"].as_u64(), "one at a time");
+    assert!(upgrades[0]["detail"].as_str().unwrap().contains("bin/queue-old -> shakedown-testbed"));
+    assert_eq!(check(&r, "w1-upgraded")["verdict"], "valid", "w1 logged the old build, then the new");
+    assert_eq!(check(&r, "total-queue")["verdict"], "valid", "no acknowledged job lost across the upgrade");
+}
+
+#[test]
 fn beanstalkd_loses_jobs_in_memory_and_keeps_them_in_its_binlog() {
     assert!(
         Command::new("beanstalkd").arg("-v").output().is_ok_and(|o| o.status.success()),
