@@ -383,9 +383,13 @@ impl Run<'_> {
                     return crate::snapshot::take(&ctx, c, "final").await;
                 }
                 let mut states = crate::snapshot::take(&ctx, c, "before").await;
-                for _ in 0..c.n_rounds() {
-                    if let Some(w) = &workload {
-                        w.run_finally(&c.round_labels()).await;
+                // A round is every actor running the round's actions, as a sync round is.
+                for round in 0..c.n_rounds() {
+                    for (i, _) in ctx.actors.iter().enumerate().filter(|_| workload.is_some()) {
+                        for label in c.round_labels() {
+                            let stream = (3 << 32) + (u64::from(round) << 16) + i as u64;
+                            workload.as_ref().expect("filtered").run_one(&label, i, stream).await;
+                        }
                     }
                 }
                 states.extend(crate::snapshot::take(&ctx, c, "after").await);
