@@ -15,6 +15,7 @@ mod logs;
 mod matrix;
 mod profiles;
 mod proxy;
+mod scripted;
 mod state;
 mod steps;
 mod suites;
