@@ -49,11 +49,24 @@ pub enum StateError {
 }
 
 /// Takes the state of `check` for every owner it covers, `taken` naming
-/// the moment ("final", "before", "after"). Empty when the check has no `state`.
+/// the moment ("final", "before", "after"). Empty when the check has no
+/// `state`. With `taken = "final"`, an own-writes check's `created` source
+/// is read too, for the same owners, as `created` snapshots.
 pub async fn take(ctx: &Context, check: &CheckSpec, taken: &str) -> Vec<Snapshot> {
     let Some(source) = check.state.as_ref().map(|s| s.get_ref()) else { return Vec::new() };
-    let label = check.label();
-    let owners: Vec<Result<Option<&ActorCtx>, String>> = match &check.actors {
+    let owners = owners(ctx, check, source);
+    let mut out = take_from(ctx, check.label(), source, &owners, taken).await;
+    if let Some(created) = check.created.as_ref().filter(|_| taken == "final") {
+        out.extend(take_from(ctx, check.label(), created.get_ref(), &owners, "created").await);
+    }
+    out
+}
+
+/// Whose state a check reads: its `actors`, else every actor when the
+/// source names `{actor.*}`, else no one in particular (`None`). An actor
+/// not in the run is an `Err` with its name.
+fn owners<'c>(ctx: &'c Context, check: &CheckSpec, source: &StateSource) -> Vec<Result<Option<&'c ActorCtx>, String>> {
+    match &check.actors {
         Some(names) => names
             .get_ref()
             .iter()
@@ -61,14 +74,23 @@ pub async fn take(ctx: &Context, check: &CheckSpec, taken: &str) -> Vec<Snapshot
             .collect(),
         None if source.per_actor() => ctx.actors.iter().map(|a| Ok(Some(a))).collect(),
         None => vec![Ok(None)],
-    };
+    }
+}
+
+async fn take_from(
+    ctx: &Context,
+    label: &str,
+    source: &StateSource,
+    owners: &[Result<Option<&ActorCtx>, String>],
+    taken: &str,
+) -> Vec<Snapshot> {
     let mut out = Vec::new();
     for owner in owners {
         let snapshot = match owner {
-            Err(name) => Snapshot::failed(label, &name, taken, StateError::NoActor(name.clone()).to_string()),
+            Err(name) => Snapshot::failed(label, name, taken, StateError::NoActor(name.clone()).to_string()),
             Ok(actor) => {
                 let name = actor.map_or(NO_OWNER, |a| a.name.as_str());
-                match read(ctx, source, actor).await {
+                match read(ctx, source, *actor).await {
                     Ok(content) => Snapshot::ok(label, name, taken, content),
                     Err(e) => Snapshot::failed(label, name, taken, e.to_string()),
                 }
@@ -392,6 +414,27 @@ mod tests {
         let missing = check(r#"{ tree = "{actor.home}/nope" }"#, "");
         let snaps = rt().block_on(take(&ctx, &missing, "final"));
         assert!(snaps[0].error.as_deref().unwrap().contains("not a directory"), "{snaps:?}");
+    }
+
+    #[test]
+    fn own_writes_reads_its_created_source_with_the_final_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = ctx(dir.path());
+        let text = r#"
+name = "t"
+[actor.alice]
+[[check]]
+kind = "own-writes"
+state = { command = ["echo", "[1]"] }
+actors = ["alice"]
+created = { command = ["echo", '["{actor.name}"]'] }
+"#;
+        let c = shakedown_spec::parse(text, "t.toml").unwrap().check.remove(0);
+        let snaps = rt().block_on(take(&ctx, &c, "final"));
+        let got: Vec<(&str, &str)> = snaps.iter().map(|s| (s.owner.as_str(), s.taken.as_str())).collect();
+        assert_eq!(got, [("alice", "final"), ("alice", "created")]);
+        assert_eq!(snaps[1].content, Some(StateContent::json(json!(["alice"]))), "{snaps:?}");
+        assert_eq!(rt().block_on(take(&ctx, &c, "before")).len(), 1);
     }
 
     #[test]

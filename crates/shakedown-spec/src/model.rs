@@ -94,6 +94,12 @@ pub struct Scenario {
     /// step runs that inside it).
     #[serde(default)]
     pub step: Vec<crate::step::StepSpec>,
+    /// Source data generated from the seed before anything starts.
+    #[serde(default)]
+    pub dataset: BTreeMap<String, crate::resume::DatasetSpec>,
+    /// A resume scenario: a job interrupted at many points and compared
+    /// with its uninterrupted run, instead of a workload.
+    pub resume: Option<crate::resume::ResumeSpec>,
 }
 
 /// A command run once before any service starts.
@@ -450,7 +456,7 @@ impl CheckKind {
             CheckKind::Idempotent => &["state", "actors", "ignore", "entity", "rounds", "round"],
             CheckKind::Sequence => &["state", "actors", "field"],
             CheckKind::CausalOrder => &["state", "actors", "entity", "op", "order", "creates"],
-            CheckKind::OwnWrites => &["state", "actors", "entity", "pool"],
+            CheckKind::OwnWrites => &["state", "actors", "entity", "pool", "created"],
             CheckKind::FieldMerge => &["state", "actors", "entity", "edits"],
             CheckKind::Sql => &["state", "actors", "rows", "empty"],
         }
@@ -540,6 +546,9 @@ pub struct CheckSpec {
     pub creates: Option<Spanned<Vec<String>>>,
     /// own-writes: the pool whose captures (by actor) are the entities each actor created.
     pub pool: Option<Spanned<String>>,
+    /// own-writes: instead of a pool, where each actor's created entities
+    /// are read from (the first column of each row, or the records' entities).
+    pub created: Option<Spanned<StateSource>>,
     /// field-merge: the edits that must all survive.
     pub edits: Option<Spanned<Vec<FieldEditSpec>>>,
     /// sql: the rows the query must return, in order.
@@ -603,6 +612,7 @@ impl CheckSpec {
         keys.extend(self.order.as_ref().map(|v| ("order", v.span())));
         keys.extend(self.creates.as_ref().map(|v| ("creates", v.span())));
         keys.extend(self.pool.as_ref().map(|v| ("pool", v.span())));
+        keys.extend(self.created.as_ref().map(|v| ("created", v.span())));
         keys.extend(self.edits.as_ref().map(|v| ("edits", v.span())));
         keys.extend(self.rows.as_ref().map(|v| ("rows", v.span())));
         keys.extend(self.empty.as_ref().map(|v| ("empty", v.span())));

@@ -140,6 +140,15 @@ pool = "ids"
             ("[[check]]\nkind = \"causal-order\"\nstate = { tree = \"a\" }\nop = \"op\"\n", "needs `entity` and `op`"),
             ("[[check]]\nkind = \"own-writes\"\nstate = { tree = \"a\" }\npool = \"nope\"\n", "pool `nope` is never filled"),
             ("[[check]]\nkind = \"field-merge\"\nstate = { tree = \"a\" }\nedits = []\n", "needs `edits`"),
+            ("[[check]]\nkind = \"own-writes\"\nstate = { tree = \"a\" }\n", "needs `pool` (the captures of each actor's creates) or `created`"),
+            (
+                "[[check]]\nkind = \"own-writes\"\nstate = { tree = \"a\" }\npool = \"ids\"\ncreated = { tree = \"b\" }\n",
+                "has both `pool` and `created`; expected one",
+            ),
+            (
+                "[[check]]\nkind = \"own-writes\"\nstate = { tree = \"a\" }\ncreated = { sqlite = \"b\" }\n",
+                "`state` needs `sqlite` and `query` together",
+            ),
             ("[[check]]\nkind = \"converge\"\nstate = { tree = \"{port}\" }\n", "`{port}` only applies inside a service"),
             ("[[check]]\nkind = \"set\"\nignore = [\"x\"]\n", "`ignore` does not apply to kind `set`"),
             ("[[check]]\nkind = \"converge\"\nstate = { tree = \"a\" }\nrows = [[1]]\n", "`rows` does not apply to kind `converge`"),

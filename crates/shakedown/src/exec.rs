@@ -172,7 +172,9 @@ fn state_check(s: &Scenario, c: &CheckSpec) -> Box<dyn Check> {
             order: pointer(&c.order),
             creates: c.creates.as_ref().map_or_else(|| vec!["create".to_string()], |v| v.get_ref().clone()),
         }),
-        CheckKind::OwnWrites => Box::new(OwnWritesCheck { label, fs: pool_fs(s, c), entity }),
+        CheckKind::OwnWrites => {
+            Box::new(OwnWritesCheck { label, fs: pool_fs(s, c), entity, created: c.created.is_some() })
+        }
         CheckKind::FieldMerge => Box::new(FieldMergeCheck {
             label,
             entity,

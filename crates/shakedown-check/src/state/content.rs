@@ -10,11 +10,14 @@ use shakedown_history::OpType;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Each actor's final state holds every entity it created: the values of
-/// its ok ops of `fs` (the actions that capture into the check's pool).
+/// its ok ops of `fs` (the actions that capture into the check's pool), or
+/// with `created`, the entities of its `created` snapshot.
 pub struct OwnWritesCheck {
     pub label: String,
     pub fs: Vec<String>,
     pub entity: Option<String>,
+    /// Read what each actor created from its `created` snapshot, not the history.
+    pub created: bool,
 }
 
 /// One edit that must survive: `entity`'s `field` is `value`.
@@ -40,6 +43,28 @@ pub struct SqlCheck {
     pub rows: Option<Vec<Vec<Value>>>,
 }
 
+impl OwnWritesCheck {
+    /// What each actor created: from the `created` snapshots, or the history.
+    fn created(&self, input: &CheckInput<'_>) -> Result<BTreeMap<String, BTreeSet<String>>, CheckResult> {
+        let mut created: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        if self.created {
+            for s in snapshots(self.kind(), input, &self.label, "created")? {
+                let field = entity_field(s.content, None);
+                let ids = records(s.content).iter().filter_map(|r| r.get(&field).map(text)).collect();
+                created.insert(s.owner.to_string(), ids);
+            }
+            return Ok(created);
+        }
+        for op in input.history.ops() {
+            let Some(done) = op.completion.as_ref().filter(|c| c.op_type == OpType::Ok) else { continue };
+            if self.fs.contains(&op.f) && !done.value.is_null() {
+                created.entry(op.actor.clone()).or_default().insert(text(&done.value));
+            }
+        }
+        Ok(created)
+    }
+}
+
 impl Check for OwnWritesCheck {
     fn kind(&self) -> &'static str {
         "own-writes"
@@ -50,13 +75,10 @@ impl Check for OwnWritesCheck {
             Ok(s) => s,
             Err(r) => return r,
         };
-        let mut created: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for op in input.history.ops() {
-            let Some(done) = op.completion.as_ref().filter(|c| c.op_type == OpType::Ok) else { continue };
-            if self.fs.contains(&op.f) && !done.value.is_null() {
-                created.entry(op.actor.clone()).or_default().insert(text(&done.value));
-            }
-        }
+        let created = match self.created(input) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
         let mut missing = BTreeMap::new();
         let mut checked = 0usize;
         for s in &states {
@@ -83,7 +105,9 @@ impl Check for OwnWritesCheck {
             return CheckResult::new(self.kind(), Verdict::Invalid, summary, details);
         }
         if checked == 0 {
-            let summary = format!("no actor with a state created anything (ok ops of {})", self.fs.join(", "));
+            let from =
+                if self.created { "per `created`".to_string() } else { format!("ok ops of {}", self.fs.join(", ")) };
+            let summary = format!("no actor with a state created anything ({from})");
             return CheckResult::new(self.kind(), Verdict::Unknown, summary, details);
         }
         let summary = format!(

@@ -179,7 +179,7 @@ fn own_writes_looks_for_each_actors_created_ids() {
     ]);
     let actor = h.ops()[0].actor.clone();
     assert_eq!(actor, "alice");
-    let check = OwnWritesCheck { label: "c".into(), fs: vec!["create".into()], entity: None };
+    let check = OwnWritesCheck { label: "c".into(), fs: vec!["create".into()], entity: None, created: false };
     let held = |ids: Value| {
         let rs = ids.as_array().unwrap().iter().map(|v| json!([v, "t"])).collect();
         rows(&["id", "title"], rs)
@@ -228,4 +228,18 @@ fn sql_compares_rows_or_wants_none() {
     let none = rows(&["id"], vec![]);
     assert_eq!(run(&empty, &[snap("-", "final", none.clone())]).verdict, Verdict::Valid);
     assert_eq!(run(&want, &[snap("-", "final", none)]).verdict, Verdict::Invalid);
+}
+
+#[test]
+fn own_writes_can_read_what_each_actor_created_from_a_state() {
+    let check = OwnWritesCheck { label: "c".into(), fs: vec![], entity: Some("id".into()), created: true };
+    let held = rows(&["title", "id"], vec![json!(["t", 1]), json!(["t", 2])]);
+    let made = |ids: Value| rows(&["id"], ids.as_array().unwrap().iter().map(|v| json!([v])).collect());
+    let ok = [snap("alice", "final", held.clone()), snap("alice", "created", made(json!([1, "2"])))];
+    assert_eq!(run(&check, &ok).verdict, Verdict::Valid, "{:?}", run(&check, &ok));
+    let bad = [snap("alice", "final", held.clone()), snap("alice", "created", made(json!([1, 3])))];
+    let r = run(&check, &bad);
+    assert_eq!((r.verdict, r.summary.as_str()), (Verdict::Invalid, "actors miss entities they created: alice lacks 3"));
+    let r = run(&check, &[snap("alice", "final", held)]);
+    assert_eq!((r.verdict, r.summary.as_str()), (Verdict::Unknown, "no created state was taken for check `c`"));
 }

@@ -19,11 +19,13 @@ def db(home):
     c.execute("CREATE TABLE IF NOT EXISTS issues (id INTEGER PRIMARY KEY, title TEXT, priority INTEGER, updated_at INTEGER)")
     c.execute("CREATE TABLE IF NOT EXISTS events (seq INTEGER, entity TEXT, op TEXT)")
     c.execute("CREATE TABLE IF NOT EXISTS mine (id INTEGER)")
+    c.execute("CREATE TABLE IF NOT EXISTS made (id INTEGER)")
     return c
 
 if cmd == "create":
     c = db(where)
     i = int(n) + 100
+    c.execute("INSERT INTO made VALUES (?)", (i,))
     if not (bad and i % 2 == 1):
         c.execute("INSERT INTO mine VALUES (?)", (i,))
     c.commit()
@@ -120,6 +122,12 @@ state = { sqlite = "{actor.home}/db.sqlite", query = "SELECT id FROM mine" }
 pool = "ids"
 
 [[check]]
+kind = "own-writes"
+name = "own-writes from a table"
+state = { sqlite = "{actor.home}/db.sqlite", query = "SELECT id FROM mine" }
+created = { sqlite = "{actor.home}/db.sqlite", query = "SELECT id FROM made" }
+
+[[check]]
 kind = "field-merge"
 state = { sqlite = "{actor.home}/db.sqlite", query = "SELECT * FROM issues" }
 edits = [
@@ -175,10 +183,10 @@ fn correct_states_pass_every_state_check_and_are_kept_in_states_json() {
     let (code, verdicts, r, states) = run("ok", "");
     assert!(verdicts.iter().all(|(_, v)| v == "valid"), "{verdicts:?}\n{:#}", r["checks"]);
     assert_eq!(code, Some(0));
-    assert_eq!(verdicts.len(), 11);
+    assert_eq!(verdicts.len(), 12);
     let states = states.as_array().expect("states.json is a list");
-    // Two actors for each per-actor check, one for each sql, and idempotent's before and after.
-    assert_eq!(states.len(), 2 * 8 + 2 + 2 * 2, "{states:#?}");
+    // Two actors for each per-actor check, one for each sql, idempotent's before and after, and `created`.
+    assert_eq!(states.len(), 2 * 9 + 2 + 2 * 2 + 2, "{states:#?}");
     let tree = states.iter().find(|s| s["check"] == "files" && s["owner"] == "bob").unwrap();
     assert_eq!(tree["content"]["entries"][0]["path"], "sub/a.txt");
     assert_eq!(check(&r, "own-writes")["summary"], "every actor holds what it created (4 entities)");
@@ -216,6 +224,7 @@ state = { sqlite = "{actor.home}/nope.sqlite", query = "SELECT 1" }
     );
     assert!(check(&r, "causal-order")["summary"].as_str().unwrap().contains("bob: update of e1 before any create"));
     assert!(check(&r, "own-writes")["summary"].as_str().unwrap().contains("lacks 10"));
+    assert_eq!(check(&r, "own-writes from a table")["summary"], check(&r, "own-writes")["summary"]);
     assert!(check(&r, "field-merge")["summary"]
         .as_str()
         .unwrap()
