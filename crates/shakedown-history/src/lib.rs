@@ -22,6 +22,7 @@ pub mod codec;
 mod event;
 pub mod import;
 pub mod logs;
+pub mod metrics;
 mod ops;
 pub mod state;
 
