@@ -445,7 +445,7 @@ impl CheckKind {
             CheckKind::LogSequence => &["steps"],
             CheckKind::LogSpacing => &["entry", "min", "max"],
             CheckKind::LogAbsent => &["entry"],
-            CheckKind::Converge => &["state", "actors", "ignore", "entity"],
+            CheckKind::Converge => &["state", "actors", "ignore", "entity", "shared_only"],
             CheckKind::EventCounts => &["state", "actors"],
             CheckKind::Idempotent => &["state", "actors", "ignore", "entity", "rounds", "round"],
             CheckKind::Sequence => &["state", "actors", "field"],
@@ -526,6 +526,9 @@ pub struct CheckSpec {
     /// The column (rows) or object key (JSON array elements) naming the
     /// entity a row is about (default: the first column, or `id`).
     pub entity: Option<Spanned<String>>,
+    /// converge: compare only the entities every state holds (an action log
+    /// of which each actor holds a subset); default false.
+    pub shared_only: Option<Spanned<bool>>,
     /// idempotent: how many more rounds (default 3).
     pub rounds: Option<Spanned<u32>>,
     /// idempotent: the actions (labels) one round runs, in order, e.g. `["sync"]`.
@@ -599,6 +602,7 @@ impl CheckSpec {
         keys.extend(self.actors.as_ref().map(|v| ("actors", v.span())));
         keys.extend(self.ignore.as_ref().map(|v| ("ignore", v.span())));
         keys.extend(self.entity.as_ref().map(|v| ("entity", v.span())));
+        keys.extend(self.shared_only.as_ref().map(|v| ("shared_only", v.span())));
         keys.extend(self.rounds.as_ref().map(|v| ("rounds", v.span())));
         keys.extend(self.round.as_ref().map(|v| ("round", v.span())));
         keys.extend(self.field.as_ref().map(|v| ("field", v.span())));

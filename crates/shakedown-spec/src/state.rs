@@ -89,6 +89,7 @@ command = ["true"]
 kind = "converge"
 state = { sqlite = "{actor.home}/db.sqlite", query = "SELECT * FROM t ORDER BY id" }
 ignore = ["updated_at"]
+shared_only = true
 [[check]]
 kind = "idempotent"
 state = { tree = "{actor.home}/files" }
@@ -111,6 +112,7 @@ pool = "ids"
         .unwrap();
         assert!(s.check.iter().all(|c| c.kind.reads_state()));
         assert!(s.check[0].state.as_ref().unwrap().get_ref().per_actor());
+        assert_eq!(s.check[0].shared_only.as_ref().map(|b| *b.get_ref()), Some(true));
         assert!(!s.check[3].state.as_ref().unwrap().get_ref().per_actor());
         assert_eq!((s.check[1].n_rounds(), s.check[1].round_labels()), (2, vec!["sync".to_string()]));
         assert_eq!(s.check[2].edits.as_ref().unwrap().get_ref()[0].value, serde_json::json!("x"));
@@ -152,6 +154,7 @@ pool = "ids"
             ("[[check]]\nkind = \"converge\"\nstate = { tree = \"{port}\" }\n", "`{port}` only applies inside a service"),
             ("[[check]]\nkind = \"set\"\nignore = [\"x\"]\n", "`ignore` does not apply to kind `set`"),
             ("[[check]]\nkind = \"converge\"\nstate = { tree = \"a\" }\nrows = [[1]]\n", "`rows` does not apply to kind `converge`"),
+            ("[[check]]\nkind = \"sequence\"\nstate = { tree = \"a\" }\nfield = \"f\"\nshared_only = true\n", "`shared_only` does not apply to kind `sequence`"),
             (
                 "[[check]]\nkind = \"converge\"\nstate = { tree = \"a\" }\n[[check]]\nkind = \"converge\"\nstate = { tree = \"b\" }\n",
                 "two state checks are named `converge`",

@@ -161,7 +161,12 @@ fn state_check(s: &Scenario, c: &CheckSpec) -> Box<dyn Check> {
     let strings = |v: &Option<Spanned<Vec<String>>>| v.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
     let entity = pointer(&c.entity);
     match c.kind {
-        CheckKind::Converge => Box::new(ConvergeCheck { label, ignore: strings(&c.ignore), entity }),
+        CheckKind::Converge => Box::new(ConvergeCheck {
+            label,
+            ignore: strings(&c.ignore),
+            entity,
+            shared_only: c.shared_only.as_ref().is_some_and(|b| *b.get_ref()),
+        }),
         CheckKind::EventCounts => Box::new(EventCountsCheck { label }),
         CheckKind::Idempotent => Box::new(IdempotentCheck { label, ignore: strings(&c.ignore), entity }),
         CheckKind::Sequence => Box::new(SequenceCheck { label, field: pointer(&c.field).unwrap_or_default() }),

@@ -13,6 +13,8 @@ pub struct ConvergeCheck {
     pub ignore: Vec<String>,
     /// The field naming each record's entity (see the module docs).
     pub entity: Option<String>,
+    /// Compare only the entities both states hold (each actor holds a subset).
+    pub shared_only: bool,
 }
 
 /// Counts are equal across actors: each row's last column is a count keyed
@@ -61,7 +63,10 @@ impl Check for ConvergeCheck {
         let mut by_owner = BTreeMap::new();
         let mut words = Vec::new();
         for other in &states[1..] {
-            let diffs = differences(reference, *other, &self.ignore, self.entity.as_deref());
+            let mut diffs = differences(reference, *other, &self.ignore, self.entity.as_deref());
+            if self.shared_only {
+                diffs.retain(|d| d.get("only_in").is_none());
+            }
             if !diffs.is_empty() {
                 words.push(format!(
                     "{} ({}: {})",

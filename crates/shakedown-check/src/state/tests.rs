@@ -26,7 +26,7 @@ fn run_with(check: &dyn Check, states: &[Snapshot], h: &History) -> CheckResult 
 }
 
 fn converge() -> ConvergeCheck {
-    ConvergeCheck { label: "c".into(), ignore: vec!["updated_at".into()], entity: None }
+    ConvergeCheck { label: "c".into(), ignore: vec!["updated_at".into()], entity: None, shared_only: false }
 }
 
 fn issues(title_b: &str, updated: i64) -> StateContent {
@@ -62,7 +62,7 @@ fn converge_lists_rows_and_fields_that_differ() {
 fn converge_compares_json_and_trees() {
     let a = StateContent::json(json!({"n": 1, "meta": {"at": 1, "v": [1, 2]}}));
     let b = StateContent::json(json!({"n": 1, "meta": {"at": 2, "v": [1, 3]}}));
-    let check = ConvergeCheck { label: "c".into(), ignore: vec!["at".into()], entity: None };
+    let check = ConvergeCheck { label: "c".into(), ignore: vec!["at".into()], entity: None, shared_only: false };
     let r = run(&check, &[snap("alice", "final", a.clone()), snap("bob", "final", b)]);
     assert_eq!(r.verdict, Verdict::Invalid);
     assert_eq!(r.details["differences"]["bob"], json!([{ "path": "/meta/v/1", "alice": 2, "bob": 3 }]));
@@ -242,4 +242,23 @@ fn own_writes_can_read_what_each_actor_created_from_a_state() {
     assert_eq!((r.verdict, r.summary.as_str()), (Verdict::Invalid, "actors miss entities they created: alice lacks 3"));
     let r = run(&check, &[snap("alice", "final", held)]);
     assert_eq!((r.verdict, r.summary.as_str()), (Verdict::Unknown, "no created state was taken for check `c`"));
+}
+
+#[test]
+fn converge_can_compare_only_the_entities_both_states_hold() {
+    // Action logs by server sequence: each actor holds a subset, but a
+    // sequence both hold must name the same event.
+    let log = |rs: Vec<Value>| rows(&["server_seq", "entity", "action"], rs);
+    let alice = log(vec![json!([1, "e1", "create"]), json!([2, "e1", "update"])]);
+    let bob = log(vec![json!([2, "e1", "update"]), json!([3, "e2", "create"])]);
+    let mut check = converge();
+    check.shared_only = true;
+    let r = run(&check, &[snap("alice", "final", alice.clone()), snap("bob", "final", bob)]);
+    assert_eq!(r.verdict, Verdict::Valid, "{r:?}");
+    let forked = log(vec![json!([2, "e1", "delete"])]);
+    let r = run(&check, &[snap("alice", "final", alice.clone()), snap("bob", "final", forked.clone())]);
+    assert_eq!(r.verdict, Verdict::Invalid);
+    assert_eq!(r.summary, "1 of 1 actors differ from alice: bob (1 difference: 2 differs in action)");
+    check.shared_only = false;
+    assert_eq!(run(&check, &[snap("alice", "final", alice), snap("bob", "final", forked)]).verdict, Verdict::Invalid);
 }
