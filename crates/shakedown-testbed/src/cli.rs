@@ -8,7 +8,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 use crate::service::BugSwitch;
-use crate::{bank, counter, ids, kv, lock, queue, repl, sync};
+use crate::{bank, counter, ids, kv, lock, migrate, queue, repl, sync};
 
 /// Small services with bug switches, for shakedown's own tests and quick start.
 #[derive(Debug, Parser)]
@@ -43,6 +43,9 @@ pub enum Service {
     SyncServer(sync::SyncServerArgs),
     /// Offline-first client with SQLite state at --db: change entities, push, pull, merge.
     SyncClient(sync::SyncClientArgs),
+    /// One-shot job copying an SQLite database or a directory tree in batches,
+    /// resumable from a JSON state file (exits 0 complete, 130 interrupted, 3 corrupt state).
+    Migrate(migrate::MigrateArgs),
 }
 
 /// Where a service listens and keeps its data.
@@ -224,6 +227,7 @@ pub fn main() -> ExitCode {
         Service::LockClient(args) => args.run().map_err(|e| e.to_string()),
         Service::SyncServer(args) => runtime.block_on(sync::run(args.listen, args.config())).map_err(|e| e.to_string()),
         Service::SyncClient(args) => args.run().map_err(|e| e.to_string()),
+        Service::Migrate(args) => return ExitCode::from(args.run()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
