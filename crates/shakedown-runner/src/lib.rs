@@ -28,6 +28,7 @@ pub mod doctor;
 pub mod environment;
 pub mod faults;
 pub mod logs;
+pub mod metrics;
 pub mod netns;
 pub mod plan;
 pub mod pools;

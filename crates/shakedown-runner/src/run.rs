@@ -72,6 +72,9 @@ pub struct RunOutput {
     pub elapsed: Duration,
     /// The state checks' snapshots (final, and before/after idempotency rounds).
     pub states: Vec<shakedown_history::state::Snapshot>,
+    /// Throughput and latency from the history, and each service's peak RSS
+    /// and CPU time from /proc samples (services never seen running have none).
+    pub metrics: shakedown_history::metrics::Metrics,
 }
 
 /// Kills every tracked process group on drop, whatever path leaves `run`.
@@ -93,6 +96,8 @@ struct Run<'a> {
     states: Vec<shakedown_history::state::Snapshot>,
     /// What upgrade faults swap in, planned with the services.
     upgrades: BTreeMap<(String, String), crate::supervisor::ProcSpec>,
+    /// Samples the services' process groups from when they are up until `finish`.
+    sampler: Option<crate::metrics::Sampler>,
 }
 
 /// Runs the scenario; never panics on a misbehaving system or environment.
@@ -110,13 +115,15 @@ pub async fn run(s: &Scenario, opts: RunOptions) -> RunOutput {
         start,
         states: Vec::new(),
         upgrades: BTreeMap::new(),
+        sampler: None,
     };
     let end = r.drive().await;
     r.finish(end)
 }
 
 impl Run<'_> {
-    fn finish(self, end: RunEnd) -> RunOutput {
+    fn finish(mut self, end: RunEnd) -> RunOutput {
+        let usage = self.sampler.take().map(crate::metrics::Sampler::stop).unwrap_or_default();
         kill_all_groups();
         let services = self
             .logs
@@ -127,13 +134,19 @@ impl Run<'_> {
                 tail: l.tail(LOG_TAIL_LINES),
             })
             .collect();
+        let history = self.recorder.snapshot();
+        let mut metrics = shakedown_history::metrics::Metrics::of_history(&history);
+        for (name, u) in usage.iter().filter(|(_, u)| u.samples > 0) {
+            metrics.add_service(name, u.rss_bytes, u.cpu_ms);
+        }
         RunOutput {
             end,
-            history: self.recorder.snapshot(),
+            history,
             services,
             errors: self.errors,
             elapsed: self.start.elapsed(),
             states: self.states,
+            metrics,
         }
     }
 
@@ -179,6 +192,7 @@ impl Run<'_> {
             Ok(s) => s,
             Err(end) => return end,
         };
+        self.start_sampler(&services);
         let end = self.workload_phase(ctx, &logs_dir, &services, env.clone()).await;
         self.stop_services(&services).await;
         self.errors.extend(env.stop().await);
@@ -257,6 +271,17 @@ impl Run<'_> {
             }
         }
         Ok(services)
+    }
+
+    /// Samples each service's current process group (a restart moves it) until `finish`.
+    fn start_sampler(&mut self, services: &BTreeMap<String, Arc<Service>>) {
+        let services = services.clone();
+        let groups = Box::new(move || services.iter().filter_map(|(n, s)| Some((n.clone(), s.pgid()?))).collect());
+        match crate::metrics::Sampler::start(groups, crate::metrics::SAMPLE_INTERVAL) {
+            Ok(sampler) => self.sampler = Some(sampler),
+            // Without samples the resources checks are unknown; the run itself goes on.
+            Err(e) => tracing::warn!("failed to start the resource sampler: {e}"),
+        }
     }
 
     /// The versions upgrade faults move `service` to.

@@ -203,6 +203,12 @@ impl Service {
         *self.proc_spec.lock().unwrap_or_else(|p| p.into_inner()) = spec;
     }
 
+    /// The process group of the running process, if one is running.
+    pub fn pgid(&self) -> Option<i32> {
+        let guard = self.proc.lock().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().filter(|p| p.exit.borrow().is_none()).map(|p| p.pgid)
+    }
+
     pub fn is_running(&self) -> bool {
         let guard = self.proc.lock().unwrap_or_else(|p| p.into_inner());
         guard.as_ref().is_some_and(|p| p.exit.borrow().is_none())
