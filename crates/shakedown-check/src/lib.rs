@@ -44,6 +44,7 @@ pub mod linear;
 pub mod log;
 pub mod monotonic;
 pub mod read_your_writes;
+pub mod resources;
 pub mod set;
 pub mod set_full;
 pub mod state;
@@ -107,11 +108,13 @@ pub struct CheckInput<'a> {
     pub logs: Option<&'a shakedown_history::logs::Logs>,
     /// The state checks' snapshots, when states were taken.
     pub states: Option<&'a [shakedown_history::state::Snapshot]>,
+    /// The run's metrics (throughput, latency, services' RSS and CPU), when measured.
+    pub metrics: Option<&'a shakedown_history::metrics::Metrics>,
 }
 
 impl<'a> CheckInput<'a> {
     pub fn new(history: &'a History) -> CheckInput<'a> {
-        CheckInput { history, logs: None, states: None }
+        CheckInput { history, logs: None, states: None, metrics: None }
     }
 
     pub fn with_logs(mut self, logs: &'a shakedown_history::logs::Logs) -> CheckInput<'a> {
@@ -121,6 +124,11 @@ impl<'a> CheckInput<'a> {
 
     pub fn with_states(mut self, states: &'a [shakedown_history::state::Snapshot]) -> CheckInput<'a> {
         self.states = Some(states);
+        self
+    }
+
+    pub fn with_metrics(mut self, metrics: &'a shakedown_history::metrics::Metrics) -> CheckInput<'a> {
+        self.metrics = Some(metrics);
         self
     }
 }
