@@ -51,13 +51,17 @@ pub enum StateError {
 /// Takes the state of `check` for every owner it covers, `taken` naming
 /// the moment ("final", "before", "after"). Empty when the check has no
 /// `state`. With `taken = "final"`, an own-writes check's `created` source
-/// is read too, for the same owners, as `created` snapshots.
+/// and a field-merge check's `edit_log` are read too, for the same owners,
+/// as `created` and `edits` snapshots.
 pub async fn take(ctx: &Context, check: &CheckSpec, taken: &str) -> Vec<Snapshot> {
     let Some(source) = check.state.as_ref().map(|s| s.get_ref()) else { return Vec::new() };
     let owners = owners(ctx, check, source);
     let mut out = take_from(ctx, check.label(), source, &owners, taken).await;
     if let Some(created) = check.created.as_ref().filter(|_| taken == "final") {
         out.extend(take_from(ctx, check.label(), created.get_ref(), &owners, "created").await);
+    }
+    if let Some(log) = check.edit_log.as_ref().filter(|_| taken == "final") {
+        out.extend(take_from(ctx, check.label(), log.get_ref(), &owners, "edits").await);
     }
     out
 }

@@ -451,7 +451,7 @@ impl CheckKind {
             CheckKind::Sequence => &["state", "actors", "field"],
             CheckKind::CausalOrder => &["state", "actors", "entity", "op", "order", "creates"],
             CheckKind::OwnWrites => &["state", "actors", "entity", "pool", "created"],
-            CheckKind::FieldMerge => &["state", "actors", "entity", "edits"],
+            CheckKind::FieldMerge => &["state", "actors", "entity", "edits", "edit_log"],
             CheckKind::Sql => &["state", "actors", "rows", "empty"],
         }
     }
@@ -548,6 +548,9 @@ pub struct CheckSpec {
     pub created: Option<Spanned<StateSource>>,
     /// field-merge: the edits that must all survive.
     pub edits: Option<Spanned<Vec<FieldEditSpec>>>,
+    /// field-merge: where each actor's own edits are read from, with the
+    /// final state: records with `entity`, `field` and `value`.
+    pub edit_log: Option<Spanned<StateSource>>,
     /// sql: the rows the query must return, in order.
     pub rows: Option<Spanned<Vec<Vec<serde_json::Value>>>>,
     /// sql: the query must return no rows.
@@ -612,6 +615,7 @@ impl CheckSpec {
         keys.extend(self.pool.as_ref().map(|v| ("pool", v.span())));
         keys.extend(self.created.as_ref().map(|v| ("created", v.span())));
         keys.extend(self.edits.as_ref().map(|v| ("edits", v.span())));
+        keys.extend(self.edit_log.as_ref().map(|v| ("edit_log", v.span())));
         keys.extend(self.rows.as_ref().map(|v| ("rows", v.span())));
         keys.extend(self.empty.as_ref().map(|v| ("empty", v.span())));
         keys

@@ -142,6 +142,7 @@ pool = "ids"
             ("[[check]]\nkind = \"causal-order\"\nstate = { tree = \"a\" }\nop = \"op\"\n", "needs `entity` and `op`"),
             ("[[check]]\nkind = \"own-writes\"\nstate = { tree = \"a\" }\npool = \"nope\"\n", "pool `nope` is never filled"),
             ("[[check]]\nkind = \"field-merge\"\nstate = { tree = \"a\" }\nedits = []\n", "needs `edits`"),
+            ("[[check]]\nkind = \"field-merge\"\nstate = { tree = \"a\" }\nedit_log = { tree = \"b\", sqlite = \"c\" }\n", "exactly one of `sqlite`, `command`, `tree` (found 2)"),
             ("[[check]]\nkind = \"own-writes\"\nstate = { tree = \"a\" }\n", "needs `pool` (the captures of each actor's creates) or `created`"),
             (
                 "[[check]]\nkind = \"own-writes\"\nstate = { tree = \"a\" }\npool = \"ids\"\ncreated = { tree = \"b\" }\n",

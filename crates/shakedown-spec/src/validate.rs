@@ -681,10 +681,15 @@ impl<'a> Validator<'a> {
                     self.err(created.span(), format!("check `{label}` has both `pool` and `created`; expected one"))
                 }
             },
-            CheckKind::FieldMerge if c.edits.as_ref().is_none_or(|e| e.get_ref().is_empty()) => self.err_near(
-                near.into(),
-                need("edits", "[{ actor = \"alice\", entity = 1, field = \"title\", value = \"x\" }]"),
-            ),
+            CheckKind::FieldMerge => match &c.edit_log {
+                Some(log) => self.state_source(label, c.kind, log),
+                None if c.edits.as_ref().is_none_or(|e| e.get_ref().is_empty()) => self.err_near(
+                    near.into(),
+                    need("edits", "[{ actor = \"alice\", entity = 1, field = \"title\", value = \"x\" }]")
+                        + ", or `edit_log`, a state listing each actor's edits",
+                ),
+                None => {}
+            },
             CheckKind::Sql => {
                 let empty = c.empty.as_ref().is_some_and(|e| *e.get_ref());
                 if empty == c.rows.is_some() {

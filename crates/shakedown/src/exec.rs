@@ -183,6 +183,7 @@ fn state_check(s: &Scenario, c: &CheckSpec) -> Box<dyn Check> {
         CheckKind::FieldMerge => Box::new(FieldMergeCheck {
             label,
             entity,
+            edit_log: c.edit_log.is_some(),
             edits: c
                 .edits
                 .iter()

@@ -29,11 +29,40 @@ pub struct FieldEdit {
     pub value: Value,
 }
 
-/// Every edit survives in every actor's final state.
+/// Every edit survives in every actor's final state: the declared `edits`,
+/// and with `edit_log`, each actor's records (`entity`, `field`, `value`)
+/// in its `edits` snapshot.
 pub struct FieldMergeCheck {
     pub label: String,
     pub entity: Option<String>,
     pub edits: Vec<FieldEdit>,
+    pub edit_log: bool,
+}
+
+impl FieldMergeCheck {
+    /// The declared edits and, with `edit_log`, those the actors logged.
+    fn all_edits(&self, input: &CheckInput<'_>) -> Result<Vec<FieldEdit>, CheckResult> {
+        let mut edits = self.edits.clone();
+        if !self.edit_log {
+            return Ok(edits);
+        }
+        for s in snapshots(self.kind(), input, &self.label, "edits")? {
+            for (i, r) in records(s.content).into_iter().enumerate() {
+                let (Some(entity), Some(field), Some(value)) = (r.get("entity"), r.get("field"), r.get("value")) else {
+                    let summary = format!("edit {i} logged by {} lacks `entity`, `field` or `value`", s.owner);
+                    return Err(CheckResult::new(self.kind(), Verdict::Unknown, summary, json!({ "record": r })));
+                };
+                let edit = FieldEdit {
+                    actor: Some(s.owner.to_string()),
+                    entity: entity.clone(),
+                    field: text(field),
+                    value: value.clone(),
+                };
+                edits.push(edit);
+            }
+        }
+        Ok(edits)
+    }
 }
 
 /// The query's rows equal `rows` (in order; 3 and "3" match), or, with
@@ -128,13 +157,17 @@ impl Check for FieldMergeCheck {
             Ok(s) => s,
             Err(r) => return r,
         };
-        if self.edits.is_empty() {
+        let edits = match self.all_edits(input) {
+            Ok(e) => e,
+            Err(r) => return r,
+        };
+        if edits.is_empty() {
             return CheckResult::new(self.kind(), Verdict::Unknown, "no edits to look for", json!({}));
         }
         let mut lost = Vec::new();
         for s in &states {
             let held = keyed(s.content, self.entity.as_deref());
-            for e in &self.edits {
+            for e in &edits {
                 let got = held.get(&text(&e.entity)).map(|r| r.get(&e.field).cloned().unwrap_or(Value::Null));
                 if !got.as_ref().is_some_and(|g| loosely_equal(g, &e.value)) {
                     lost.push(json!({
@@ -144,11 +177,11 @@ impl Check for FieldMergeCheck {
                 }
             }
         }
-        let details = json!({ "lost": lost, "edits": self.edits.len(), "actors": states.len() });
+        let details = json!({ "lost": lost, "edits": edits.len(), "actors": states.len() });
         if lost.is_empty() {
             let summary = format!(
                 "all {} survive in {}",
-                plural(self.edits.len() as u64, "edit"),
+                plural(edits.len() as u64, "edit"),
                 plural(states.len() as u64, "state")
             );
             return CheckResult::new(self.kind(), Verdict::Valid, summary, details);

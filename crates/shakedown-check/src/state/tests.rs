@@ -199,7 +199,7 @@ fn field_merge_needs_every_edit_in_every_state() {
         FieldEdit { actor: Some("alice".into()), entity: json!(1), field: "title".into(), value: json!("new") },
         FieldEdit { actor: Some("bob".into()), entity: json!(1), field: "priority".into(), value: json!(3) },
     ];
-    let check = FieldMergeCheck { label: "c".into(), entity: None, edits };
+    let check = FieldMergeCheck { label: "c".into(), entity: None, edits, edit_log: false };
     let merged = rows(&["id", "title", "priority"], vec![json!([1, "new", "3"])]);
     let whole_row = rows(&["id", "title", "priority"], vec![json!([1, "old", 3])]);
     let r = run(&check, &[snap("alice", "final", merged.clone()), snap("bob", "final", merged.clone())]);
@@ -261,4 +261,33 @@ fn converge_can_compare_only_the_entities_both_states_hold() {
     assert_eq!(r.summary, "1 of 1 actors differ from alice: bob (1 difference: 2 differs in action)");
     check.shared_only = false;
     assert_eq!(run(&check, &[snap("alice", "final", alice), snap("bob", "final", forked)]).verdict, Verdict::Invalid);
+}
+
+#[test]
+fn field_merge_reads_each_actors_logged_edits() {
+    let check = FieldMergeCheck { label: "c".into(), entity: None, edits: vec![], edit_log: true };
+    let state = |title: &str| rows(&["id", "title", "priority"], vec![json!([1, title, 3])]);
+    let logged = |field: &str, value: Value| StateContent::json(json!([{"entity": 1, "field": field, "value": value}]));
+    let states = |bob_title: &str| {
+        vec![
+            snap("alice", "final", state("new")),
+            snap("bob", "final", state(bob_title)),
+            snap("alice", "edits", logged("title", json!("new"))),
+            snap("bob", "edits", logged("priority", json!(3))),
+        ]
+    };
+    let r = run(&check, &states("new"));
+    assert_eq!((r.verdict, r.summary.as_str()), (Verdict::Valid, "all 2 edits survive in 2 states"));
+    let r = run(&check, &states("old"));
+    assert_eq!((r.verdict, r.summary.as_str()), (Verdict::Invalid, "1 edit lost: bob has 1.title = old, want new"));
+    assert_eq!(r.details["lost"][0]["edited_by"], json!("alice"));
+    let mut bad = states("new");
+    bad[3] = snap("bob", "edits", StateContent::json(json!([{"entity": 1}])));
+    let r = run(&check, &bad);
+    assert_eq!(
+        (r.verdict, r.summary.as_str()),
+        (Verdict::Unknown, "edit 0 logged by bob lacks `entity`, `field` or `value`")
+    );
+    let r = run(&check, &states("new")[..2]);
+    assert_eq!(r.verdict, Verdict::Unknown);
 }

@@ -46,6 +46,9 @@ elif cmd == "setup":
         os.makedirs(os.path.join(files, "sub"), exist_ok=True)
         with open(os.path.join(files, "sub", "a.txt"), "w") as f:
             f.write("other" if odd else "same")
+        edit = {"entity": 2, "field": "title", "value": "b"} if actor == "alice" else {"entity": 2, "field": "priority", "value": 3}
+        with open(os.path.join(home, "edits.json"), "w") as f:
+            json.dump([edit], f)
 elif cmd == "sync":
     if bad:
         for actor in ["alice", "bob"]:
@@ -136,6 +139,12 @@ edits = [
 ]
 
 [[check]]
+kind = "field-merge"
+name = "logged edits"
+state = { sqlite = "{actor.home}/db.sqlite", query = "SELECT * FROM issues" }
+edit_log = { command = ["cat", "{actor.home}/edits.json"] }
+
+[[check]]
 kind = "sql"
 name = "no stray titles"
 state = { sqlite = "{run.dir}/actors/bob/home/db.sqlite", query = "SELECT id, title FROM issues WHERE title NOT IN ('a', 'b')" }
@@ -183,10 +192,11 @@ fn correct_states_pass_every_state_check_and_are_kept_in_states_json() {
     let (code, verdicts, r, states) = run("ok", "");
     assert!(verdicts.iter().all(|(_, v)| v == "valid"), "{verdicts:?}\n{:#}", r["checks"]);
     assert_eq!(code, Some(0));
-    assert_eq!(verdicts.len(), 12);
+    assert_eq!(verdicts.len(), 13);
     let states = states.as_array().expect("states.json is a list");
-    // Two actors for each per-actor check, one for each sql, idempotent's before and after, and `created`.
-    assert_eq!(states.len(), 2 * 9 + 2 + 2 * 2 + 2, "{states:#?}");
+    // Two actors for each per-actor check, one for each sql, idempotent's
+    // before and after, and `created` and `edits` for own-writes and field-merge.
+    assert_eq!(states.len(), 2 * 10 + 2 + 2 * 2 + 2 + 2, "{states:#?}");
     let tree = states.iter().find(|s| s["check"] == "files" && s["owner"] == "bob").unwrap();
     assert_eq!(tree["content"]["entries"][0]["path"], "sub/a.txt");
     assert_eq!(check(&r, "own-writes")["summary"], "every actor holds what it created (4 entities)");
@@ -229,6 +239,7 @@ state = { sqlite = "{actor.home}/nope.sqlite", query = "SELECT 1" }
         .as_str()
         .unwrap()
         .starts_with("2 edits lost: bob has 2.title = B, want b"));
+    assert_eq!(check(&r, "logged edits")["summary"], check(&r, "field-merge")["summary"]);
     assert_eq!(check(&r, "no stray titles")["details"]["got"]["-"], serde_json::json!([[2, "B"]]));
     assert!(check(&r, "idempotent")["summary"]
         .as_str()
