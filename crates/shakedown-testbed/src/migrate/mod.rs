@@ -160,6 +160,8 @@ pub enum MigrateError {
     Traverse(CopyError),
     #[error("prepare the destination: {0}")]
     Prepare(CopyError),
+    #[error("resume: the destination {} is missing but the state file says {done} items were copied", dest.display())]
+    DestMissing { dest: PathBuf, done: u64 },
     #[error("copy batch {batch}: {source}")]
     Copy { batch: u64, source: CopyError },
 }
@@ -253,6 +255,9 @@ fn initial_state(config: &Config) -> Result<(State, bool), MigrateError> {
     }
     if state.dest != fresh.dest {
         return Err(mismatch("--dest", &state.dest, &fresh.dest));
+    }
+    if !state.complete && state.done > 0 && !config.dest.exists() {
+        return Err(MigrateError::DestMissing { dest: config.dest.clone(), done: state.done });
     }
     let fields = [
         ("phase", state.phase.name().into()),
