@@ -173,7 +173,8 @@ impl Check for EventCountsCheck {
                 format!("{k}: {}", each.join(", "))
             })
             .collect();
-        let summary = format!("{} differ: {}", plural(differ.len() as u64, "count"), summarize(&words));
+        let verb = if differ.len() == 1 { "differs" } else { "differ" };
+        let summary = format!("{} {verb}: {}", plural(differ.len() as u64, "count"), summarize(&words));
         CheckResult::new(self.kind(), Verdict::Invalid, summary, details)
     }
 }

@@ -97,8 +97,13 @@ fn event_counts_compare_distributions() {
     assert_eq!(r.verdict, Verdict::Valid, "{r:?}");
     let r = run(&check, &[snap("alice", "final", dist(4)), snap("bob", "final", dist(5))]);
     assert_eq!(r.verdict, Verdict::Invalid);
-    assert_eq!(r.summary, "1 count differ: update: alice 4, bob 5");
+    assert_eq!(r.summary, "1 count differs: update: alice 4, bob 5");
     // A single count, and a JSON object of counts where a missing key is 0.
+    let r = run(
+        &check,
+        &[snap("alice", "final", dist(5)), snap("bob", "final", rows(&["type", "n"], vec![json!(["create", 2])]))],
+    );
+    assert_eq!(r.summary, "2 counts differ: create: alice 3, bob 2, update: alice 5, bob 0");
     let one = |n: i64| rows(&["count(*)"], vec![json!([n])]);
     assert_eq!(run(&check, &[snap("a", "final", one(2)), snap("b", "final", one(3))]).verdict, Verdict::Invalid);
     let a = StateContent::json(json!({"x": 1, "y": 0}));

@@ -227,7 +227,7 @@ state = { sqlite = "{actor.home}/nope.sqlite", query = "SELECT 1" }
         serde_json::json!({"path": "/priority", "alice": 3, "bob": 1})
     );
     assert!(check(&r, "files")["summary"].as_str().unwrap().contains("sub/a.txt differs in sha256, size"));
-    assert_eq!(check(&r, "event-counts")["summary"], "1 count differ: update: alice 1, bob 2");
+    assert_eq!(check(&r, "event-counts")["summary"], "1 count differs: update: alice 1, bob 2");
     assert_eq!(
         check(&r, "sequence")["summary"],
         "seq not strictly increasing: bob at record 2: seq repeats after 2 to 2"
