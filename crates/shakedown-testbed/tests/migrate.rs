@@ -560,7 +560,7 @@ fn the_schema_accepts_real_state_files_and_rejects_spoiled_ones() {
         ("row batch in a tree", |s| {
             s["batches"][0] = serde_json::json!({"table": "t", "first": 1, "last": 2, "count": 2})
         }),
-        ("escaping path", |s| s["batches"][0]["files"][0] = "../etc/passwd".into()),
+        ("escaping path", |s| s["batches"][0]["first"] = "../etc/passwd".into()),
         ("empty batch", |s| s["batches"][1]["count"] = 0.into()),
     ];
     for (what, spoil) in spoils {

@@ -1,7 +1,7 @@
 //! `migrate`: a one-shot job copying an SQLite database or a directory tree in batches, resumable from a JSON state file.
 //!
 //! Two phases: **traversal** enumerates the source into a plan of batches
-//! (key ranges of one table, or lists of files) kept in the state file
+//! (rowid ranges of one table, or ranges of sorted file paths) kept in the state file
 //! ([`state`]), then **copy** copies the batches in order. The state file is
 //! written atomically before each batch (`in_flight` set) and after it
 //! (`next_batch` advanced), and every batch write is idempotent (INSERT OR
@@ -270,13 +270,6 @@ fn initial_state(config: &Config) -> Result<(State, bool), MigrateError> {
     Ok((state, true))
 }
 
-/// What the traversal found: the batches, and for a tree every directory (empty ones too).
-#[derive(Debug, PartialEq, Eq)]
-pub struct Plan {
-    pub batches: Vec<Batch>,
-    pub dirs: Vec<String>,
-}
-
 /// One run in progress: the config, the stop flag and the open events file.
 struct Job<'a> {
     config: &'a Config,
@@ -302,16 +295,14 @@ impl Job<'_> {
         let stopped = || self.stop.is_set();
         let batch_size = state.batch_size;
         let plan = match config.kind {
-            Kind::Sqlite => sqlite::plan(&config.source, batch_size, &stopped)
-                .map(|plan| plan.map(|batches| Plan { batches, dirs: Vec::new() })),
+            Kind::Sqlite => sqlite::plan(&config.source, batch_size, &stopped),
             Kind::Tree => tree::plan(&config.source, batch_size, &config.log, &stopped),
         };
-        let Some(Plan { batches, dirs }) = plan.map_err(MigrateError::Traverse)? else {
+        let Some(batches) = plan.map_err(MigrateError::Traverse)? else {
             return Ok(false);
         };
         state.total = batches.iter().map(Batch::count).sum();
         state.batches = batches;
-        state.dirs = dirs;
         state.phase = Phase::Copy;
         self.save(state)?;
         self.events.record("traversal", None, state.total, Status::Done)?;
@@ -321,7 +312,7 @@ impl Job<'_> {
     fn copy(&mut self, state: &mut State) -> Result<Outcome, MigrateError> {
         self.phase(Phase::Copy);
         self.events.record("copy", None, state.total, Status::Started)?;
-        let mut copier = Copier::open(self.config, state).map_err(MigrateError::Prepare)?;
+        let mut copier = Copier::open(self.config).map_err(MigrateError::Prepare)?;
         if let Some(batch) = state.in_flight {
             self.settle_in_flight(state, batch)?;
         }
@@ -332,7 +323,8 @@ impl Job<'_> {
             return Ok(self.checkpoint(state));
         }
         while (state.next_batch as usize) < state.batches.len() {
-            if self.stop.is_set() {
+            // A batch left in flight by an earlier run is the current batch: it is redone even when stopping.
+            if self.stop.is_set() && state.in_flight.is_none() {
                 return Ok(self.checkpoint(state));
             }
             self.copy_batch(state, &mut copier)?;
@@ -420,17 +412,17 @@ enum Copier {
 
 impl Copier {
     /// Opens both ends and creates the destination's tables (or directories).
-    fn open(config: &Config, state: &State) -> Result<Copier, CopyError> {
+    fn open(config: &Config) -> Result<Copier, CopyError> {
         match config.kind {
             Kind::Sqlite => Ok(Copier::Sqlite(sqlite::Copier::open(&config.source, &config.dest)?)),
-            Kind::Tree => Ok(Copier::Tree(tree::Copier::open(&config.source, &config.dest, &state.dirs)?)),
+            Kind::Tree => Ok(Copier::Tree(tree::Copier::open(&config.source, &config.dest)?)),
         }
     }
 
     fn copy(&mut self, batch: &Batch) -> Result<(), CopyError> {
         match (self, batch) {
             (Copier::Sqlite(copier), Batch::Rows(range)) => copier.copy(range),
-            (Copier::Tree(copier), Batch::Files(list)) => copier.copy(list),
+            (Copier::Tree(copier), Batch::Files(range)) => copier.copy(range),
             // State::validate refuses a plan whose batches do not match its kind.
             _ => unreachable!("a batch of the other kind passed validation"),
         }

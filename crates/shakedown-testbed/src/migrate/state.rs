@@ -43,12 +43,12 @@ impl Phase {
     }
 }
 
-/// One batch of the plan: a key range of one table, or a list of files.
+/// One batch of the plan: a key range of one table, or a range of file paths.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Batch {
     Rows(RowRange),
-    Files(FileList),
+    Files(FileRange),
 }
 
 /// Rows `first..=last` (by rowid, the INTEGER PRIMARY KEY when there is one) of `table`.
@@ -61,11 +61,13 @@ pub struct RowRange {
     pub count: u64,
 }
 
-/// Files by path relative to the source root, `/`-separated.
+/// The regular files whose paths (relative to the source root, `/`-separated)
+/// sort, as strings, from `first` to `last` inclusive.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileList {
-    pub files: Vec<String>,
+pub struct FileRange {
+    pub first: String,
+    pub last: String,
     pub count: u64,
 }
 
@@ -74,7 +76,7 @@ impl Batch {
     pub fn count(&self) -> u64 {
         match self {
             Batch::Rows(range) => range.count,
-            Batch::Files(list) => list.count,
+            Batch::Files(range) => range.count,
         }
     }
 }
@@ -99,9 +101,6 @@ pub struct State {
     /// The batch being copied when this was written (always `next_batch`), or null between batches.
     pub in_flight: Option<u64>,
     pub complete: bool,
-    /// Directories of a tree source, relative, created before the first batch (so empty ones exist too).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dirs: Vec<String>,
 }
 
 /// Why a state file could not be used or written.
@@ -131,7 +130,6 @@ impl State {
             next_batch: 0,
             in_flight: None,
             complete: false,
-            dirs: Vec::new(),
         }
     }
 
@@ -163,12 +161,6 @@ impl State {
         if self.phase == Phase::Traversal && (!self.batches.is_empty() || self.total != 0 || self.done != 0) {
             return Err("the traversal phase has a plan or progress".to_string());
         }
-        if self.kind == Kind::Sqlite && !self.dirs.is_empty() {
-            return Err("dirs in a sqlite state".to_string());
-        }
-        if let Some(dir) = self.dirs.iter().find(|dir| !is_safe_relative(dir)) {
-            return Err(format!("dirs has {dir:?}, which is not a plain relative path"));
-        }
         self.validate_batches()?;
         self.validate_progress()
     }
@@ -187,11 +179,18 @@ impl State {
                 (Kind::Sqlite, Batch::Rows(range)) if range.last.abs_diff(range.first) < count - 1 => {
                     return Err(format!("batches[{idx}]: {count} rows cannot fit in {}..={}", range.first, range.last));
                 }
-                (Kind::Tree, Batch::Files(list)) if list.files.len() as u64 != count => {
-                    return Err(format!("batches[{idx}].count is {count} but it lists {} files", list.files.len()));
+                (Kind::Tree, Batch::Files(range))
+                    if !is_safe_relative(&range.first) || !is_safe_relative(&range.last) =>
+                {
+                    return Err(format!("batches[{idx}] has a path that is not plain and relative"));
                 }
-                (Kind::Tree, Batch::Files(list)) if !list.files.iter().all(|f| is_safe_relative(f)) => {
-                    return Err(format!("batches[{idx}].files has a path that is not plain and relative"));
+                (Kind::Tree, Batch::Files(range))
+                    if range.first > range.last || (count == 1) != (range.first == range.last) =>
+                {
+                    return Err(format!(
+                        "batches[{idx}]: {count} files cannot lie in {:?}..={:?}",
+                        range.first, range.last
+                    ));
                 }
                 (Kind::Sqlite, Batch::Rows(_)) | (Kind::Tree, Batch::Files(_)) => {}
                 (kind, _) => return Err(format!("batches[{idx}] is not a {} batch", kind.name())),

@@ -1,11 +1,11 @@
-//! The directory-tree side of `migrate`: plan lists of files, create the directories, copy each file by temp name and rename.
+//! The directory-tree side of `migrate`: plan ranges of sorted paths, create the directories, copy each file by temp name and rename.
 
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Component, Path, PathBuf};
 
-use super::state::{Batch, FileList};
-use super::{CopyError, Plan};
+use super::state::{Batch, FileRange};
+use super::CopyError;
 use crate::log::Logger;
 
 /// Suffix of the temporary name a file is written under before its rename.
@@ -16,35 +16,53 @@ fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> C
     move |source| CopyError::Io { what, path, source }
 }
 
-/// Every regular file under `source` in path order, cut into lists of at most
-/// `batch_size`, and every directory; None when `stopped` says so. Symlinks and
-/// special files are skipped with a warning.
+/// Every regular file under `source`, sorted by relative path as a string,
+/// cut into ranges of at most `batch_size` files; None when `stopped` says so.
 pub fn plan(
     source: &Path,
     batch_size: u64,
     log: &Logger,
     stopped: &dyn Fn() -> bool,
-) -> Result<Option<Plan>, CopyError> {
+) -> Result<Option<Vec<Batch>>, CopyError> {
     assert!(batch_size > 0, "batch size 0");
-    let (mut files, mut dirs) = (Vec::new(), Vec::new());
-    if !walk(source, source, log, stopped, &mut files, &mut dirs)? {
+    let Some(Listing { files, .. }) = list(source, Some(log), stopped)? else {
         return Ok(None);
-    }
+    };
     let batches = files
         .chunks(usize::try_from(batch_size).unwrap_or(usize::MAX))
-        .map(|chunk| Batch::Files(FileList { files: chunk.to_vec(), count: chunk.len() as u64 }))
+        .map(|chunk| {
+            let (first, last) = (chunk[0].clone(), chunk[chunk.len() - 1].clone());
+            Batch::Files(FileRange { first, last, count: chunk.len() as u64 })
+        })
         .collect();
-    Ok(Some(Plan { batches, dirs }))
+    Ok(Some(batches))
 }
 
-/// Depth-first, entries sorted by name; false when stopped.
+/// What a walk of the source found, relative paths sorted as strings.
+struct Listing {
+    files: Vec<String>,
+    dirs: Vec<String>,
+}
+
+/// Walks the whole tree; None when stopped. Symlinks and special files are
+/// skipped with a warning.
+fn list(root: &Path, log: Option<&Logger>, stopped: &dyn Fn() -> bool) -> Result<Option<Listing>, CopyError> {
+    let mut listing = Listing { files: Vec::new(), dirs: Vec::new() };
+    if !walk(root, root, log, stopped, &mut listing)? {
+        return Ok(None);
+    }
+    listing.files.sort();
+    listing.dirs.sort();
+    Ok(Some(listing))
+}
+
+/// Depth-first; false when stopped.
 fn walk(
     root: &Path,
     dir: &Path,
-    log: &Logger,
+    log: Option<&Logger>,
     stopped: &dyn Fn() -> bool,
-    files: &mut Vec<String>,
-    dirs: &mut Vec<String>,
+    out: &mut Listing,
 ) -> Result<bool, CopyError> {
     if stopped() {
         return Ok(false);
@@ -57,13 +75,13 @@ fn walk(
         let meta = std::fs::symlink_metadata(&path).map_err(io_error("inspect", &path))?;
         let rel = relative(root, &path)?;
         if meta.is_dir() {
-            dirs.push(rel);
-            if !walk(root, &path, log, stopped, files, dirs)? {
+            out.dirs.push(rel);
+            if !walk(root, &path, log, stopped, out)? {
                 return Ok(false);
             }
         } else if meta.is_file() {
-            files.push(rel);
-        } else {
+            out.files.push(rel);
+        } else if let Some(log) = log {
             log.warn("skipped", &[("path", rel.into()), ("reason", "not a regular file or directory".into())]);
         }
     }
@@ -87,28 +105,45 @@ pub fn is_safe_relative(rel: &str) -> bool {
     !rel.is_empty() && Path::new(rel).components().all(|c| matches!(c, Component::Normal(_)))
 }
 
-/// The source and destination roots of a tree copy.
+/// The source and destination roots of a tree copy, and the source's files.
 pub struct Copier {
     source: PathBuf,
     dest: PathBuf,
+    /// The source's files as listed when the copy phase began, sorted.
+    files: Vec<String>,
 }
 
 impl Copier {
-    /// Creates the destination root and every planned directory.
-    pub fn open(source: &Path, dest: &Path, dirs: &[String]) -> Result<Copier, CopyError> {
+    /// Lists the source again and creates the destination root and every
+    /// directory of the source (so empty ones exist too).
+    pub fn open(source: &Path, dest: &Path) -> Result<Copier, CopyError> {
+        // The traversal already warned about what it skips.
+        let Some(Listing { files, dirs }) = list(source, None, &|| false)? else {
+            unreachable!("a listing that is never stopped");
+        };
         std::fs::create_dir_all(dest).map_err(io_error("create directory", dest))?;
         for dir in dirs {
             let path = dest.join(dir);
             std::fs::create_dir_all(&path).map_err(io_error("create directory", &path))?;
         }
-        Ok(Copier { source: source.to_path_buf(), dest: dest.to_path_buf() })
+        Ok(Copier { source: source.to_path_buf(), dest: dest.to_path_buf(), files })
     }
 
-    /// Copies each file to `NAME.migrate-tmp`, fsyncs it and renames it over
-    /// `NAME`, then fsyncs the directories the batch wrote into.
-    pub fn copy(&mut self, list: &FileList) -> Result<(), CopyError> {
+    /// Copies each file of `range` to `NAME.migrate-tmp`, fsyncs it and
+    /// renames it over `NAME`, then fsyncs the directories the batch wrote
+    /// into. A range that no longer holds exactly its planned files is an error.
+    pub fn copy(&mut self, range: &FileRange) -> Result<(), CopyError> {
+        let lo = self.files.partition_point(|f| *f < range.first);
+        let hi = self.files.partition_point(|f| *f <= range.last);
+        let files = &self.files[lo..hi];
+        let (first, last) = (files.first(), files.last());
+        if files.len() as u64 != range.count || first != Some(&range.first) || last != Some(&range.last) {
+            let what =
+                format!("files {:?}..={:?}: planned {}, found {}", range.first, range.last, range.count, files.len());
+            return Err(CopyError::SourceChanged(what));
+        }
         let mut parents = BTreeSet::new();
-        for rel in &list.files {
+        for rel in files {
             let (from, to) = (self.source.join(rel), self.dest.join(rel));
             let parent = to.parent().unwrap_or(&self.dest).to_path_buf();
             std::fs::create_dir_all(&parent).map_err(io_error("create directory", &parent))?;
@@ -137,37 +172,51 @@ mod tests {
         std::fs::write(path, body).unwrap();
     }
 
+    fn range(first: &str, last: &str, count: u64) -> Batch {
+        Batch::Files(FileRange { first: first.into(), last: last.into(), count })
+    }
+
     #[test]
-    fn plans_files_in_path_order_and_copies_them() {
+    fn plans_ranges_of_sorted_paths_and_copies_them() {
         let (src, dest) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        for (rel, body) in [("b.txt", "b"), ("a/z", "z"), ("a/c/d", ""), ("e", "eee")] {
+        for (rel, body) in [("b.txt", "b"), ("a/z", "z"), ("a/c/d", ""), ("e", "eee"), ("a-c", "-")] {
             write(src.path(), rel, body);
         }
         std::fs::create_dir(src.path().join("empty")).unwrap();
         std::os::unix::fs::symlink("e", src.path().join("link")).unwrap();
         let log = Logger::memory();
-        let Plan { batches, dirs } = plan(src.path(), 3, &log, &|| false).unwrap().unwrap();
-        let lists: Vec<Vec<String>> = batches
-            .iter()
-            .map(|b| match b {
-                Batch::Files(list) => list.files.clone(),
-                Batch::Rows(_) => panic!("row batch"),
-            })
-            .collect();
-        assert_eq!(lists, [vec!["a/c/d", "a/z", "b.txt"], vec!["e"]]);
-        assert_eq!(dirs, ["a", "a/c", "empty"]);
+        let batches = plan(src.path(), 3, &log, &|| false).unwrap().unwrap();
+        assert_eq!(batches, [range("a-c", "a/z", 3), range("b.txt", "e", 2)]);
         assert!(log.lines()[0].contains(r#""msg":"skipped","path":"link""#), "{:?}", log.lines());
         let target = dest.path().join("out");
-        let mut copier = Copier::open(src.path(), &target, &dirs).unwrap();
+        let mut copier = Copier::open(src.path(), &target).unwrap();
         for batch in batches.iter().chain(&batches[..1]) {
-            let Batch::Files(list) = batch else { unreachable!() };
-            copier.copy(list).unwrap();
+            let Batch::Files(files) = batch else { unreachable!() };
+            copier.copy(files).unwrap();
         }
         assert_eq!(std::fs::read_to_string(target.join("a/z")).unwrap(), "z");
         assert_eq!(std::fs::read_to_string(target.join("e")).unwrap(), "eee");
         assert!(target.join("empty").is_dir());
         assert!(!target.join("a/z.migrate-tmp").exists());
         assert_eq!(plan(src.path(), 3, &log, &|| true).unwrap(), None);
+    }
+
+    #[test]
+    fn refuses_a_range_whose_files_changed() {
+        let (src, dest) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        for rel in ["a", "c", "d"] {
+            write(src.path(), rel, rel);
+        }
+        let batches = plan(src.path(), 2, &Logger::memory(), &|| false).unwrap().unwrap();
+        write(src.path(), "b", "new");
+        std::fs::remove_file(src.path().join("d")).unwrap();
+        let mut copier = Copier::open(src.path(), dest.path()).unwrap();
+        for batch in &batches {
+            let Batch::Files(files) = batch else { unreachable!() };
+            let err = copier.copy(files).unwrap_err();
+            assert!(matches!(err, CopyError::SourceChanged(_)), "{err}");
+        }
+        assert!(!dest.path().join("a").exists(), "nothing of a changed range is copied");
     }
 
     #[test]

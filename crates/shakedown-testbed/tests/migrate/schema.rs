@@ -167,19 +167,17 @@ fn the_validator_is_itself_checked() {
     assert!(validate(&Value::Null).unwrap_err().starts_with("$: "));
     let state = serde_json::json!({
         "version": 1, "kind": "tree", "source": "/s", "dest": "/d", "phase": "copy", "batch_size": 2,
-        "total": 1, "done": 0, "batches": [{"files": ["a/b"], "count": 1}], "next_batch": 0,
-        "in_flight": 0, "complete": false, "dirs": ["a"]
+        "total": 1, "done": 0, "batches": [{"first": "a/b", "last": "a/b", "count": 1}], "next_batch": 0,
+        "in_flight": 0, "complete": false
     });
     assert_eq!(validate(&state), Ok(()));
     let mut bad = state.clone();
-    bad["batches"][0]["files"][0] = "a/./b".into();
-    assert!(validate(&bad).unwrap_err().starts_with("$.batches[0].files[0]: "), "{:?}", validate(&bad));
+    bad["batches"][0]["first"] = "a/./b".into();
+    assert!(validate(&bad).unwrap_err().starts_with("$.batches[0].first: "), "{:?}", validate(&bad));
     let mut bad = state.clone();
-    bad["dirs"] = serde_json::json!(["/abs"]);
+    bad["batches"][0]["last"] = "/abs".into();
     assert!(validate(&bad).is_err());
     let mut bad = state;
     bad["kind"] = "sqlite".into();
-    assert!(validate(&bad).unwrap_err().contains("required"), "dirs in a sqlite state: {:?}", validate(&bad));
-    bad.as_object_mut().unwrap().remove("dirs");
     assert!(validate(&bad).unwrap_err().contains("$.batches[0]"), "{:?}", validate(&bad));
 }
