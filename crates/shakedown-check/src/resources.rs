@@ -83,7 +83,8 @@ impl ResourcesCheck {
     fn describe_limits(&self) -> String {
         let rss =
             self.max_rss_bytes.map(|b| format!("max_rss {}", Metric::new(b as f64, "bytes", Better::Lower).display()));
-        let cpu = self.max_cpu_ms.map(|ms| format!("max_cpu {ms} ms"));
+        let cpu =
+            self.max_cpu_ms.map(|ms| format!("max_cpu {}", Metric::new(ms as f64, "ms", Better::Lower).display()));
         let parts: Vec<String> = rss.into_iter().chain(cpu).collect();
         if parts.is_empty() {
             "none set".to_string()
@@ -145,9 +146,9 @@ mod tests {
     fn verdicts_by_limit_and_service() {
         let m = metrics();
         let cases: &[(ResourcesCheck, Verdict, &str)] = &[
-            (limits(None, Some(100), Some(1000)), Verdict::Valid, "db, kv within the limits (max_rss 100.0 MiB, max_cpu 1000 ms)"),
+            (limits(None, Some(100), Some(1000)), Verdict::Valid, "db, kv within the limits (max_rss 100.0 MiB, max_cpu 1000.0 ms)"),
             (limits(None, Some(20), None), Verdict::Invalid, "db peak RSS 50.0 MiB over the limit 20.0 MiB"),
-            (limits(Some("kv"), Some(20), Some(500)), Verdict::Valid, "kv within the limits (max_rss 20.0 MiB, max_cpu 500 ms)"),
+            (limits(Some("kv"), Some(20), Some(500)), Verdict::Valid, "kv within the limits (max_rss 20.0 MiB, max_cpu 500.0 ms)"),
             (limits(Some("db"), None, Some(500)), Verdict::Invalid, "db CPU 900.0 ms over the limit 500.0 ms"),
             (
                 limits(None, Some(1), Some(1)),

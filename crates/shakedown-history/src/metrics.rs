@@ -56,7 +56,7 @@ impl Metric {
     /// The value for people: "12.5 MiB", "3.2 ms", "850.0 ops/s".
     pub fn display(&self) -> String {
         match self.unit.as_str() {
-            "bytes" => format!("{:.1} MiB", self.value / (1u64 << 20) as f64),
+            "bytes" => human_bytes(self.value),
             unit => format!("{:.1} {unit}", self.value),
         }
     }
@@ -147,6 +147,16 @@ impl Metrics {
     }
 }
 
+/// "512.0 KiB", "12.5 MiB", "1.2 GiB".
+fn human_bytes(bytes: f64) -> String {
+    const KIB: f64 = 1024.0;
+    match bytes {
+        b if b < KIB * KIB => format!("{:.1} KiB", b / KIB),
+        b if b < KIB * KIB * KIB => format!("{:.1} MiB", b / (KIB * KIB)),
+        b => format!("{:.1} GiB", b / (KIB * KIB * KIB)),
+    }
+}
+
 /// The nearest-rank percentile of sorted values; `None` when empty.
 fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     if sorted.is_empty() {
@@ -213,6 +223,11 @@ mod tests {
         assert_eq!(m.services(), ["db", "kv"]);
         assert_eq!(m.get("service.kv.cpu_ms").unwrap().display(), "30.0 ms");
         assert_eq!(m.len(), 4);
+        let bytes = |b: f64| Metric::new(b, "bytes", Better::Lower).display();
+        assert_eq!(
+            (bytes(65536.0), bytes(1.5 * 1048576.0), bytes(3.0 * 1073741824.0)),
+            ("64.0 KiB".into(), "1.5 MiB".into(), "3.0 GiB".into())
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use crate::{write_file, OpCounts, ReportError};
 use serde::{Deserialize, Serialize};
 use shakedown_check::{CheckResult, Verdict};
+use shakedown_history::metrics::Metrics;
 use shakedown_history::{EventKind, History};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,6 +34,10 @@ pub struct Report {
     pub services: Vec<ServiceRecord>,
     /// Harness errors (a service never became ready, a build failed); empty when none.
     pub errors: Vec<String>,
+    /// Throughput, latency and services' resource use, by name (see
+    /// [`shakedown_history::metrics`]); empty in reports written before metrics.
+    #[serde(default)]
+    pub metrics: Metrics,
 }
 
 /// One fault window.
@@ -81,6 +86,8 @@ pub struct RunMeta {
     /// (service name, log path relative to the run dir, last log lines).
     pub services: Vec<(String, String, Vec<String>)>,
     pub errors: Vec<String>,
+    /// The run's metrics, as the runner measured them.
+    pub metrics: Metrics,
 }
 
 impl RunMeta {
@@ -113,6 +120,7 @@ impl Report {
             ok_ops_during_faults: shakedown_check::vacuity::ok_ops_during_faults(history),
             services: services(meta.services, history),
             errors: meta.errors,
+            metrics: meta.metrics,
         }
     }
 
@@ -276,6 +284,20 @@ mod tests {
         r.write_json(&path).unwrap();
         assert!(std::fs::read_to_string(&path).unwrap().ends_with("}\n"));
         assert_eq!(Report::read_json(&path).unwrap(), r);
+    }
+
+    #[test]
+    fn metrics_round_trip_and_old_reports_without_them_still_read() {
+        let mut metrics = Metrics::default();
+        metrics.add_service("kv", 8 << 20, 120);
+        let r =
+            Report::build(RunMeta { metrics: metrics.clone(), ..fixture::meta() }, &fixture::history(false), vec![]);
+        let text = r.to_json_pretty();
+        assert!(text.contains(r#""service.kv.peak_rss_bytes": {"#), "{text}");
+        assert_eq!(serde_json::from_str::<Report>(&text).unwrap().metrics, metrics);
+        let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
+        old.as_object_mut().unwrap().remove("metrics");
+        assert!(serde_json::from_value::<Report>(old).unwrap().metrics.is_empty());
     }
 
     #[test]

@@ -4,6 +4,7 @@ use crate::json_text::json_lines;
 use crate::{FaultRecord, OpCounts, Report, ServiceRecord};
 use shakedown_check::stats::{describe_results, RESULTS};
 use shakedown_check::{CheckResult, Verdict};
+use shakedown_history::metrics::Metrics;
 use std::collections::BTreeMap;
 
 /// How to render: colors only on a terminal that wants them (`NO_COLOR` is the caller's business).
@@ -24,6 +25,7 @@ pub fn render_summary(report: &Report, style: Style) -> String {
     let mut out = vec![header(report, style)];
     out.extend(op_lines(&report.ops));
     out.push(fault_line(&report.faults, report.ok_ops_during_faults));
+    out.extend(metrics_line(&report.metrics));
     out.extend(report.services.iter().flat_map(|s| crash_lines(s, style)));
     out.extend(check_lines(&report.checks, style));
     out.extend(
@@ -80,6 +82,20 @@ fn fault_line(faults: &[FaultRecord], ok_during: u64) -> String {
     }
     let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{} ×{n}", clean(k))).collect();
     format!("  faults  {} applied: {}; {ok_during} ok ops during them", faults.len(), kinds.join(", "))
+}
+
+/// "  metrics 850.0 ops/s; kv peak RSS 8.0 MiB, CPU 120.0 ms", when measured.
+fn metrics_line(metrics: &Metrics) -> Option<String> {
+    if metrics.is_empty() {
+        return None;
+    }
+    let mut parts = vec![metrics.get("ops.per_s").map_or_else(|| "no ok ops".to_string(), |m| m.display())];
+    for name in metrics.services() {
+        let rss = metrics.get(&format!("service.{name}.peak_rss_bytes")).map(|m| m.display()).unwrap_or_default();
+        let cpu = metrics.get(&format!("service.{name}.cpu_ms")).map(|m| m.display()).unwrap_or_default();
+        parts.push(format!("{} peak RSS {rss}, CPU {cpu}", clean(&name)));
+    }
+    Some(format!("  metrics {}", parts.join("; ")))
 }
 
 /// "  ! kv exited unexpectedly at 0.055s: signal 9", for each event shakedown did not cause.
@@ -222,6 +238,21 @@ mod tests {
     use shakedown_check::CheckResult;
 
     const PLAIN: Style = Style { color: false };
+
+    #[test]
+    fn metrics_show_throughput_and_each_services_use_in_one_line() {
+        let mut r = fixture::report(false);
+        assert!(!render_summary(&r, PLAIN).contains("metrics"), "no line without metrics");
+        r.metrics.insert(
+            "ops.per_s",
+            850.0,
+            shakedown_history::metrics::PER_S,
+            shakedown_history::metrics::Better::Higher,
+        );
+        r.metrics.add_service("kv", 8 << 20, 120);
+        let text = render_summary(&r, PLAIN);
+        assert!(text.contains("\n  metrics 850.0 ops/s; kv peak RSS 8.0 MiB, CPU 120.0 ms\n"), "{text}");
+    }
 
     #[test]
     fn an_invalid_run_shows_the_counterexample_and_the_logs() {

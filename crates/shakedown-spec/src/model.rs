@@ -401,6 +401,9 @@ pub enum CheckKind {
     FieldMerge,
     /// A query's rows equal `rows`, or there are none (`empty = true`).
     Sql,
+    /// Services' peak RSS and CPU time (sampled from /proc) within `max_rss`
+    /// and `max_cpu`; one `service`, or all.
+    Resources,
 }
 
 impl CheckKind {
@@ -428,6 +431,7 @@ impl CheckKind {
             CheckKind::OwnWrites => "own-writes",
             CheckKind::FieldMerge => "field-merge",
             CheckKind::Sql => "sql",
+            CheckKind::Resources => "resources",
         }
     }
 
@@ -453,6 +457,7 @@ impl CheckKind {
             CheckKind::OwnWrites => &["state", "actors", "entity", "pool", "created"],
             CheckKind::FieldMerge => &["state", "actors", "entity", "edits", "edit_log"],
             CheckKind::Sql => &["state", "actors", "rows", "empty"],
+            CheckKind::Resources => &["service", "max_rss", "max_cpu"],
         }
     }
 
@@ -555,6 +560,12 @@ pub struct CheckSpec {
     pub rows: Option<Spanned<Vec<Vec<serde_json::Value>>>>,
     /// sql: the query must return no rows.
     pub empty: Option<Spanned<bool>>,
+    /// resources: the service whose use is limited (default: every service).
+    pub service: Option<Spanned<String>>,
+    /// resources: the most resident memory a service may peak at ("200MiB").
+    pub max_rss: Option<Spanned<crate::fault::ByteSize>>,
+    /// resources: the most CPU time (user + system) a service may use.
+    pub max_cpu: Option<Dur>,
 }
 
 impl CheckSpec {
@@ -618,6 +629,9 @@ impl CheckSpec {
         keys.extend(self.edit_log.as_ref().map(|v| ("edit_log", v.span())));
         keys.extend(self.rows.as_ref().map(|v| ("rows", v.span())));
         keys.extend(self.empty.as_ref().map(|v| ("empty", v.span())));
+        keys.extend(self.service.as_ref().map(|v| ("service", v.span())));
+        keys.extend(self.max_rss.as_ref().map(|v| ("max_rss", v.span())));
+        keys.extend(self.max_cpu.map(|_| ("max_cpu", 0..0)));
         keys
     }
 }

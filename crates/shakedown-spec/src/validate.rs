@@ -596,6 +596,29 @@ impl<'a> Validator<'a> {
         }
         self.log_check(c, &label);
         self.state_check(c, &label);
+        self.resources_check(c, &label);
+    }
+
+    /// resources: at least one limit, and a `service` that is defined.
+    fn resources_check(&mut self, c: &CheckSpec, label: &str) {
+        if c.kind != CheckKind::Resources {
+            return;
+        }
+        if c.max_rss.is_none() && c.max_cpu.is_none() {
+            self.err_near(
+                "\"resources\"".into(),
+                format!("check `{label}` needs `max_rss` or `max_cpu`, e.g. `max_rss = \"200MiB\"`"),
+            );
+        }
+        if let Some(service) = c.service.as_ref().filter(|s| !self.s.service.contains_key(s.get_ref())) {
+            let names = self.s.service.keys().map(String::as_str).collect();
+            let msg = format!(
+                "check `{label}` names service `{}`, which is not defined; {}",
+                service.get_ref(),
+                one_of("services", &names)
+            );
+            self.err(service.span(), msg);
+        }
     }
 
     /// The state checks: a `state` source, actors, round actions, pools and
@@ -907,4 +930,35 @@ pub fn signal_number(name: &str) -> Option<i32> {
         "KILL" => 9,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod resources_tests {
+    const BASE: &str = "name = \"t\"\n[service.kv]\ncommand = [\"kv\"]\n[[check]]\nkind = \"resources\"\n";
+
+    #[test]
+    fn resources_checks_parse_with_sizes_and_durations() {
+        let s = crate::parse(&format!("{BASE}service = \"kv\"\nmax_rss = \"200MiB\"\nmax_cpu = \"2s\"\n"), "t.toml").unwrap();
+        let c = &s.check[0];
+        assert_eq!(c.kind.as_str(), "resources");
+        assert_eq!(c.max_rss.as_ref().map(|b| b.get_ref().0), Some(200 << 20));
+        assert_eq!(c.max_cpu.map(|d| d.0), Some(std::time::Duration::from_secs(2)));
+        assert_eq!(c.service.as_ref().map(|s| s.get_ref().as_str()), Some("kv"));
+        assert!(crate::parse(&format!("{BASE}max_rss = 1048576\n"), "t.toml").is_ok());
+    }
+
+    #[test]
+    fn bad_resources_checks_are_explained() {
+        let cases = [
+            ("", "t.toml:5:8: check `resources` needs `max_rss` or `max_cpu`"),
+            ("max_rss = \"1MiB\"\nservice = \"db\"\n", "t.toml:7:11: check `resources` names service `db`, which is not defined"),
+            ("max_rss = \"lots\"\n", "invalid size \"lots\""),
+            ("max_cpu = \"soon\"\n", "invalid duration \"soon\""),
+            ("max_rss = \"1MiB\"\nstate = { tree = \"a\" }\n", "`state` does not apply to kind `resources`"),
+        ];
+        for (extra, want) in cases {
+            let err = crate::parse(&format!("{BASE}{extra}"), "t.toml").unwrap_err().to_string();
+            assert!(err.contains(want), "{extra:?}: {err}");
+        }
+    }
 }

@@ -127,6 +127,11 @@ pub fn checks_for(s: &Scenario) -> Vec<(String, Box<dyn Check>)> {
                 CheckKind::LogAbsent => Box::new(LogAbsentCheck {
                     matcher: c.entry.as_ref().map(|e| log_match(e.get_ref())).unwrap_or_default(),
                 }),
+                CheckKind::Resources => Box::new(shakedown_check::resources::ResourcesCheck {
+                    service: c.service.as_ref().map(|s| s.get_ref().clone()),
+                    max_rss_bytes: c.max_rss.as_ref().map(|b| b.get_ref().0),
+                    max_cpu_ms: c.max_cpu.map(|d| u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX)),
+                }),
                 _ => state_check(s, c),
             };
             (c.label().to_string(), check)
@@ -281,7 +286,7 @@ pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
             let logs = read_logs(s, &run_dir);
             let mut results = shakedown_check::run_checks(
                 &checks_for(s),
-                &CheckInput::new(&out.history).with_logs(&logs).with_states(&out.states),
+                &CheckInput::new(&out.history).with_logs(&logs).with_states(&out.states).with_metrics(&out.metrics),
             );
             results.iter_mut().for_each(|r| shakedown_check::linear::explain(r, &out.history));
             for (result, spec) in results.iter_mut().zip(&s.check) {
@@ -325,6 +330,7 @@ pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
         run_dir: run_dir.display().to_string(),
         services: out.services.iter().map(|s| (s.name.clone(), s.log.clone(), s.tail.clone())).collect(),
         errors,
+        metrics: out.metrics.clone(),
     };
     let report = Report::build(meta, &out.history, checks);
     rundir::write_outputs(&run_dir, &out.history, &report)
