@@ -205,7 +205,8 @@ impl Setup {
 
 /// Two tables (one with an INTEGER PRIMARY KEY with gaps, one keyed by rowid), `n_rows` rows between them.
 fn make_sqlite(path: &Path, n_rows: u64) {
-    let db = Connection::open(path).unwrap();
+    let mut db = Connection::open(path).unwrap();
+    let db = db.transaction().unwrap();
     db.execute_batch("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL, blob BLOB); CREATE TABLE notes (body TEXT);").unwrap();
     for i in 0..n_rows {
         if i % 3 == 2 {
@@ -217,6 +218,7 @@ fn make_sqlite(path: &Path, n_rows: u64) {
             db.execute("INSERT INTO items VALUES (?1, ?2, ?3, ?4)", params).unwrap();
         }
     }
+    db.commit().unwrap();
 }
 
 fn make_tree(root: &Path, n_files: u64) {

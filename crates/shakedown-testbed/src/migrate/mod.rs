@@ -207,7 +207,8 @@ pub fn run(config: &Config, stop: &StopFlag) -> Result<Outcome, MigrateError> {
         config.log.info("complete", &[("items", state.total.into()), ("already", true.into())]);
         return Ok(Outcome::Complete { items: state.total });
     }
-    let events = Events::open(&config.events, !resumed)?;
+    // Only a run without --resume starts the events over: a resume that finds no state file keeps the history.
+    let events = Events::open(&config.events, !config.resume)?;
     let mut job = Job { config, stop, events: &events, torn: config.has(Bug::TornStateWrite) };
     if !resumed {
         job.save(&state)?;
@@ -439,6 +440,62 @@ mod tests {
             assert_eq!(bug.name().parse::<Bug>().unwrap(), bug);
         }
         assert!("skip".parse::<Bug>().unwrap_err().to_string().contains("resume-skips-batch"));
+    }
+
+    fn sqlite_config(dir: &Path, n_rows: u64) -> Config {
+        let source = dir.join("source.sqlite");
+        let db = rusqlite::Connection::open(&source).unwrap();
+        db.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)").unwrap();
+        for id in 0..n_rows {
+            db.execute("INSERT INTO t VALUES (?1, 'v')", [id as i64]).unwrap();
+        }
+        let mut config = Config::new(Kind::Sqlite, source, dir.join("dest.sqlite"), dir.join("state.json"));
+        config.batch_size = 2;
+        config.with_log(Logger::memory())
+    }
+
+    fn statuses(config: &Config) -> Vec<(Option<i64>, String)> {
+        let db = rusqlite::Connection::open(&config.events).unwrap();
+        let mut stmt = db.prepare("SELECT batch, status FROM migrate_events ORDER BY seq").unwrap();
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn a_stop_during_traversal_keeps_no_plan_and_the_resume_redoes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = sqlite_config(dir.path(), 5);
+        let stop = StopFlag::new();
+        stop.stop();
+        assert_eq!(run(&config, &stop).unwrap(), Outcome::Interrupted { done: 0 });
+        let state = State::load(&config.state).unwrap().unwrap();
+        assert_eq!((state.phase, state.batches.len()), (Phase::Traversal, 0));
+        assert!(config.log.lines().last().unwrap().contains(r#""msg":"checkpoint","done":0,"phase":"traversal""#));
+        config.resume = true;
+        assert_eq!(run(&config, &StopFlag::new()).unwrap(), Outcome::Complete { items: 5 });
+        let statuses = statuses(&config);
+        // Traversal twice, copy once, three batches.
+        assert_eq!(statuses.iter().filter(|(_, s)| s == "started").count(), 2 + 1 + 3, "{statuses:?}");
+    }
+
+    #[test]
+    fn a_batch_left_in_flight_is_redone_before_a_requested_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = sqlite_config(dir.path(), 5);
+        assert_eq!(run(&config, &StopFlag::new()).unwrap(), Outcome::Complete { items: 5 });
+        let mut state = State::load(&config.state).unwrap().unwrap();
+        (state.phase, state.complete, state.next_batch, state.in_flight, state.done) =
+            (Phase::Copy, false, 1, Some(1), 2);
+        state.save(&config.state, false).unwrap();
+        config.resume = true;
+        let stop = StopFlag::new();
+        stop.stop();
+        assert_eq!(run(&config, &stop).unwrap(), Outcome::Interrupted { done: 4 });
+        let state = State::load(&config.state).unwrap().unwrap();
+        assert_eq!((state.next_batch, state.in_flight), (2, None));
+        let tail: Vec<_> = statuses(&config).into_iter().rev().take(3).collect();
+        let want = [(Some(1), "done"), (Some(1), "started"), (Some(1), "retry")].map(|(b, s)| (b, s.to_string()));
+        assert_eq!(tail, want);
     }
 
     #[test]
