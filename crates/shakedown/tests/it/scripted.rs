@@ -160,8 +160,9 @@ const SYNC_SCENARIOS: [&str; 8] = [
 ];
 
 /// The checks `_common/checks.toml` gives every sync scenario, and the automatic one.
-const SYNC_CHECKS: [&str; 9] = [
+const SYNC_CHECKS: [&str; 10] = [
     "converge",
+    "action logs agree",
     "event-counts",
     "sequence",
     "causal-order",
@@ -205,6 +206,26 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The most `sync` operations that were in flight at once in a run's history.
+fn max_concurrent_syncs(report: &Value) -> usize {
+    let history = Path::new(report["run_dir"].as_str().unwrap()).join("history.jsonl");
+    let text = std::fs::read_to_string(history).unwrap();
+    let (mut open, mut most) = (0usize, 0usize);
+    for line in text.lines().skip(1) {
+        let event: Value = serde_json::from_str(line).unwrap();
+        if event["f"] != "sync" {
+            continue;
+        }
+        match event["type"].as_str() {
+            Some("invoke") => open += 1,
+            Some("ok" | "fail" | "info") => open = open.saturating_sub(1),
+            _ => {}
+        }
+        most = most.max(open);
+    }
+    most
+}
+
 /// The client commands of the shared actions and of `field-merge.toml`'s own.
 const WHOLE_ROW_MERGE: (&str, &str) = ("\"sync-client\",", "\"sync-client\", \"--bug\", \"whole-row-merge\",");
 /// The server's command in `_common/sync.toml`.
@@ -234,6 +255,9 @@ fn every_sync_scenario_is_valid_from_one_command_with_every_shared_check() {
     let restart = by_name("sync-restart");
     let exec = &restart["ops"]["by_action"]["exec"];
     assert_eq!(exec["ok"], 1, "the sync while the server is down failed as expected: {exec}");
+    let faults = by_name("sync-partition")["faults"].as_array().unwrap();
+    assert!(faults.iter().any(|f| f["kind"] == "down"), "the link really went down: {faults:?}");
+    assert_eq!(max_concurrent_syncs(by_name("sync-herd")), 3, "all three synced at once");
     let lost_reply = by_name("sync-lost-reply")["checks"].as_array().unwrap();
     let recognised = lost_reply.iter().find(|c| c["name"] == "the retry was recognised").unwrap();
     assert_eq!(recognised["verdict"], "valid", "the reply was lost and the retry deduplicated");
