@@ -140,6 +140,16 @@ impl Job {
     }
 }
 
+/// A test that fails midway must not leave its job running.
+impl Drop for Job {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// One job's paths in a temp dir.
 struct Setup {
     _dir: tempfile::TempDir,

@@ -318,6 +318,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_is_a_valid_state() {
+        let readme = include_str!("../../../../examples/migrate/README.md");
+        let example = readme.split("```json\n").nth(1).and_then(|rest| rest.split("```").next()).unwrap();
+        let state: State = serde_json::from_str(example).unwrap();
+        assert_eq!(state.validate(), Ok(()));
+        assert_eq!((state.in_flight, state.next_batch), (Some(1), 1));
+    }
+
+    #[test]
     fn round_trips_and_rejects_torn_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
