@@ -9,10 +9,10 @@
 //! a TCP link a fault proxy can break; in memory), [`lock`] (lease servers
 //! sharing one data directory, a primary and a backup, and a client that
 //! fails over between them) and [`sync`] (an action-log server and an
-//! offline-first client CLI with SQLite state). [`migrate`] is a one-shot job,
+//! offline-first client CLI with SQLite state). The others are durable by default
+//! through one append-only JSON-lines log each. [`migrate`] is a one-shot job,
 //! not a server: it copies an SQLite database or a directory tree in batches,
-//! resumable from a JSON state file. The others are durable by default
-//! through one append-only JSON-lines log each. [`main`] is the
+//! resumable from a JSON state file. [`main`] is the
 //! `shakedown-testbed` binary's entry point (`shakedown-testbed kv --listen
 //! 127.0.0.1:8080 --data DIR [--bug lost-write] [--bug stale-read]`).
 //!

@@ -25,7 +25,7 @@ pub struct MigrateArgs {
     /// The JSON state file (plan and progress), written atomically before and after every batch.
     #[arg(long, value_name = "FILE")]
     pub state: PathBuf,
-    /// The SQLite file holding the migrate_events table [default: <state>.events.sqlite].
+    /// The SQLite file holding the migrate_events table [default: the --state path + .events.sqlite].
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
     /// Kind of source.
