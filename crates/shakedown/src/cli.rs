@@ -129,6 +129,20 @@ struct RunArgs {
     /// check fails (default), always, or never.
     #[arg(long, value_enum, default_value_t = LogSummary::OnFailure)]
     log_summary: LogSummary,
+    /// Save each completed run's metrics as baseline NAME, in
+    /// .shakedown/baselines/NAME.json (or $SHAKEDOWN_BASELINE_DIR/NAME.json),
+    /// keyed by scenario and matrix cell; other runs already in it are kept.
+    #[arg(long, value_name = "NAME")]
+    save_baseline: Option<String>,
+    /// Compare each run's metrics with baseline NAME: a `baseline` check fails
+    /// the run (exit 1) naming every metric worse by more than --max-regression.
+    /// A missing baseline, or a run it lacks, is a usage error (exit 3).
+    #[arg(long, value_name = "NAME")]
+    baseline: Option<String>,
+    /// How much worse than its baseline a metric may get: throughput lower,
+    /// latency, RSS or CPU higher.
+    #[arg(long, value_name = "PERCENT", value_parser = crate::baseline::parse_threshold, default_value = "10%", requires = "baseline")]
+    max_regression: f64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -201,6 +215,19 @@ fn run_command(args: RunArgs) -> u8 {
     if let Err(code) = prepare_env(&entries, args.profile.as_deref()) {
         return code;
     }
+    let keys: Vec<String> = entries.iter().map(|e| crate::baseline::key(&e.scenario.name, &e.scenario.cell)).collect();
+    let plan = match crate::baseline::Plan::resolve(
+        args.save_baseline.clone(),
+        args.baseline.as_deref(),
+        args.max_regression,
+        &keys,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("shakedown: failed to {e}; nothing was run");
+            return EXIT_USAGE;
+        }
+    };
     match entries.len() {
         0 => {
             eprintln!("shakedown: no scenario selected; nothing was run");
@@ -210,8 +237,8 @@ fn run_command(args: RunArgs) -> u8 {
                 0
             }
         }
-        1 if !suite_mode => run_single(entries.into_iter().next().expect("one entry"), &args),
-        _ => run_suite(entries, &skipped, &args),
+        1 if !suite_mode => run_single(entries.into_iter().next().expect("one entry"), &args, &plan),
+        _ => run_suite(entries, &skipped, &args, &plan),
     }
 }
 
@@ -374,7 +401,7 @@ fn set_profile_vars<'a>(profiles: impl Iterator<Item = &'a crate::profile::Profi
 }
 
 /// One scenario file: the terminal output and exit code of a plain run.
-fn run_single(entry: crate::suite::Entry, args: &RunArgs) -> u8 {
+fn run_single(entry: crate::suite::Entry, args: &RunArgs, plan: &crate::baseline::Plan) -> u8 {
     let crate::suite::Entry { path: file, text, scenario, .. } = entry;
     let seed = args.seed.or(scenario.seed).unwrap_or_else(rand::random);
     eprintln!("shakedown {}: running {} (seed {seed})", env!("CARGO_PKG_VERSION"), scenario.name);
@@ -409,10 +436,12 @@ fn run_single(entry: crate::suite::Entry, args: &RunArgs) -> u8 {
     shakedown_runner::kill_all_groups();
     rt.shutdown_timeout(Duration::from_secs(2));
     match finished {
-        Ok(f) => {
+        Ok(mut f) => {
+            let compared = compare_with_baseline(plan, &mut f);
             let code = report(&f, args.format, &file);
             log_summary(&scenario, &f, args.log_summary);
-            code
+            let saved = save_baseline(plan, [&f]);
+            crate::suite::worst_exit([code, compared, saved])
         }
         Err(e @ shakedown::Error::RunDirInUse(_)) => {
             eprintln!("shakedown: {e}");
@@ -427,7 +456,12 @@ fn run_single(entry: crate::suite::Entry, args: &RunArgs) -> u8 {
 
 /// Several scenarios: `--jobs` at a time, a summary line each, the suite's
 /// outputs in `--out`, and the worst exit code.
-fn run_suite(entries: Vec<crate::suite::Entry>, skipped: &[crate::suite::Skip], args: &RunArgs) -> u8 {
+fn run_suite(
+    entries: Vec<crate::suite::Entry>,
+    skipped: &[crate::suite::Skip],
+    args: &RunArgs,
+    plan: &crate::baseline::Plan,
+) -> u8 {
     eprintln!(
         "shakedown {}: running {} scenario(s), {} at a time",
         env!("CARGO_PKG_VERSION"),
@@ -441,7 +475,7 @@ fn run_suite(entries: Vec<crate::suite::Entry>, skipped: &[crate::suite::Skip], 
             return EXIT_HARNESS;
         }
     };
-    let outcomes = rt.block_on(async {
+    let mut outcomes = rt.block_on(async {
         let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
         tokio::spawn(watch_signals(cancel_tx));
         let cfg = crate::suite::SuiteConfig { jobs: args.jobs.get(), seed: args.seed, out: args.out.clone(), cancel };
@@ -450,6 +484,15 @@ fn run_suite(entries: Vec<crate::suite::Entry>, skipped: &[crate::suite::Skip], 
     // Only now: the runs share the process, so killing groups earlier would hit a neighbour's.
     shakedown_runner::kill_all_groups();
     rt.shutdown_timeout(Duration::from_secs(2));
+    let mut baseline_code = 0;
+    for o in &mut outcomes {
+        let Some(f) = o.finished.as_mut() else { continue };
+        baseline_code = crate::suite::worst_exit([baseline_code, compare_with_baseline(plan, f)]);
+        if f.end == RunEnd::Completed {
+            o.code = shakedown::exit_code(f);
+            o.verdict = f.report.verdict.as_str().to_string();
+        }
+    }
     for o in &outcomes {
         match (&o.finished, &o.error) {
             (Some(f), _) if o.code != 0 => eprint!("{}", render_summary(&f.report, Style { color: color() })),
@@ -460,12 +503,47 @@ fn run_suite(entries: Vec<crate::suite::Entry>, skipped: &[crate::suite::Skip], 
     for o in &outcomes {
         eprintln!("{}", crate::suite::summary_line(o));
     }
-    let code = crate::suite::worst_exit(outcomes.iter().map(|o| o.code));
+    for table in crate::suite::metrics_tables(&outcomes) {
+        eprint!("{}", table.render());
+    }
+    let saved = save_baseline(plan, outcomes.iter().filter_map(|o| o.finished.as_ref()));
+    let code = crate::suite::worst_exit(outcomes.iter().map(|o| o.code).chain([baseline_code, saved]));
     if args.format == Format::Json {
         print_line(&crate::suite::suite_json(&outcomes, skipped, code).to_string());
     }
     eprintln!("shakedown: {} run, {} skipped; exit code {code}", outcomes.len(), skipped.len());
     write_suite(args, &outcomes, skipped, code)
+}
+
+/// `--baseline`: compares a run with it; a report that cannot be rewritten is a harness failure.
+fn compare_with_baseline(plan: &crate::baseline::Plan, f: &mut Finished) -> u8 {
+    match plan.compare_run(f) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("shakedown: failed to record the baseline comparison: {e}");
+            EXIT_HARNESS
+        }
+    }
+}
+
+/// `--save-baseline`: stores the completed runs' metrics; failing to is a harness failure.
+fn save_baseline<'a>(plan: &crate::baseline::Plan, runs: impl IntoIterator<Item = &'a Finished>) -> u8 {
+    match plan.save_runs(runs) {
+        Ok(Some(path)) => {
+            eprintln!("baseline saved: {}", path.display());
+            0
+        }
+        Ok(None) => {
+            if let Some(name) = &plan.save {
+                eprintln!("shakedown: no run completed; baseline {name} not saved");
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("shakedown: failed to {e}");
+            EXIT_HARNESS
+        }
+    }
 }
 
 /// Writes the suite's `junit.xml` and `suite.json` when `--out` is given;

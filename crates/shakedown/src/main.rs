@@ -1,5 +1,6 @@
 //! The `shakedown` command line.
 
+mod baseline;
 mod cli;
 mod profile;
 mod proxy_cmd;

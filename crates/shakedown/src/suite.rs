@@ -2,7 +2,10 @@
 //! selecting them by tag, name and partition, running several at once, and the
 //! suite's summary, `junit.xml` and `suite.json`.
 
+use shakedown::crates::history::metrics::Metrics;
+use shakedown::crates::spec::Cell;
 use shakedown::{Finished, RunConfig, Scenario};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -347,12 +350,101 @@ pub fn suite_json(outcomes: &[Outcome], skipped: &[Skip], code: u8) -> serde_jso
         .iter()
         .map(|s| serde_json::json!({ "name": s.name, "file": s.path.display().to_string(), "reason": s.reason }))
         .collect();
+    let tables: Vec<serde_json::Value> = metrics_tables(outcomes).iter().map(MetricsTable::to_json).collect();
     serde_json::json!({
         "shakedown_version": env!("CARGO_PKG_VERSION"),
         "exit_code": code,
         "scenarios": scenarios,
         "skipped": skipped,
+        "metrics_table": tables,
     })
+}
+
+/// The metrics of a scenario's matrix cells side by side: one row per cell,
+/// one column per chosen metric (throughput, then each service's peak RSS and CPU).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsTable {
+    pub scenario: String,
+    /// The matrix dimensions, the first columns.
+    pub dims: Vec<String>,
+    /// Metric names, the other columns.
+    pub columns: Vec<String>,
+    pub rows: Vec<(Cell, Metrics)>,
+}
+
+/// One table per scenario that ran two or more matrix cells with metrics, in suite order.
+pub fn metrics_tables(outcomes: &[Outcome]) -> Vec<MetricsTable> {
+    let mut tables: Vec<MetricsTable> = Vec::new();
+    for f in outcomes.iter().filter_map(|o| o.finished.as_ref()) {
+        let report = &f.report;
+        if report.matrix.is_empty() || report.metrics.is_empty() {
+            continue;
+        }
+        let suffix = format!("[{}]", shakedown::crates::spec::cell_name(&report.matrix));
+        let base = report.scenario.strip_suffix(&suffix).unwrap_or(&report.scenario).to_string();
+        let row = (report.matrix.clone(), report.metrics.clone());
+        match tables.iter_mut().find(|t| t.scenario == base) {
+            Some(t) => t.rows.push(row),
+            None => {
+                tables.push(MetricsTable { scenario: base, dims: Vec::new(), columns: Vec::new(), rows: vec![row] })
+            }
+        }
+    }
+    tables.retain(|t| t.rows.len() > 1);
+    for t in &mut tables {
+        let dims: BTreeSet<&String> = t.rows.iter().flat_map(|(cell, _)| cell.keys()).collect();
+        t.dims = dims.into_iter().cloned().collect();
+        let services: BTreeSet<String> = t.rows.iter().flat_map(|(_, m)| m.services()).collect();
+        t.columns = std::iter::once("ops.per_s".to_string())
+            .chain(services.iter().flat_map(|s| [format!("service.{s}.peak_rss_bytes"), format!("service.{s}.cpu_ms")]))
+            .collect();
+    }
+    tables
+}
+
+impl MetricsTable {
+    /// The table for a terminal, columns aligned; a missing value is `-`.
+    pub fn render(&self) -> String {
+        let header: Vec<String> = self.dims.iter().chain(&self.columns).map(|c| short_column(c)).collect();
+        let mut lines = vec![header];
+        for (cell, metrics) in &self.rows {
+            let dims = self.dims.iter().map(|d| cell.get(d).cloned().unwrap_or_else(|| "-".into()));
+            let values = self.columns.iter().map(|c| metrics.get(c).map_or_else(|| "-".into(), |m| m.display()));
+            lines.push(dims.chain(values).collect());
+        }
+        let widths: Vec<usize> =
+            (0..lines[0].len()).map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0)).collect();
+        let mut out = format!("metrics of {} over {} cells:\n", self.scenario, self.rows.len());
+        for line in lines {
+            let cells: Vec<String> = line.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
+            out.push_str(&format!("  {}\n", cells.join("  ").trim_end()));
+        }
+        out
+    }
+
+    /// `suite.json`'s form: the columns, and each row's cell and values.
+    pub fn to_json(&self) -> serde_json::Value {
+        let rows: Vec<serde_json::Value> = self
+            .rows
+            .iter()
+            .map(|(cell, m)| {
+                let values: serde_json::Map<String, serde_json::Value> =
+                    self.columns.iter().map(|c| (c.clone(), serde_json::json!(m.value(c)))).collect();
+                serde_json::json!({ "cell": cell, "metrics": values })
+            })
+            .collect();
+        serde_json::json!({ "scenario": self.scenario, "dims": self.dims, "columns": self.columns, "rows": rows })
+    }
+}
+
+/// "kv peak RSS" for `service.kv.peak_rss_bytes`, "kv CPU" for `service.kv.cpu_ms`.
+fn short_column(name: &str) -> String {
+    let Some(rest) = name.strip_prefix("service.") else { return name.to_string() };
+    match (rest.strip_suffix(".peak_rss_bytes"), rest.strip_suffix(".cpu_ms")) {
+        (Some(s), _) => format!("{s} peak RSS"),
+        (_, Some(s)) => format!("{s} CPU"),
+        _ => name.to_string(),
+    }
 }
 
 /// The suite's JUnit XML: each run's own test suite, and a suite with an
@@ -400,6 +492,55 @@ pub fn write_outputs(dir: &Path, outcomes: &[Outcome], skipped: &[Skip], code: u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn finished(name: &str, size: &str, per_s: f64, rss_mib: u64) -> Outcome {
+        let mut report = shakedown::Report::build(
+            shakedown::crates::report::RunMeta::new(format!("{name}[size={size}]"), 1),
+            &shakedown::crates::history::HistoryBuilder::new(shakedown::crates::history::Header::new(name, 1)).finish(),
+            Vec::new(),
+        );
+        report.matrix = [("size".to_string(), size.to_string())].into();
+        report.metrics.insert("ops.per_s", per_s, "ops/s", shakedown::crates::history::metrics::Better::Higher);
+        report.metrics.add_service("kv", rss_mib << 20, 120);
+        Outcome {
+            name: report.scenario.clone(),
+            path: PathBuf::from("s.toml"),
+            seed: 1,
+            run_dir: PathBuf::from("r"),
+            code: 0,
+            verdict: "valid".into(),
+            started_ms: 0,
+            finished_ms: 0,
+            finished: Some(Finished {
+                report,
+                history: shakedown::crates::history::HistoryBuilder::new(shakedown::crates::history::Header::new(
+                    name, 1,
+                ))
+                .finish(),
+                run_dir: PathBuf::from("r"),
+                end: shakedown::RunEnd::Completed,
+            }),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn matrix_cells_make_a_metrics_table() {
+        let outcomes =
+            [finished("batch", "10", 50.0, 8), finished("batch", "1000", 900.5, 24), finished("lonely", "1", 1.0, 1)];
+        let tables = metrics_tables(&outcomes);
+        assert_eq!(tables.len(), 1, "a scenario with one cell has no table");
+        let text = tables[0].render();
+        let want = "metrics of batch over 2 cells:\n  \
+                    size  ops.per_s    kv peak RSS  kv CPU\n  \
+                    10    50.0 ops/s   8.0 MiB      120.0 ms\n  \
+                    1000  900.5 ops/s  24.0 MiB     120.0 ms\n";
+        assert_eq!(text, want);
+        let json = suite_json(&outcomes, &[], 0);
+        assert_eq!(json["metrics_table"][0]["rows"][1]["cell"]["size"], "1000");
+        assert_eq!(json["metrics_table"][0]["rows"][1]["metrics"]["ops.per_s"], 900.5);
+        assert_eq!(json["metrics_table"][0]["columns"][1], "service.kv.peak_rss_bytes");
+    }
 
     #[test]
     fn partitions_parse_or_explain() {
