@@ -13,6 +13,7 @@ mod faults;
 mod library;
 mod logs;
 mod matrix;
+mod metrics;
 mod profiles;
 mod proxy;
 mod scripted;
