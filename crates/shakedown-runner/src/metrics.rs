@@ -22,6 +22,12 @@
 //! job.sample(); // call as often as wanted, e.g. every 100 ms
 //! let usage = job.usage(); // peak RSS and total CPU over every sample
 //! # let _ = usage;
+//! # async fn job(mut child: tokio::process::Child) {
+//! // Or sample while awaiting the job's end:
+//! let pgid = child.id().unwrap() as i32;
+//! let (status, usage) = shakedown_runner::metrics::while_sampling(pgid, child.wait()).await;
+//! # let _ = (status, usage);
+//! # }
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -173,6 +179,25 @@ impl Tracker {
     }
 }
 
+/// Awaits `fut` while sampling group `pgid` every [`SAMPLE_INTERVAL`] (first
+/// at once); returns its output and the group's peak RSS and total CPU. For a
+/// job whose group ends with `fut` (`child.wait()`, say). A scan is a few
+/// hundred small reads of /proc, done inline.
+pub async fn while_sampling<F: std::future::Future>(pgid: i32, fut: F) -> (F::Output, Usage) {
+    let mut group = GroupSampler::new(pgid);
+    let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            out = &mut fut => return (out, group.usage()),
+            _ = tick.tick() => {
+                group.sample();
+            }
+        }
+    }
+}
+
 /// The process groups to sample now, by service name; a service that is
 /// not running is left out.
 pub type Groups = Box<dyn Fn() -> Vec<(String, i32)> + Send>;
@@ -282,6 +307,20 @@ mod tests {
         assert_eq!(g.usage().samples, 1);
         assert!(g.usage().rss_bytes > 0);
         assert_eq!(sample_group(pgid), None);
+    }
+
+    #[tokio::test]
+    async fn a_job_is_sampled_while_it_runs() {
+        let mut child = tokio::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
+            .process_group(0)
+            .spawn()
+            .expect("sh runs");
+        let pgid = child.id().expect("running") as i32;
+        let wait = tokio::time::timeout(Duration::from_secs(30), child.wait());
+        let (status, usage) = while_sampling(pgid, wait).await;
+        assert!(status.expect("within 30s").expect("waited").success());
+        assert!(usage.samples >= 1 && usage.rss_bytes > 0, "{usage:?}");
     }
 
     #[test]
