@@ -45,6 +45,7 @@ pub mod log;
 pub mod monotonic;
 pub mod read_your_writes;
 pub mod resources;
+pub mod resume;
 pub mod set;
 pub mod set_full;
 pub mod state;

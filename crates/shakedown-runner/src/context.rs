@@ -43,6 +43,8 @@ pub struct Context {
     pub matrix: BTreeMap<String, String>,
     /// Every `[version.*]` table, rendered: version -> name -> binary.
     pub versions: BTreeMap<String, BTreeMap<String, String>>,
+    /// Generated datasets by name: a file (sqlite) or a directory (tree).
+    pub datasets: BTreeMap<String, PathBuf>,
     seq: AtomicU64,
 }
 
@@ -69,6 +71,8 @@ pub struct Scope<'a, 'b> {
     pub op: Option<&'a mut OpScope<'b>>,
     /// The version `{bin.NAME}` comes from, instead of the cell's (upgrades).
     pub version: Option<&'a str>,
+    /// `{case.dir}`: the resume case being run.
+    pub case_dir: Option<&'a std::path::Path>,
 }
 
 /// A JSON value as template text: strings bare, everything else as JSON.
@@ -96,6 +100,7 @@ impl Context {
             links: BTreeMap::new(),
             matrix: BTreeMap::new(),
             versions: BTreeMap::new(),
+            datasets: BTreeMap::new(),
             seq: AtomicU64::new(0),
         }
     }
@@ -155,6 +160,10 @@ impl Context {
                     scope.version.or(self.matrix.get("version").map(String::as_str)).ok_or_else(unavailable)?;
                 let bins = self.versions.get(version).ok_or_else(|| format!("no version `{version}`"))?;
                 bins.get(name).ok_or_else(|| format!("version `{version}` names no binary `{name}`"))?.clone()
+            }
+            Var::CaseDir => scope.case_dir.ok_or_else(unavailable)?.display().to_string(),
+            Var::Dataset(name) => {
+                self.datasets.get(name).ok_or_else(|| format!("no dataset `{name}`"))?.display().to_string()
             }
             Var::StopDrain | Var::StopShutdown => {
                 let svc = scope.service.and_then(|s| self.services.get(s)).ok_or_else(unavailable)?;

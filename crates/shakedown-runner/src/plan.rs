@@ -90,6 +90,17 @@ pub fn context(
     ctx.links = ports.links;
     ctx.matrix = s.cell.clone();
     ctx.versions = versions(&ctx, s)?;
+    ctx.datasets = s
+        .dataset
+        .iter()
+        .map(|(name, d)| {
+            let file = match d.kind {
+                shakedown_spec::DatasetKind::Sqlite => format!("{name}.sqlite"),
+                shakedown_spec::DatasetKind::Tree => name.clone(),
+            };
+            (name.clone(), run_dir.join("datasets").join(file))
+        })
+        .collect();
     let names: Vec<String> = if s.actor.is_empty() { vec!["client".into()] } else { s.actor.keys().cloned().collect() };
     let mut actors = Vec::new();
     for name in names {
@@ -153,7 +164,11 @@ pub fn proc_spec(
 ) -> Result<ProcSpec, PlanError> {
     let mut argv = ctx.render_all(argv, scope)?;
     resolve_program(&mut argv, &ctx.scenario_dir);
-    let mut full_env = vec![("PATH".to_string(), search_path()), ("SHAKEDOWN_SEED".to_string(), ctx.seed.to_string())];
+    let mut full_env = vec![
+        ("PATH".to_string(), search_path()),
+        ("SHAKEDOWN_SEED".to_string(), ctx.seed.to_string()),
+        (crate::supervisor::RUN_DIR_VAR.to_string(), ctx.run_dir.display().to_string()),
+    ];
     full_env.extend(env);
     Ok(ProcSpec { argv, env: full_env, cwd, namespaces: Vec::new() })
 }
@@ -258,6 +273,7 @@ pub fn actor_env(ctx: &Context, s: &Scenario, actor: &ActorCtx) -> Result<Vec<(S
     env.push(("SHAKEDOWN_SEED".into(), ctx.seed.to_string()));
     env.push(("HOME".into(), actor.home.display().to_string()));
     env.push(("SHAKEDOWN_ACTOR".into(), actor.name.clone()));
+    env.push((crate::supervisor::RUN_DIR_VAR.into(), ctx.run_dir.display().to_string()));
     Ok(env)
 }
 

@@ -12,8 +12,9 @@ use crate::faults::Nemesis;
 use crate::logs::LogSink;
 use crate::plan::{self, mkdir, PlanError};
 use crate::recorder::Recorder;
+use crate::resume::ResumeRun;
 use crate::steps::Script;
-use crate::supervisor::{kill_all_groups, Service};
+use crate::supervisor::{kill_run_groups, Service};
 use crate::triggers::{log_format, Triggers};
 use crate::workload::{Limits, Workload};
 use shakedown_history::{Header, History};
@@ -77,12 +78,13 @@ pub struct RunOutput {
     pub metrics: shakedown_history::metrics::Metrics,
 }
 
-/// Kills every tracked process group on drop, whatever path leaves `run`.
-struct KillGuard;
+/// Kills the process groups of its run on drop, whatever path leaves `run`;
+/// other runs in the same process keep theirs.
+struct KillGuard(PathBuf);
 
 impl Drop for KillGuard {
     fn drop(&mut self) {
-        kill_all_groups();
+        kill_run_groups(&self.0);
     }
 }
 
@@ -102,7 +104,7 @@ struct Run<'a> {
 
 /// Runs the scenario; never panics on a misbehaving system or environment.
 pub async fn run(s: &Scenario, opts: RunOptions) -> RunOutput {
-    let _guard = KillGuard;
+    let _guard = KillGuard(opts.run_dir.clone());
     let header = Header::new(&s.name, opts.seed);
     let recorder = Arc::new(Recorder::new(header, opts.completed.clone()));
     let start = recorder.start();
@@ -124,7 +126,7 @@ pub async fn run(s: &Scenario, opts: RunOptions) -> RunOutput {
 impl Run<'_> {
     fn finish(mut self, end: RunEnd) -> RunOutput {
         let usage = self.sampler.take().map(crate::metrics::Sampler::stop).unwrap_or_default();
-        kill_all_groups();
+        kill_run_groups(&self.opts.run_dir);
         let services = self
             .logs
             .iter()
@@ -184,6 +186,9 @@ impl Run<'_> {
             Ok(c) => Arc::new(c),
             Err(e) => return RunEnd::Failed(e.to_string()),
         };
+        if let Err(e) = crate::dataset::generate_all(&ctx, self.s) {
+            return RunEnd::Failed(e.to_string());
+        }
         let env = match Environment::setup(self.s, &ctx, network).await {
             Ok(env) => Arc::new(env),
             Err(e) => return setup_end(e),
@@ -372,8 +377,18 @@ impl Run<'_> {
             script.limits = limits;
             Arc::new(script)
         });
+        let resume = s.resume.as_ref().map(|spec| ResumeRun {
+            s,
+            spec,
+            ctx: ctx.clone(),
+            recorder: self.recorder.clone(),
+            logs_dir: self.opts.run_dir.join("logs"),
+        });
+        let mut resumed = Vec::new();
         let main = async {
             match (&script, &workload) {
+                // A resume scenario's cases are the whole main phase.
+                _ if resume.is_some() => resumed = resume.as_ref().expect("checked").run().await,
                 // A failed step is recorded in the history; the checks judge it.
                 (Some(script), _) => drop(script.run(&s.step).await),
                 (None, Some(w)) if !s.action.is_empty() => w.run(limits, stop_flag.clone()).await,
@@ -381,6 +396,7 @@ impl Run<'_> {
             }
         };
         let completed = self.or_cancel(main).await.is_some();
+        self.states.append(&mut resumed);
         stop_flag.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = stop_tx.send(true);
         if !completed {

@@ -10,7 +10,7 @@ use crate::recorder::Recorder;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use shakedown_spec::Pattern;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -20,19 +20,45 @@ use std::time::{Duration, Instant};
 use tokio::process::Command;
 use tokio::sync::watch;
 
-static LIVE_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+/// Every live group, with the run directory of the run that started it
+/// (`SHAKEDOWN_RUN_DIR` in its environment), so one run's cleanup never
+/// touches another's processes when several run in one process.
+static LIVE_GROUPS: Mutex<BTreeMap<i32, Option<String>>> = Mutex::new(BTreeMap::new());
+
+/// The variable that tags a spawned process with its run.
+pub const RUN_DIR_VAR: &str = "SHAKEDOWN_RUN_DIR";
 
 /// SIGKILLs every process group shakedown started and has not reaped yet.
 pub fn kill_all_groups() {
-    let groups = LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    for pgid in groups {
-        let _ = killpg(Pid::from_raw(pgid), Signal::SIGCONT);
-        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-    }
+    let groups: Vec<i32> = LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
+    groups.into_iter().for_each(kill_group);
 }
 
-fn register(pgid: i32) {
-    LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).insert(pgid);
+/// SIGKILLs the process groups started by the run in `run_dir`.
+pub fn kill_run_groups(run_dir: &std::path::Path) {
+    let tag = run_dir.display().to_string();
+    let groups: Vec<i32> = LIVE_GROUPS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|(_, t)| t.as_deref() == Some(tag.as_str()))
+        .map(|(pgid, _)| *pgid)
+        .collect();
+    groups.into_iter().for_each(kill_group);
+}
+
+fn kill_group(pgid: i32) {
+    let _ = killpg(Pid::from_raw(pgid), Signal::SIGCONT);
+    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+}
+
+fn register(pgid: i32, cmd: &Command) {
+    let tag = cmd
+        .as_std()
+        .get_envs()
+        .find(|(k, _)| *k == RUN_DIR_VAR)
+        .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()));
+    LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).insert(pgid, tag);
 }
 
 fn unregister(pgid: i32) {
@@ -54,7 +80,7 @@ pub fn spawn_tracked(cmd: &mut Command) -> std::io::Result<(tokio::process::Chil
     let child = cmd.spawn()?;
     let pgid = child.id().map_or(0, |id| id as i32);
     assert!(pgid > 0, "a freshly spawned child has a pid");
-    register(pgid);
+    register(pgid, cmd);
     Ok((child, GroupGuard(pgid)))
 }
 
@@ -233,7 +259,7 @@ impl Service {
             cmd.spawn().map_err(|source| ServiceError::Spawn { service: self.name.clone(), program, source })?;
         let pgid = child.id().map_or(0, |id| id as i32);
         assert!(pgid > 0, "a freshly spawned child has a pid");
-        register(pgid);
+        register(pgid, &cmd);
         self.paused.store(false, Ordering::SeqCst);
         if let Some(out) = child.stdout.take() {
             tokio::spawn(pump(self.log.clone(), "out", out));

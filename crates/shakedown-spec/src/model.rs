@@ -94,6 +94,12 @@ pub struct Scenario {
     /// step runs that inside it).
     #[serde(default)]
     pub step: Vec<crate::step::StepSpec>,
+    /// Source data generated from the seed before anything starts.
+    #[serde(default)]
+    pub dataset: BTreeMap<String, crate::resume::DatasetSpec>,
+    /// A resume scenario: a job interrupted at many points and compared
+    /// with its uninterrupted run, instead of a workload.
+    pub resume: Option<crate::resume::ResumeSpec>,
 }
 
 /// A command run once before any service starts.

@@ -65,6 +65,10 @@ pub enum Var {
     /// `{stop.drain}`, `{stop.shutdown}`: the service's stop profile, e.g. "200ms".
     StopDrain,
     StopShutdown,
+    /// `{case.dir}`: the directory of the resume case being run.
+    CaseDir,
+    /// `{dataset.NAME}`: the path of a generated dataset.
+    Dataset(String),
 }
 
 impl Var {
@@ -243,6 +247,8 @@ fn parse_var(inner: &str) -> Result<Var, String> {
         ["bin", name] => Var::Bin(ident(name)?.to_string()),
         ["stop", "drain"] => Var::StopDrain,
         ["stop", "shutdown"] => Var::StopShutdown,
+        ["case", "dir"] => Var::CaseDir,
+        ["dataset", name] => Var::Dataset(ident(name)?.to_string()),
         _ => return Err(format!("unknown placeholder `{{{inner}}}`; expected one of {PLACEHOLDERS}")),
     };
     Ok(var)
@@ -253,7 +259,7 @@ pub const PLACEHOLDERS: &str = "{port}, {port.NAME}, {dir}, {run.dir}, {scenario
 {service.NAME.port}, {service.NAME.port.PORT}, {service.NAME.dir}, {service.NAME.host}, {host}, \
 {link.NAME.port}, {matrix.KEY}, {actor.name}, {actor.home}, \
 {seed}, {value}, {value.PATH}, {target}, {seq}, {int A..B}, {pick POOL}, {env.NAME}, {bin.NAME}, \
-{stop.drain}, {stop.shutdown}";
+{stop.drain}, {stop.shutdown}, {case.dir}, {dataset.NAME}";
 
 fn ident(s: &str) -> Result<&str, String> {
     let ok = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');

@@ -14,6 +14,8 @@ pub const MODELS: &[&str] =
     &["register", "cas-register", "kv", "mutex", "set", "fifo-queue", "unordered-queue", "counter"];
 use std::ops::Range;
 
+#[path = "validate_resume.rs"]
+mod resume;
 #[path = "validate_steps.rs"]
 mod steps;
 
@@ -36,6 +38,8 @@ struct Validator<'a> {
     pools: BTreeSet<&'a str>,
     /// Every `{env.NAME}` a template uses, for [`env_refs`].
     env_refs: BTreeSet<String>,
+    /// Validating `[resume]`, where `{case.dir}` is defined.
+    in_resume: bool,
 }
 
 /// Every problem with the scenario, empty when it is valid.
@@ -51,7 +55,7 @@ pub fn env_refs(s: &Scenario) -> BTreeSet<String> {
 
 fn run_validator(s: &Scenario) -> Validator<'_> {
     let pools = s.action.iter().filter_map(|a| a.capture.as_deref()).collect();
-    let mut v = Validator { s, errors: Vec::new(), pools, env_refs: BTreeSet::new() };
+    let mut v = Validator { s, errors: Vec::new(), pools, env_refs: BTreeSet::new(), in_resume: false };
     v.top_level();
     v.versions();
     v.matrix();
@@ -63,6 +67,7 @@ fn run_validator(s: &Scenario) -> Validator<'_> {
     s.fault.iter().for_each(|f| v.fault(f));
     s.check.iter().for_each(|c| v.check(c));
     v.steps();
+    v.resume();
     v
 }
 
@@ -875,6 +880,11 @@ impl<'a> Validator<'a> {
                     .collect();
                 (!missing.is_empty())
                     .then(|| format!("binary `{name}` is not named in [version.{}]", missing.join("], [version.")))
+            }
+            Var::CaseDir if !self.in_resume => Some("`{case.dir}` only applies inside `[resume]`".into()),
+            Var::Dataset(name) if !self.s.dataset.contains_key(name) => {
+                let names = self.s.dataset.keys().map(String::as_str).collect();
+                Some(format!("dataset `{name}` is not defined; {}", one_of("datasets", &names)))
             }
             Var::StopDrain | Var::StopShutdown if !matches!(ctx, Ctx::Service(_)) => {
                 Some("`{stop.drain}` and `{stop.shutdown}` only apply inside a service".into())

@@ -200,11 +200,12 @@ pub fn parse_threshold(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Below this baseline value a metric is noise and is not compared: 1 op/s,
-/// 5 ms of latency, 100 ms of CPU time, 1 MiB of memory.
+/// Below this baseline value a metric is noise and is not compared: 1 per
+/// second for throughputs (`ops/s`, `items/s`), 5 ms of latency, 100 ms of
+/// CPU time, 1 MiB of memory.
 pub fn noise_floor(name: &str, m: &Metric) -> f64 {
     match m.unit.as_str() {
-        "ops/s" => 1.0,
+        unit if unit.ends_with("/s") => 1.0,
         "bytes" => (1u64 << 20) as f64,
         "ms" if name.ends_with(".cpu_ms") => 100.0,
         "ms" => 5.0,

@@ -3,6 +3,7 @@
 use crate::rundir;
 use shakedown_check::linear::LinearizableCheck;
 use shakedown_check::log::{LogAbsentCheck, LogSequenceCheck, LogSpacingCheck};
+use shakedown_check::resume::{Expect, ResumeCheck};
 use shakedown_check::state::{
     CausalOrderCheck, ConvergeCheck, EventCountsCheck, FieldEdit, FieldMergeCheck, IdempotentCheck, OwnWritesCheck,
     SequenceCheck, SqlCheck,
@@ -69,7 +70,7 @@ pub enum Error {
 
 /// The checks a scenario asks for; `stats` and `unexpected` when it names none.
 pub fn checks_for(s: &Scenario) -> Vec<(String, Box<dyn Check>)> {
-    if s.check.is_empty() {
+    if s.check.is_empty() && s.resume.is_none() {
         return vec![
             ("stats".into(), Box::new(StatsCheck::default())),
             ("unexpected".into(), Box::new(UnexpectedCheck::default())),
@@ -137,7 +138,17 @@ pub fn checks_for(s: &Scenario) -> Vec<(String, Box<dyn Check>)> {
             (c.label().to_string(), check)
         })
         .chain((!s.step.is_empty()).then(|| ("steps".to_string(), Box::new(StepsCheck::default()) as Box<dyn Check>)))
+        .chain(s.resume.as_ref().map(|r| ("resume".to_string(), Box::new(resume_check(r)) as Box<dyn Check>)))
         .collect()
+}
+
+/// The check every resume scenario gets: its cases against the golden run.
+fn resume_check(r: &shakedown_spec::ResumeSpec) -> ResumeCheck {
+    let corrupt = r.corrupt.first().map(|c| match c.expect {
+        shakedown_spec::CorruptExpect::Error => Expect::Error,
+        shakedown_spec::CorruptExpect::Recover => Expect::Recover,
+    });
+    ResumeCheck { progress: r.progress.as_ref().map(|p| p.get_ref().clone()), corrupt }
 }
 
 /// The results of `check` steps: each named check run on the history as it

@@ -395,7 +395,17 @@ pub fn metrics_tables(outcomes: &[Outcome]) -> Vec<MetricsTable> {
         let dims: BTreeSet<&String> = t.rows.iter().flat_map(|(cell, _)| cell.keys()).collect();
         t.dims = dims.into_iter().cloned().collect();
         let services: BTreeSet<String> = t.rows.iter().flat_map(|(_, m)| m.services()).collect();
-        t.columns = std::iter::once("ops.per_s".to_string())
+        // Overall throughputs: ops.per_s and any other rate not per action (a job's items/s).
+        let rates: BTreeSet<&String> = t
+            .rows
+            .iter()
+            .flat_map(|(_, m)| m.iter())
+            .filter(|(name, m)| m.unit.ends_with("/s") && (*name == "ops.per_s" || !name.starts_with("ops.")))
+            .map(|(name, _)| name)
+            .collect();
+        let rates: Vec<String> = rates.into_iter().cloned().collect();
+        t.columns = rates
+            .into_iter()
             .chain(services.iter().flat_map(|s| [format!("service.{s}.peak_rss_bytes"), format!("service.{s}.cpu_ms")]))
             .collect();
     }
@@ -502,6 +512,7 @@ mod tests {
         report.matrix = [("size".to_string(), size.to_string())].into();
         report.metrics.insert("ops.per_s", per_s, "ops/s", shakedown::crates::history::metrics::Better::Higher);
         report.metrics.add_service("kv", rss_mib << 20, 120);
+        report.metrics.insert("ops.add.per_s", per_s, "ops/s", shakedown::crates::history::metrics::Better::Higher);
         Outcome {
             name: report.scenario.clone(),
             path: PathBuf::from("s.toml"),
@@ -540,6 +551,17 @@ mod tests {
         assert_eq!(json["metrics_table"][0]["rows"][1]["cell"]["size"], "1000");
         assert_eq!(json["metrics_table"][0]["rows"][1]["metrics"]["ops.per_s"], 900.5);
         assert_eq!(json["metrics_table"][0]["columns"][1], "service.kv.peak_rss_bytes");
+    }
+
+    #[test]
+    fn a_jobs_rate_is_a_column_and_per_action_rates_are_not() {
+        let mut outcomes = [finished("copy", "10", 5.0, 8), finished("copy", "100", 6.0, 9)];
+        for (o, rate) in outcomes.iter_mut().zip([300.0, 2500.0]) {
+            let metrics = &mut o.finished.as_mut().unwrap().report.metrics;
+            metrics.insert("job.items_per_s", rate, "items/s", shakedown::crates::history::metrics::Better::Higher);
+        }
+        let columns = &metrics_tables(&outcomes)[0].columns;
+        assert_eq!(columns, &["job.items_per_s", "ops.per_s", "service.kv.peak_rss_bytes", "service.kv.cpu_ms"]);
     }
 
     #[test]

@@ -152,6 +152,10 @@ fn every_example_scenario_is_valid() {
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
+            // `_common/`, `_x.toml`: includes, not scenarios (they are checked through the scenarios including them).
+            if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('_')) {
+                continue;
+            }
             if path.is_dir() {
                 dirs.push(path);
             } else if path.extension().is_some_and(|e| e == "toml") {

@@ -407,7 +407,8 @@ impl Job<'_> {
 
 /// The open source and destination of the copy phase.
 enum Copier {
-    Sqlite(sqlite::Copier),
+    // Boxed: the SQLite copier holds a connection and its cached statements.
+    Sqlite(Box<sqlite::Copier>),
     Tree(tree::Copier),
 }
 
@@ -415,7 +416,7 @@ impl Copier {
     /// Opens both ends and creates the destination's tables (or directories).
     fn open(config: &Config) -> Result<Copier, CopyError> {
         match config.kind {
-            Kind::Sqlite => Ok(Copier::Sqlite(sqlite::Copier::open(&config.source, &config.dest)?)),
+            Kind::Sqlite => Ok(Copier::Sqlite(Box::new(sqlite::Copier::open(&config.source, &config.dest)?))),
             Kind::Tree => Ok(Copier::Tree(tree::Copier::open(&config.source, &config.dest)?)),
         }
     }

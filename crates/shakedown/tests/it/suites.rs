@@ -182,3 +182,29 @@ fn includes_are_shared_and_a_run_directory_replays_without_them() {
     let o = shakedown(&["run", run_dir.join("scenario.toml").to_str().unwrap(), "--out", replay.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+#[test]
+fn a_scenario_finishing_first_leaves_its_neighbours_processes_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("suite");
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = |name: &str, duration: &str| {
+        format!(
+            "name = \"{name}\"\nduration = \"{duration}\"\nrate = 50\n\
+             [service.kv]\ncommand = [\"shakedown-testbed\", \"kv\", \"--listen\", \"127.0.0.1:{{port}}\", \"--data\", \"{{dir}}/data\"]\n\
+             ready = {{ log = \"listening\", timeout = \"10s\" }}\n\
+             [client]\nkind = \"http\"\nbase = \"http://127.0.0.1:{{service.kv.port}}\"\ntimeout = \"1s\"\n\
+             [[action]]\nf = \"add\"\nvalue = \"{{seq}}\"\nrequest = {{ method = \"POST\", path = \"/set/s/{{value}}\" }}\n"
+        )
+    };
+    std::fs::write(dir.join("a-short.toml"), scenario("short", "300ms")).unwrap();
+    std::fs::write(dir.join("b-long.toml"), scenario("long", "2s")).unwrap();
+    let out = tmp.path().join("out");
+    let o = shakedown(&["run", dir.to_str().unwrap(), "--jobs", "2", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("long/report.json")).unwrap()).unwrap();
+    let kv = &report["services"][0];
+    assert_eq!(kv["unexpected_exits"], 0, "the short run's cleanup killed the long run's service: {kv:#}");
+    assert_eq!(report["ops"]["by_result"]["info"], 0, "{:#}", report["ops"]);
+}
