@@ -361,7 +361,8 @@ pub fn suite_json(outcomes: &[Outcome], skipped: &[Skip], code: u8) -> serde_jso
 }
 
 /// The metrics of a scenario's matrix cells side by side: one row per cell,
-/// one column per chosen metric (throughput, then each service's peak RSS and CPU).
+/// one column per chosen metric: the overall throughputs, each action's median
+/// latency, then each service's peak RSS and CPU.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsTable {
     pub scenario: String,
@@ -404,8 +405,17 @@ pub fn metrics_tables(outcomes: &[Outcome]) -> Vec<MetricsTable> {
             .map(|(name, _)| name)
             .collect();
         let rates: Vec<String> = rates.into_iter().cloned().collect();
+        let medians: BTreeSet<&String> = t
+            .rows
+            .iter()
+            .flat_map(|(_, m)| m.iter())
+            .map(|(name, _)| name)
+            .filter(|n| n.ends_with(".p50_ms"))
+            .collect();
+        let medians: Vec<String> = medians.into_iter().cloned().collect();
         t.columns = rates
             .into_iter()
+            .chain(medians)
             .chain(services.iter().flat_map(|s| [format!("service.{s}.peak_rss_bytes"), format!("service.{s}.cpu_ms")]))
             .collect();
     }
@@ -513,6 +523,7 @@ mod tests {
         report.metrics.insert("ops.per_s", per_s, "ops/s", shakedown::crates::history::metrics::Better::Higher);
         report.metrics.add_service("kv", rss_mib << 20, 120);
         report.metrics.insert("ops.add.per_s", per_s, "ops/s", shakedown::crates::history::metrics::Better::Higher);
+        report.metrics.insert("latency.add.p99_ms", 9.0, "ms", shakedown::crates::history::metrics::Better::Lower);
         Outcome {
             name: report.scenario.clone(),
             path: PathBuf::from("s.toml"),
@@ -559,9 +570,17 @@ mod tests {
         for (o, rate) in outcomes.iter_mut().zip([300.0, 2500.0]) {
             let metrics = &mut o.finished.as_mut().unwrap().report.metrics;
             metrics.insert("job.items_per_s", rate, "items/s", shakedown::crates::history::metrics::Better::Higher);
+            metrics.insert(
+                "latency.job.p50_ms",
+                1000.0 / rate,
+                "ms",
+                shakedown::crates::history::metrics::Better::Lower,
+            );
         }
         let columns = &metrics_tables(&outcomes)[0].columns;
-        assert_eq!(columns, &["job.items_per_s", "ops.per_s", "service.kv.peak_rss_bytes", "service.kv.cpu_ms"]);
+        let want =
+            ["job.items_per_s", "ops.per_s", "latency.job.p50_ms", "service.kv.peak_rss_bytes", "service.kv.cpu_ms"];
+        assert_eq!(columns, &want, "p99 latencies are left out");
     }
 
     #[test]
