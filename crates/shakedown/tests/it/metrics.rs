@@ -161,3 +161,52 @@ fn a_matrix_suite_prints_the_metrics_table_and_keeps_it_in_suite_json() {
     assert_eq!(cells, ["plain", "salted"]);
     assert!(table["rows"][0]["metrics"]["service.kv.peak_rss_bytes"].as_f64().unwrap() > 0.0, "{table}");
 }
+
+/// The testbed's migrate job over a batch-size matrix, each batch paused `delay`.
+fn migrate(delay: &str) -> String {
+    let job = format!(
+        r#"["shakedown-testbed", "migrate", "--source", "{{dataset.src}}", "--dest", "{{case.dir}}/dest.sqlite",
+       "--state", "{{case.dir}}/state.json", "--batch-size", "{{matrix.batch}}", "--batch-delay", "{delay}""#
+    );
+    format!(
+        r#"
+name = "mig"
+
+[matrix]
+batch = ["100", "250"]
+
+[dataset.src]
+kind = "sqlite"
+rows = 500
+
+[resume]
+job = {job}]
+resume = {job}, "--resume"]
+points = 2
+signals = ["INT"]
+timeout = "20s"
+state_file = "{{case.dir}}/state.json"
+compare = {{ sqlite = "{{case.dir}}/dest.sqlite", query = "SELECT id, name, qty, price, note FROM items ORDER BY id" }}
+"#
+    )
+}
+
+#[test]
+fn a_batch_size_matrix_prints_its_table_and_a_slowed_build_regresses_against_the_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let file = write_file(dir, "mig.toml", &migrate("10ms"));
+    let saved = run_with_baselines(dir, &file, "m1", &["--save-baseline", "batches"]);
+    let err = stderr(&saved);
+    assert_eq!(saved.status.code(), Some(0), "{err}");
+    assert!(err.contains("metrics of mig over 2 cells:\n  batch  ops.per_s"), "{err}");
+    assert!(err.contains("latency.job.p50_ms"), "the job's duration is a column: {err}");
+    let stored = std::fs::read_to_string(dir.join("baselines/batches.json")).unwrap();
+    assert!(stored.contains("\"mig[batch=100]\"") && stored.contains("\"mig[batch=250]\""), "{stored}");
+
+    let slowed = write_file(dir, "mig.toml", &migrate("60ms"));
+    let slow = run_with_baselines(dir, &slowed, "m2", &["--baseline", "batches", "--max-regression", "50%"]);
+    let err = stderr(&slow);
+    assert_eq!(slow.status.code(), Some(1), "{err}");
+    assert!(err.contains("regressed beyond 50% of baseline batches: ") && err.contains("latency.job.p50_ms "), "{err}");
+}
