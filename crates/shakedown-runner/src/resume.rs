@@ -20,6 +20,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use shakedown_history::logs::{parse_line, LogFormat};
+use shakedown_history::metrics::{Better, Metrics};
 use shakedown_history::state::{Snapshot, StateContent};
 use shakedown_history::ProcessId;
 use shakedown_spec::{CorruptHow, ResumeSpec, Scenario, StateSource, Template};
@@ -45,6 +46,8 @@ struct Attempt {
     elapsed: Duration,
     /// Output lines matching the `at.log` trigger.
     matches: u64,
+    /// Peak memory and CPU of the attempt's process group.
+    usage: crate::metrics::Usage,
 }
 
 /// When to interrupt an attempt.
@@ -64,15 +67,32 @@ pub struct ResumeRun<'a> {
 }
 
 impl ResumeRun<'_> {
-    /// Runs the golden case and every interruption case; returns the snapshots.
-    pub async fn run(&self) -> Vec<Snapshot> {
+    /// Runs the golden case and every interruption case; returns the
+    /// snapshots and the golden run's metrics: the job's items per second
+    /// (items in its final state over its wall time), peak RSS and CPU.
+    pub async fn run(&self) -> (Vec<Snapshot>, Metrics) {
         let mut snaps = self.schema_snapshot();
         let golden_dir = self.case_dir("golden");
         let golden = self.attempt("golden", 0, &golden_dir, false, Moment::Never, Signal::SIGINT).await;
         let finished = golden.outcome.op_type == shakedown_history::OpType::Ok;
-        snaps.push(self.final_state("golden", &golden_dir).await);
+        let golden_state = self.final_state("golden", &golden_dir).await;
+        let mut metrics = Metrics::default();
+        if finished {
+            metrics.add_service("job", golden.usage.rss_bytes, golden.usage.cpu_ms);
+            let items = match &golden_state.content {
+                Some(StateContent::Rows { rows, .. }) => Some(rows.len()),
+                Some(StateContent::Tree { entries }) => Some(entries.len()),
+                _ => None,
+            };
+            let secs = golden.elapsed.as_secs_f64();
+            if let (Some(items), true) = (items, secs > 0.0) {
+                metrics.insert("job.items_per_s", items as f64 / secs, "items/s", Better::Higher);
+                metrics.insert("job.wall_ms", secs * 1000.0, "ms", Better::Lower);
+            }
+        }
+        snaps.push(golden_state);
         if !finished {
-            return snaps;
+            return (snaps, metrics);
         }
         // Run times drift (caches warm, disks settle): points are placed on the
         // latest uninterrupted run's length, which a case that finished too
@@ -83,7 +103,7 @@ impl ResumeRun<'_> {
             let mut rng = stream_rng(self.ctx.seed, RESUME_STREAM + u64::from(i));
             snaps.extend(self.case(&case, i, &golden, &mut typical, &mut rng).await);
         }
-        snaps
+        (snaps, metrics)
     }
 
     /// One interruption case: interrupted runs, damage, then resumes until done.
@@ -126,7 +146,9 @@ impl ResumeRun<'_> {
                 snaps.push(self.final_state(case, &dir).await);
                 return snaps;
             }
-            snaps.push(self.state_file(case, &dir, &format!("state-{k}")).await);
+            if self.spec.state_file.is_some() {
+                snaps.push(self.state_file(case, &dir, &format!("state-{k}")).await);
+            }
             for (n, c) in self.spec.corrupt.iter().enumerate() {
                 self.corrupt(case, &dir, n, c.how, &c.file, rng);
             }
@@ -139,7 +161,9 @@ impl ResumeRun<'_> {
             if done || !self.spec.corrupt.is_empty() {
                 break;
             }
-            snaps.push(self.state_file(case, &dir, &format!("state-resume-{}", n + 1)).await);
+            if self.spec.state_file.is_some() {
+                snaps.push(self.state_file(case, &dir, &format!("state-resume-{}", n + 1)).await);
+            }
         }
         snaps.push(self.final_state(case, &dir).await);
         snaps
@@ -190,14 +214,26 @@ impl ResumeRun<'_> {
             Ok(s) => s,
             Err(e) => {
                 self.recorder.complete(process, &value, Outcome::fail(e));
-                return Attempt { outcome: Outcome::fail(""), interrupted: false, elapsed: Duration::ZERO, matches: 0 };
+                return Attempt {
+                    outcome: Outcome::fail(""),
+                    interrupted: false,
+                    elapsed: Duration::ZERO,
+                    matches: 0,
+                    usage: Default::default(),
+                };
             }
         };
         let sink = match LogSink::create(case, &self.logs_dir.join(format!("{case}.log")), self.recorder.start()) {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 self.recorder.complete(process, &value, Outcome::fail(format!("create the case log: {e}")));
-                return Attempt { outcome: Outcome::fail(""), interrupted: false, elapsed: Duration::ZERO, matches: 0 };
+                return Attempt {
+                    outcome: Outcome::fail(""),
+                    interrupted: false,
+                    elapsed: Duration::ZERO,
+                    matches: 0,
+                    usage: Default::default(),
+                };
             }
         };
         sink.push("sys", &format!("[shakedown] {f} attempt {no}: {}", spec.argv.join(" ")));
@@ -233,7 +269,13 @@ impl ResumeRun<'_> {
             Ok(c) => c,
             Err(e) => {
                 let o = Outcome::fail(format!("run {}: {e}", spec.argv[0]));
-                return Attempt { outcome: o, interrupted: false, elapsed: Duration::ZERO, matches: 0 };
+                return Attempt {
+                    outcome: o,
+                    interrupted: false,
+                    elapsed: Duration::ZERO,
+                    matches: 0,
+                    usage: Default::default(),
+                };
             }
         };
         let pgid = child.id().map_or(0, |id| id as i32);
@@ -242,25 +284,34 @@ impl ResumeRun<'_> {
         let timeout = self.spec.timeout.map_or(DEFAULT_ATTEMPT_TIMEOUT, |d| d.0);
         let mut interrupted = false;
         let mut window = None;
-        let status = tokio::select! {
-            s = tokio::time::timeout(timeout, child.wait()) => s,
-            () = self.moment_reached(moment, &sink, started) => {
-                interrupted = true;
-                let at_ms = started.elapsed().as_millis();
-                let id = self.recorder.fault_start("interrupt", case, Some(format!("{signal} at {at_ms}ms")));
-                window = Some(id);
-                let _ = killpg(Pid::from_raw(pgid), signal);
-                match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
-                    Ok(s) => Ok(s),
-                    Err(e) => {
-                        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-                        Err(e)
+        let (status, usage) = crate::metrics::while_sampling(pgid, async {
+            tokio::select! {
+                s = tokio::time::timeout(timeout, child.wait()) => s,
+                () = self.moment_reached(moment, &sink, started) => {
+                    interrupted = true;
+                    let at_ms = started.elapsed().as_millis();
+                    let id = self.recorder.fault_start("interrupt", case, Some(format!("{signal} at {at_ms}ms")));
+                    window = Some(id);
+                    let _ = killpg(Pid::from_raw(pgid), signal);
+                    match tokio::time::timeout(EXIT_GRACE, child.wait()).await {
+                        Ok(s) => Ok(s),
+                        Err(e) => {
+                            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+                            Err(e)
+                        }
                     }
                 }
             }
-        };
+        })
+        .await;
         let elapsed = started.elapsed();
-        let (out, err) = (out.await.unwrap_or_default(), err.await.unwrap_or_default());
+        if !matches!(status, Ok(Ok(_))) {
+            // Timed out (or not reaped): the group goes now, so its pipes close.
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+        let drain = Duration::from_secs(5);
+        let out = tokio::time::timeout(drain, out).await.ok().and_then(Result::ok).unwrap_or_default();
+        let err = tokio::time::timeout(drain, err).await.ok().and_then(Result::ok).unwrap_or_default();
         let matches = self.count_matches(&sink);
         let outcome = match status {
             Err(_) => Outcome::info(format!("no exit within {timeout:?}; killed")),
@@ -282,7 +333,7 @@ impl ResumeRun<'_> {
         if let Some(id) = window {
             self.recorder.fault_end(id, "interrupt", case, None);
         }
-        Attempt { outcome, interrupted, elapsed, matches }
+        Attempt { outcome, interrupted, elapsed, matches, usage }
     }
 
     async fn moment_reached(&self, moment: Moment, sink: &LogSink, started: Instant) {
@@ -329,6 +380,9 @@ impl ResumeRun<'_> {
             Ok(s) => s,
             Err(e) => return Snapshot::failed(RESUME, case, "final", e),
         };
+        if let Some(db) = &source.sqlite {
+            recover_journal(Path::new(db.source().replace("{{", "{").replace("}}", "}").as_str()));
+        }
         match crate::snapshot::read(&self.ctx, &source, None).await {
             Ok(content) => Snapshot::ok(RESUME, case, "final", content),
             Err(e) => Snapshot::failed(RESUME, case, "final", e.to_string()),
@@ -391,6 +445,18 @@ fn literal_source(ctx: &Context, source: &StateSource, dir: &Path) -> Result<Sta
         tree: source.tree.as_ref().map(render).transpose()?,
         timeout: source.timeout,
     })
+}
+
+/// A job killed mid-transaction leaves a hot journal, which a read-only
+/// reader cannot roll back; the job is over, so open the database for
+/// writing once and let SQLite recover it, as the job itself would.
+fn recover_journal(db: &Path) {
+    if !db.exists() {
+        return;
+    }
+    if let Ok(conn) = rusqlite::Connection::open(db) {
+        let _ = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0));
+    }
 }
 
 fn damage(path: &Path, how: CorruptHow, rng: &mut ChaCha8Rng) -> Result<(), String> {

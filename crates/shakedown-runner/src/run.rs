@@ -100,6 +100,8 @@ struct Run<'a> {
     upgrades: BTreeMap<(String, String), crate::supervisor::ProcSpec>,
     /// Samples the services' process groups from when they are up until `finish`.
     sampler: Option<crate::metrics::Sampler>,
+    /// A resume scenario's job metrics, added to the run's.
+    job_metrics: shakedown_history::metrics::Metrics,
 }
 
 /// Runs the scenario; never panics on a misbehaving system or environment.
@@ -118,6 +120,7 @@ pub async fn run(s: &Scenario, opts: RunOptions) -> RunOutput {
         states: Vec::new(),
         upgrades: BTreeMap::new(),
         sampler: None,
+        job_metrics: Default::default(),
     };
     let end = r.drive().await;
     r.finish(end)
@@ -141,6 +144,7 @@ impl Run<'_> {
         for (name, u) in usage.iter().filter(|(_, u)| u.samples > 0) {
             metrics.add_service(name, u.rss_bytes, u.cpu_ms);
         }
+        metrics.extend(std::mem::take(&mut self.job_metrics));
         RunOutput {
             end,
             history,
@@ -384,11 +388,11 @@ impl Run<'_> {
             recorder: self.recorder.clone(),
             logs_dir: self.opts.run_dir.join("logs"),
         });
-        let mut resumed = Vec::new();
+        let (mut resumed, mut job_metrics) = (Vec::new(), shakedown_history::metrics::Metrics::default());
         let main = async {
             match (&script, &workload) {
                 // A resume scenario's cases are the whole main phase.
-                _ if resume.is_some() => resumed = resume.as_ref().expect("checked").run().await,
+                _ if resume.is_some() => (resumed, job_metrics) = resume.as_ref().expect("checked").run().await,
                 // A failed step is recorded in the history; the checks judge it.
                 (Some(script), _) => drop(script.run(&s.step).await),
                 (None, Some(w)) if !s.action.is_empty() => w.run(limits, stop_flag.clone()).await,
@@ -397,6 +401,7 @@ impl Run<'_> {
         };
         let completed = self.or_cancel(main).await.is_some();
         self.states.append(&mut resumed);
+        self.job_metrics.extend(std::mem::take(&mut job_metrics));
         stop_flag.store(true, std::sync::atomic::Ordering::SeqCst);
         let _ = stop_tx.send(true);
         if !completed {

@@ -16,6 +16,7 @@ mod matrix;
 mod metrics;
 mod profiles;
 mod proxy;
+mod resume;
 mod scripted;
 mod state;
 mod steps;

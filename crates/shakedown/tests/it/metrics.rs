@@ -199,7 +199,8 @@ fn a_batch_size_matrix_prints_its_table_and_a_slowed_build_regresses_against_the
     let saved = run_with_baselines(dir, &file, "m1", &["--save-baseline", "batches"]);
     let err = stderr(&saved);
     assert_eq!(saved.status.code(), Some(0), "{err}");
-    assert!(err.contains("metrics of mig over 2 cells:\n  batch  ops.per_s"), "{err}");
+    assert!(err.contains("metrics of mig over 2 cells:\n  batch  job.items_per_s  ops.per_s"), "{err}");
+    assert!(err.contains("job peak RSS") && err.contains("job CPU"), "the job's own resources are columns: {err}");
     assert!(err.contains("latency.job.p50_ms"), "the job's duration is a column: {err}");
     let stored = std::fs::read_to_string(dir.join("baselines/batches.json")).unwrap();
     assert!(stored.contains("\"mig[batch=100]\"") && stored.contains("\"mig[batch=250]\""), "{stored}");
@@ -209,4 +210,5 @@ fn a_batch_size_matrix_prints_its_table_and_a_slowed_build_regresses_against_the
     let err = stderr(&slow);
     assert_eq!(slow.status.code(), Some(1), "{err}");
     assert!(err.contains("regressed beyond 50% of baseline batches: ") && err.contains("latency.job.p50_ms "), "{err}");
+    assert!(err.contains("job.items_per_s "), "the job's throughput is named: {err}");
 }
