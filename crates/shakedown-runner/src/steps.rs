@@ -16,7 +16,7 @@ use crate::plan::{actor_env, resolve_program};
 use crate::pools::Pools;
 use crate::recorder::Recorder;
 use crate::supervisor::{spawn_tracked, ProcSpec, Service};
-use crate::triggers::{log_format, Triggers};
+use crate::triggers::{log_format, Armed, Triggers};
 use crate::workload::{stream_rng, Limits, Workload};
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -109,7 +109,7 @@ impl Script {
 
     /// Runs `steps` in order; the first failure ends the script and is recorded.
     pub async fn run(self: &Arc<Self>, steps: &[StepSpec]) -> Result<(), String> {
-        let result = self.sequence(steps.to_vec()).await;
+        let result = self.sequence(steps.to_vec(), None).await;
         if let Err(why) = &result {
             self.recorder.service(SCRIPT, "step failed", false, Some(why.clone()));
         }
@@ -117,25 +117,30 @@ impl Script {
         result
     }
 
-    fn sequence(self: &Arc<Self>, steps: Vec<StepSpec>) -> StepFuture {
+    /// Runs `steps` in order. `armed` is where the first step's triggers
+    /// start looking (a parallel block's start, so a branch's first `wait`
+    /// sees lines another branch printed before the wait began); later steps
+    /// look from their own start.
+    fn sequence(self: &Arc<Self>, steps: Vec<StepSpec>, armed: Option<Armed>) -> StepFuture {
         let me = self.clone();
         Box::pin(async move {
+            let mut armed = armed;
             for step in steps {
-                me.step(step).await?;
+                me.step(step, armed.take()).await?;
             }
             Ok(())
         })
     }
 
-    fn step(self: &Arc<Self>, step: StepSpec) -> StepFuture {
+    fn step(self: &Arc<Self>, step: StepSpec, armed: Option<Armed>) -> StepFuture {
         let me = self.clone();
         Box::pin(async move {
             let label = step.label();
             if let Some(when) = &step.when {
-                let armed = me.triggers.arm();
+                let armed = armed.clone().unwrap_or_else(|| me.triggers.arm());
                 me.triggers.wait(when.get_ref(), &armed).await.map_err(|e| format!("step `{label}`: {e}"))?;
             }
-            let run = me.verb(&step);
+            let run = me.verb(&step, armed);
             match step.timeout.filter(|_| step.exec.is_none()) {
                 Some(limit) => tokio::time::timeout(limit.0, run)
                     .await
@@ -146,7 +151,7 @@ impl Script {
         })
     }
 
-    async fn verb(self: &Arc<Self>, step: &StepSpec) -> Result<(), String> {
+    async fn verb(self: &Arc<Self>, step: &StepSpec, armed: Option<Armed>) -> Result<(), String> {
         let Some(verb) = step.verb() else { return Ok(()) };
         match verb {
             StepVerb::Start(n) => self.start_service(n).await,
@@ -170,15 +175,15 @@ impl Script {
             StepVerb::Resume(n) => self.service(n)?.resume().then_some(()).ok_or_else(|| format!("{n} is not running")),
             StepVerb::Action(label) => self.action(step, label).await,
             StepVerb::Exec(argv) => self.exec(step, argv).await,
-            StepVerb::Wait(t) => self.triggers.wait(t, &self.triggers.arm()).await,
+            StepVerb::Wait(t) => self.triggers.wait(t, &armed.unwrap_or_else(|| self.triggers.arm())).await,
             StepVerb::Parallel(branches) => self.parallel(branches.to_vec()).await,
             StepVerb::Repeat(n, steps) => {
                 for _ in 0..n {
-                    self.sequence(steps.to_vec()).await?;
+                    self.sequence(steps.to_vec(), None).await?;
                 }
                 Ok(())
             }
-            StepVerb::Sequence(steps) => self.sequence(steps.to_vec()).await,
+            StepVerb::Sequence(steps) => self.sequence(steps.to_vec(), armed).await,
             StepVerb::Fault(name) => self.inject(name).await,
             StepVerb::Heal(name) => self.heal(name).await,
             StepVerb::Check(name) => {
@@ -219,7 +224,9 @@ impl Script {
     /// Runs all branches at once (each on its own task); the first error, if
     /// any, once all have ended.
     async fn parallel(self: &Arc<Self>, branches: Vec<StepSpec>) -> Result<(), String> {
-        let tasks: Vec<_> = branches.into_iter().map(|b| tokio::spawn(self.step(b))).collect();
+        // Every branch's triggers look from the block's start.
+        let armed = self.triggers.arm();
+        let tasks: Vec<_> = branches.into_iter().map(|b| tokio::spawn(self.step(b, Some(armed.clone())))).collect();
         let mut first_error = None;
         for t in tasks {
             let r = t.await.unwrap_or_else(|e| Err(format!("a parallel branch failed: {e}")));

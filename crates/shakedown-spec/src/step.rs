@@ -350,6 +350,15 @@ start = "primary"
     }
 
     #[test]
+    fn a_pool_filled_by_an_exec_step_can_be_targeted_by_actions() {
+        let text = BASE.replace("command = [\"cat\", \"x\"]", "command = [\"cat\", \"{target}\"]\ntarget = \"docs\"");
+        let err = crate::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("pool `docs` is never filled"), "{err}");
+        let with_step = format!("{text}[[step]]\nexec = [\"mkdoc\"]\ncapture = \"docs\"\n");
+        assert!(crate::parse(&with_step, "t.toml").is_ok());
+    }
+
+    #[test]
     fn faults_take_a_trigger_instead_of_a_schedule_but_not_both() {
         let text = BASE.replace("name = \"cut\"\n", "when = { ops = 10 }\n");
         assert!(crate::parse(&text, "t.toml").is_ok());

@@ -54,7 +54,9 @@ pub fn env_refs(s: &Scenario) -> BTreeSet<String> {
 }
 
 fn run_validator(s: &Scenario) -> Validator<'_> {
-    let pools = s.action.iter().filter_map(|a| a.capture.as_deref()).collect();
+    // Actions and exec steps can fill pools.
+    let step_pools = s.step.iter().flat_map(|st| st.walk()).filter_map(|st| st.capture.as_deref());
+    let pools = s.action.iter().filter_map(|a| a.capture.as_deref()).chain(step_pools).collect();
     let mut v = Validator { s, errors: Vec::new(), pools, env_refs: BTreeSet::new(), in_resume: false };
     v.top_level();
     v.versions();
@@ -483,7 +485,11 @@ impl<'a> Validator<'a> {
                     self.err(span.clone(), format!("link `{l}` is an http link; toxics need a tcp link"));
                 }
             }
-            FaultKind::Down => {}
+            FaultKind::Down => {
+                for l in link_kinds(LinkKind::Tcp) {
+                    self.err(span.clone(), format!("link `{l}` is an http link; `down` needs a tcp link (use an `http` fault with `abort` on http links)"));
+                }
+            }
             FaultKind::Http => {
                 match &f.http {
                     None => self.err(
@@ -948,7 +954,8 @@ mod resources_tests {
 
     #[test]
     fn resources_checks_parse_with_sizes_and_durations() {
-        let s = crate::parse(&format!("{BASE}service = \"kv\"\nmax_rss = \"200MiB\"\nmax_cpu = \"2s\"\n"), "t.toml").unwrap();
+        let s = crate::parse(&format!("{BASE}service = \"kv\"\nmax_rss = \"200MiB\"\nmax_cpu = \"2s\"\n"), "t.toml")
+            .unwrap();
         let c = &s.check[0];
         assert_eq!(c.kind.as_str(), "resources");
         assert_eq!(c.max_rss.as_ref().map(|b| b.get_ref().0), Some(200 << 20));
@@ -961,7 +968,10 @@ mod resources_tests {
     fn bad_resources_checks_are_explained() {
         let cases = [
             ("", "t.toml:5:8: check `resources` needs `max_rss` or `max_cpu`"),
-            ("max_rss = \"1MiB\"\nservice = \"db\"\n", "t.toml:7:11: check `resources` names service `db`, which is not defined"),
+            (
+                "max_rss = \"1MiB\"\nservice = \"db\"\n",
+                "t.toml:7:11: check `resources` names service `db`, which is not defined",
+            ),
             ("max_rss = \"lots\"\n", "invalid size \"lots\""),
             ("max_cpu = \"soon\"\n", "invalid duration \"soon\""),
             ("max_rss = \"1MiB\"\nstate = { tree = \"a\" }\n", "`state` does not apply to kind `resources`"),

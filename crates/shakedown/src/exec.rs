@@ -225,7 +225,9 @@ fn pool_fs(s: &Scenario, c: &CheckSpec) -> Vec<String> {
 
 /// The run's captured output as log entries: each `logs/NAME.log`, parsed
 /// with its service's `log_format` (plain for drivers and builds).
-pub fn read_logs(s: &Scenario, run_dir: &std::path::Path) -> Logs {
+pub fn read_logs(s: &Scenario, run_dir: &std::path::Path, history: &History) -> Logs {
+    // With the run's start, a line's own `ts` places it; without, its arrival.
+    let start = history.header.meta.get(shakedown_runner::START_UNIX_NS).and_then(serde_json::Value::as_u64);
     let mut entries = Vec::new();
     let Ok(dir) = std::fs::read_dir(run_dir.join("logs")) else { return Logs::default() };
     let mut files: Vec<PathBuf> =
@@ -235,7 +237,7 @@ pub fn read_logs(s: &Scenario, run_dir: &std::path::Path) -> Logs {
         let Some(source) = path.file_stem().map(|n| n.to_string_lossy().into_owned()) else { continue };
         let Ok(text) = std::fs::read_to_string(&path) else { continue };
         let format = shakedown_runner::triggers::log_format(s, &source);
-        entries.extend(parse_captured(&text, &source, &format, None));
+        entries.extend(parse_captured(&text, &source, &format, start));
     }
     Logs::new(entries)
 }
@@ -294,7 +296,7 @@ pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
     let checks = match &out.end {
         // A run that never finished its workload has no history worth judging.
         RunEnd::Completed => {
-            let logs = read_logs(s, &run_dir);
+            let logs = read_logs(s, &run_dir, &out.history);
             let mut results = shakedown_check::run_checks(
                 &checks_for(s),
                 &CheckInput::new(&out.history).with_logs(&logs).with_states(&out.states).with_metrics(&out.metrics),

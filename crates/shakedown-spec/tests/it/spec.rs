@@ -233,3 +233,15 @@ fn link_and_host_placeholders_are_checked() {
     );
     shakedown_spec::parse(&good, "s.toml").unwrap();
 }
+
+#[test]
+fn a_down_fault_on_an_http_link_is_refused_with_what_to_use_instead() {
+    let text = format!(
+        "{BASE}\n[link.api]\nupstream = \"127.0.0.1:{{service.kv.port}}\"\nkind = \"http\"\n\n[[fault]]\nkind = \"down\"\ntarget = \"api\"\nevery = \"1s\"\n"
+    );
+    let err = shakedown_spec::parse(&text, "s.toml").unwrap_err().to_string();
+    assert!(err.contains("link `api` is an http link; `down` needs a tcp link"), "{err}");
+    let tcp = text.replace("kind = \"http\"\n\n[[fault]]\nkind = \"down\"", "\n[[fault]]\nkind = \"down\"");
+    let ok = shakedown_spec::parse(&tcp, "s.toml");
+    assert!(ok.is_ok(), "a tcp link can go down: {}", ok.unwrap_err());
+}
