@@ -160,6 +160,8 @@ impl ResumeCheck {
         }
         json!({
             "case": case,
+            // The case's signal and point are drawn from the run's seed and its number alone.
+            "point": case.trim_start_matches("point-").parse::<u32>().ok(),
             "verdict": if problems.is_empty() { "valid" } else { "invalid" },
             "problems": problems,
             "damage": damage,

@@ -20,6 +20,7 @@ pub fn junit_xml(report: &Report) -> String {
     suite.add_properties(properties(report));
     for check in &report.checks {
         suite.add_test_case(check_case(check, &label));
+        suite.add_test_cases(resume_cases(check, &label));
     }
     if !report.errors.is_empty() {
         suite.add_test_case(harness_case(&report.errors, &label));
@@ -75,6 +76,34 @@ fn check_case(check: &CheckResult, classname: &str) -> TestCase {
     let mut case = TestCase::new(check.name.as_str(), status);
     case.set_classname(classname);
     case
+}
+
+/// A resume check's interruption points, each its own case (`resume/point-03`),
+/// failed with its problems, so CI lists which points broke.
+fn resume_cases(check: &CheckResult, classname: &str) -> Vec<TestCase> {
+    if check.kind != "resume" {
+        return Vec::new();
+    }
+    let cases = check.details["cases"].as_array().map(Vec::as_slice).unwrap_or_default();
+    cases
+        .iter()
+        .map(|c| {
+            let name = format!("{}/{}", check.name, c["case"].as_str().unwrap_or("?"));
+            let status = if c["verdict"] == "invalid" {
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                let problems: Vec<&str> =
+                    c["problems"].as_array().into_iter().flatten().filter_map(|p| p.as_str()).collect();
+                status.set_message(problems.join("; ")).set_type("resume");
+                status.set_description(json_text(c));
+                status
+            } else {
+                TestCaseStatus::success()
+            };
+            let mut case = TestCase::new(name, status);
+            case.set_classname(classname);
+            case
+        })
+        .collect()
 }
 
 fn harness_case(errors: &[String], classname: &str) -> TestCase {

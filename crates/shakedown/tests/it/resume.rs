@@ -68,6 +68,11 @@ fn a_resume_that_skips_the_in_flight_batch_is_caught_with_the_missing_rows() {
     let bad: Vec<&Value> =
         check["details"]["cases"].as_array().unwrap().iter().filter(|c| c["verdict"] == "invalid").collect();
     assert!(bad.iter().all(|c| c["missing_count"].as_u64().unwrap() > 0 && c["missing"][0][0].is_i64()), "{bad:?}");
+    // Each interruption point is its own JUnit case; the broken ones fail.
+    let junit = std::fs::read_to_string(tmp.path().join("out/junit.xml")).unwrap();
+    assert_eq!(junit.matches("<testcase name=\"resume/point-").count(), 8, "{junit:.2000}");
+    let failed = junit.matches("type=\"resume\"").count();
+    assert_eq!(failed, bad.len() + 1, "the check and each broken point fail: {junit:.2000}");
 }
 
 #[test]
