@@ -585,3 +585,178 @@ fn the_schema_accepts_real_state_files_and_rejects_spoiled_ones() {
     let text = std::fs::read_to_string(&setup.state).unwrap();
     assert!(serde_json::from_str::<Value>(&text[..text.len() - 10]).is_err(), "a truncated file is not JSON");
 }
+
+/// `item -> (status, attempts)` from `migrate_items`.
+fn item_rows(setup: &Setup) -> BTreeMap<String, (String, i64)> {
+    let rows = setup.event_rows("SELECT item, status, attempts FROM migrate_items");
+    rows.into_iter()
+        .map(|row| match &row[..] {
+            [SqlValue::Text(item), SqlValue::Text(status), SqlValue::Integer(attempts)] => {
+                (item.clone(), (status.clone(), *attempts))
+            }
+            other => panic!("item row {other:?}"),
+        })
+        .collect()
+}
+
+fn items_with(rows: &BTreeMap<String, (String, i64)>, status: &str) -> Vec<String> {
+    rows.iter().filter(|(_, (s, _))| s == status).map(|(item, _)| item.clone()).collect()
+}
+
+/// The source's items (as `migrate_items` names them) that the destination
+/// lacks; fails if the destination holds anything the source does not, or a changed value.
+fn missing_items(setup: &Setup) -> Vec<String> {
+    let (source, dest) = (items(setup.kind, &setup.source), setup.dest_items());
+    for (key, value) in &dest {
+        assert_eq!(source.get(key), Some(value), "the destination's {key} is not the source's");
+    }
+    let name = |key: &String| match setup.kind {
+        // `table/Integer(rowid)` -> `table:rowid`
+        "sqlite" => {
+            let (table, rowid) = key.split_once('/').unwrap();
+            format!("{table}:{}", rowid.trim_start_matches("Integer(").trim_end_matches(')'))
+        }
+        _ => key.clone(),
+    };
+    let mut missing: Vec<String> = source.keys().filter(|k| !dest.contains_key(*k)).map(name).collect();
+    missing.sort();
+    missing
+}
+
+/// The item names `--fail-every n` picks in a source made by `make_sqlite` or `make_tree`.
+fn picked_items(setup: &Setup, n: i64) -> Vec<String> {
+    let mut picked: Vec<String> = if setup.kind == "sqlite" {
+        let sql = format!(
+            "SELECT 'items:' || rowid FROM items WHERE rowid % {n} = 0 UNION ALL SELECT 'notes:' || rowid FROM notes WHERE rowid % {n} = 0"
+        );
+        query(&setup.source, &sql).into_iter().map(|row| text(&row[0]).to_string()).collect()
+    } else {
+        let files: Vec<String> = items("tree", &setup.source).into_keys().filter(|k| !k.ends_with('/')).collect();
+        files.into_iter().enumerate().filter(|(idx, _)| (*idx as i64 + 1) % n == 0).map(|(_, f)| f).collect()
+    };
+    picked.sort();
+    picked
+}
+
+fn text(value: &SqlValue) -> &str {
+    match value {
+        SqlValue::Text(text) => text,
+        other => panic!("not text: {other:?}"),
+    }
+}
+
+fn mark_for_retry(setup: &Setup, which: &str) -> usize {
+    let db = Connection::open(setup.events()).unwrap();
+    db.execute(&format!("UPDATE migrate_items SET status = 'retry' WHERE status = 'failed' AND {which}"), []).unwrap()
+}
+
+#[test]
+fn failed_items_are_recorded_and_a_sweep_copies_exactly_the_marked_ones() {
+    for setup in [Setup::sqlite(250), Setup::tree(40)] {
+        let what = setup.kind;
+        let ended = setup.run(&["--batch-size", "9", "--fail-every", "7"]);
+        assert_eq!(ended.code, Some(0), "{what}: {}", ended.stderr);
+        let picked = picked_items(&setup, 7);
+        let n_items = items(setup.kind, &setup.source).keys().filter(|k| !k.ends_with('/')).count();
+        let complete = ended.msgs("complete");
+        assert_eq!(
+            (complete[0]["items"].as_u64(), complete[0]["failed"].as_u64()),
+            (Some(n_items as u64), Some(picked.len() as u64))
+        );
+        assert!(picked.len() >= 5, "{what}: {picked:?}");
+        let rows = item_rows(&setup);
+        assert_eq!(rows.len(), n_items, "{what}: a row per item");
+        assert_eq!(items_with(&rows, "failed"), picked, "{what}");
+        assert_eq!(missing_items(&setup), picked, "{what}: exactly the failed items are not copied");
+        let errors = setup.event_rows("SELECT DISTINCT error FROM migrate_items WHERE status = 'failed'");
+        assert!(errors.iter().all(|e| text(&e[0]).starts_with("injected failure: id ")), "{errors:?}");
+        let batches = setup.event_rows("SELECT DISTINCT batch FROM migrate_items ORDER BY batch");
+        let want: Vec<Vec<SqlValue>> = (0..setup.state().batches.len() as i64).map(|b| vec![b.into()]).collect();
+        assert_eq!(batches, want, "{what}: each row names its batch");
+
+        // Mark some for retry; the sweep copies those, ignoring --fail-every, and leaves the rest failed.
+        let marked = mark_for_retry(
+            &setup,
+            "item IN (SELECT item FROM migrate_items WHERE status = 'failed' ORDER BY item LIMIT 3)",
+        );
+        assert_eq!(marked, 3);
+        let ended = setup.run(&["--sweep", "--fail-every", "7"]);
+        assert_eq!(ended.code, Some(0), "{what}: {}", ended.stderr);
+        let sweep = ended.msgs("sweep");
+        assert_eq!((sweep[0]["retried"].as_u64(), sweep[0]["failed"].as_u64()), (Some(3), Some(0)), "{what}");
+        assert!(ended.msgs("complete").is_empty() && ended.msgs("phase").is_empty(), "a sweep migrates nothing else");
+        let rows = item_rows(&setup);
+        assert_eq!(items_with(&rows, "swept"), picked[..3], "{what}");
+        assert!(items_with(&rows, "swept").iter().all(|item| rows[item].1 == 2), "{what}: a second attempt");
+        assert_eq!(items_with(&rows, "failed"), picked[3..], "{what}");
+        assert_eq!(missing_items(&setup), picked[3..], "{what}");
+
+        // An item name that is not one is refused on its own; the rest are swept.
+        let db = Connection::open(setup.events()).unwrap();
+        db.execute("INSERT INTO migrate_items VALUES ('../outside', 0, 'retry', 1, NULL)", []).unwrap();
+        assert_eq!(mark_for_retry(&setup, "1"), picked.len() - 3);
+        let ended = setup.run(&["--sweep"]);
+        assert_eq!(ended.code, Some(0), "{what}: {}", ended.stderr);
+        let sweep = ended.msgs("sweep");
+        let want = (Some(picked.len() as u64 - 3), Some(1));
+        assert_eq!((sweep[0]["retried"].as_u64(), sweep[0]["failed"].as_u64()), want, "{what}");
+        assert_eq!(ended.msgs("retry failed")[0]["item"], "../outside");
+        let rows = item_rows(&setup);
+        assert_eq!(items_with(&rows, "failed"), ["../outside"], "{what}");
+        assert!(items_with(&rows, "retry").is_empty(), "{what}");
+        setup.assert_copied();
+        let sweeps =
+            setup.event_rows("SELECT status, item_count FROM migrate_events WHERE phase = 'sweep' ORDER BY seq");
+        assert_eq!(sweeps.len(), 4, "{what}: {sweeps:?}");
+
+        // Nothing marked: nothing to do.
+        let ended = setup.run(&["--sweep"]);
+        assert_eq!((ended.code, ended.msgs("sweep")[0]["retried"].as_u64()), (Some(0), Some(0)), "{what}");
+    }
+}
+
+#[test]
+fn sweep_skips_last_leaves_the_last_marked_item_behind() {
+    let setup = Setup::sqlite(120);
+    assert_eq!(setup.run(&["--fail-every", "10"]).code, Some(0));
+    let picked = picked_items(&setup, 10);
+    assert_eq!(mark_for_retry(&setup, "1"), picked.len());
+    let ended = setup.run(&["--sweep", "--bug", "sweep-skips-last"]);
+    assert_eq!(ended.code, Some(0), "{}", ended.stderr);
+    assert_eq!(ended.msgs("sweep")[0]["retried"].as_u64(), Some(picked.len() as u64 - 1));
+    // The last in plan order: the last table (by name), then the highest rowid.
+    let mut by_plan = picked.clone();
+    by_plan.sort_by_key(|item| {
+        let (table, rowid) = item.split_once(':').unwrap();
+        (table.to_string(), rowid.parse::<i64>().unwrap())
+    });
+    let last = by_plan.last().unwrap().clone();
+    let rows = item_rows(&setup);
+    assert_eq!(items_with(&rows, "retry"), [last.as_str()]);
+    assert_eq!(missing_items(&setup), [last.as_str()]);
+    // The correct build's sweep picks it up.
+    let ended = setup.run(&["--sweep"]);
+    assert_eq!(ended.msgs("sweep")[0]["retried"].as_u64(), Some(1));
+    setup.assert_copied();
+    assert_eq!(items_with(&item_rows(&setup), "swept").len(), picked.len());
+}
+
+#[test]
+fn a_sweep_needs_the_migrations_state_file() {
+    let setup = Setup::sqlite(10);
+    let ended = setup.run(&["--sweep"]);
+    assert_eq!(ended.code, Some(2), "{}", ended.stderr);
+    assert!(
+        ended.stderr.contains("no state file") && ended.stderr.contains("run the migration first"),
+        "{}",
+        ended.stderr
+    );
+    let ended = setup.run(&["--sweep", "--resume"]);
+    assert_eq!(ended.code, Some(2), "{}", ended.stderr);
+    assert_eq!(setup.run(&[]).code, Some(0));
+    let other = setup.dest.with_file_name("other.sqlite").display().to_string();
+    let args = setup.args(&["--sweep"]).into_iter().map(|a| if a.ends_with("dest.sqlite") { other.clone() } else { a });
+    let ended = Job::start(&args.collect::<Vec<_>>()).finish(JOB_TIMEOUT);
+    assert_eq!(ended.code, Some(2), "{}", ended.stderr);
+    assert!(ended.stderr.contains("is for --dest"), "{}", ended.stderr);
+}

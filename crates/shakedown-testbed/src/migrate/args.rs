@@ -13,7 +13,7 @@ use crate::log::Logger;
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// `migrate --source PATH --dest PATH --state FILE [--kind sqlite|tree] [--batch-size N]
-/// [--batch-delay DUR] [--events FILE] [--resume] [--bug NAME]...`.
+/// [--batch-delay DUR] [--events FILE] [--resume | --sweep] [--fail-every N] [--bug NAME]...`.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// What to copy: an SQLite database file, or a directory tree.
@@ -40,7 +40,13 @@ pub struct MigrateArgs {
     /// Continue from the state file; a missing one starts fresh.
     #[arg(long)]
     pub resume: bool,
-    /// Bug switch to turn on (resume-skips-batch, torn-state-write, empty-never-completes); repeat for several.
+    /// Fail (leave out, status failed) every item whose id is a multiple of N: the rowid, or a file's 1-based position in sorted order; 0 never.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub fail_every: u64,
+    /// Instead of migrating, copy again the items marked retry in migrate_items (--fail-every does not apply).
+    #[arg(long, conflicts_with = "resume")]
+    pub sweep: bool,
+    /// Bug switch to turn on (resume-skips-batch, torn-state-write, empty-never-completes, sweep-skips-last); repeat for several.
     #[arg(long = "bug", value_name = "NAME")]
     pub bugs: Vec<Bug>,
 }
@@ -52,11 +58,13 @@ impl MigrateArgs {
         config.batch_size = self.batch_size;
         config.batch_delay = self.batch_delay;
         config.resume = self.resume;
+        config.fail_every = self.fail_every;
+        config.sweep = self.sweep;
         self.bugs.iter().fold(config, |c, &bug| c.with_bug(bug))
     }
 
-    /// Runs the job with SIGINT and SIGTERM asking it to stop after the
-    /// current batch. Returns the exit code: 0 complete, 130 interrupted,
+    /// Runs the job (or the sweep) with SIGINT and SIGTERM asking it to stop
+    /// after the current batch (or item). Returns the exit code: 0 complete, 130 interrupted,
     /// 2 bad arguments, 3 corrupt state file, 1 any other failure.
     pub fn run(&self) -> u8 {
         let config = self.config();
@@ -66,7 +74,7 @@ impl MigrateArgs {
             return 1;
         }
         match super::run(&config, &stop) {
-            Ok(Outcome::Complete { .. }) => 0,
+            Ok(Outcome::Complete { .. } | Outcome::Swept { .. }) => 0,
             Ok(Outcome::Interrupted { .. }) => EXIT_INTERRUPTED,
             Err(e) => {
                 config.log.error("failed", &[("error", e.to_string().into()), ("exit", e.exit_code().into())]);
@@ -127,20 +135,25 @@ mod tests {
         let config = parse(&base).unwrap().config();
         assert_eq!((config.kind, config.batch_size, config.batch_delay), (Kind::Sqlite, 100, Duration::ZERO));
         assert_eq!(config.events, PathBuf::from("/st.json.events.sqlite"));
-        assert!(!config.resume && config.bugs.is_empty());
+        assert!(!config.resume && !config.sweep && config.fail_every == 0 && config.bugs.is_empty());
         let mut full = base.to_vec();
         full.extend(["--kind", "tree", "--batch-size", "7", "--batch-delay", "20ms", "--resume", "--events", "/e"]);
         full.extend(["--bug", "resume-skips-batch", "--bug", "torn-state-write", "--bug", "empty-never-completes"]);
+        full.extend(["--bug", "sweep-skips-last", "--fail-every", "7"]);
         let config = parse(&full).unwrap().config();
         assert_eq!((config.kind, config.batch_size, config.batch_delay), (Kind::Tree, 7, Duration::from_millis(20)));
-        assert_eq!((config.events, config.resume), (PathBuf::from("/e"), true));
+        assert_eq!((config.events, config.resume, config.fail_every), (PathBuf::from("/e"), true, 7));
         assert_eq!(config.bugs.into_iter().collect::<Vec<_>>(), Bug::ALL);
+        let sweep = parse(&[&base[..], &["--sweep"]].concat()).unwrap().config();
+        assert!(sweep.sweep && !sweep.resume);
     }
 
     #[test]
     fn rejects_bad_arguments_with_exit_code_2() {
         let base = ["--source", "/s", "--dest", "/d", "--state", "/st"];
-        let cases: [(&[&str], ErrorKind); 5] = [
+        let cases: [(&[&str], ErrorKind); 7] = [
+            (&["--fail-every", "seven"], ErrorKind::ValueValidation),
+            (&["--sweep", "--resume"], ErrorKind::ArgumentConflict),
             (&["--batch-size", "0"], ErrorKind::ValueValidation),
             (&["--batch-delay", "5"], ErrorKind::ValueValidation),
             (&["--kind", "postgres"], ErrorKind::InvalidValue),

@@ -55,7 +55,8 @@ pub struct Events {
 }
 
 impl Events {
-    /// Opens (creating) the file and the table; `fresh` deletes the rows of earlier runs.
+    /// Opens (creating) the file, this table and `migrate_items`; `fresh`
+    /// deletes the rows of earlier runs from both.
     pub fn open(path: &Path, fresh: bool) -> Result<Events, EventsError> {
         let error = |source| EventsError { path: path.to_path_buf(), source };
         let db = Connection::open(path).map_err(error)?;
@@ -64,10 +65,17 @@ impl Events {
         // they survive a killed process without an fsync per row.
         db.execute_batch("PRAGMA synchronous = OFF").map_err(error)?;
         db.execute_batch(SCHEMA).map_err(error)?;
+        db.execute_batch(super::items::SCHEMA).map_err(error)?;
         if fresh {
             db.execute("DELETE FROM migrate_events", []).map_err(error)?;
+            db.execute("DELETE FROM migrate_items", []).map_err(error)?;
         }
         Ok(Events { path: path.to_path_buf(), db })
+    }
+
+    /// The item status table in the same file.
+    pub fn items(&self) -> super::items::Items<'_> {
+        super::items::Items { path: &self.path, db: &self.db }
     }
 
     /// Appends one row; `batch` is None for a phase's own start and end.

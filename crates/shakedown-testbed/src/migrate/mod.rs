@@ -8,7 +8,10 @@
 //! REPLACE by rowid; a file written to a temporary name and renamed), so a
 //! resume that redoes the in-flight batch never duplicates. Each phase's start
 //! and end and each batch's start, end, failure or retry is a row of
-//! `migrate_events` ([`events`]). A stop request (SIGINT or SIGTERM in the
+//! `migrate_events` ([`events`]), and each item's fate a row of
+//! `migrate_items` ([`items`]): `--fail-every N` fails items on purpose, an
+//! operator marks failed ones `retry`, and `--sweep` ([`sweep`]) copies
+//! exactly those again. A stop request (SIGINT or SIGTERM in the
 //! binary) lets the current batch finish, then logs `checkpoint` and ends the
 //! run as [`Outcome::Interrupted`]. Bug switches: [`Bug`].
 //!
@@ -17,8 +20,10 @@
 
 mod args;
 pub mod events;
+pub mod items;
 mod sqlite;
 pub mod state;
+mod sweep;
 mod tree;
 
 use std::collections::BTreeSet;
@@ -34,6 +39,7 @@ use crate::log::Logger;
 use crate::service::bug_switches;
 pub use args::MigrateArgs;
 use events::{Events, EventsError, Status};
+use items::{ItemStatus, ItemsError};
 pub use state::{Batch, Phase, State, StateError};
 
 /// How often a pause (`--batch-delay`, the empty-source bug) looks at the stop flag.
@@ -51,6 +57,9 @@ bug_switches! {
         /// With an empty source the job never marks itself complete and never
         /// logs `complete`: it waits until it is stopped or killed.
         EmptyNeverCompletes = "empty-never-completes",
+        /// The sweep forgets the last item marked `retry` (in plan order): it
+        /// is not copied and stays `retry`.
+        SweepSkipsLast = "sweep-skips-last",
     }
 }
 
@@ -90,6 +99,11 @@ pub struct Config {
     pub batch_delay: Duration,
     /// Continue from the state file (a missing one starts fresh).
     pub resume: bool,
+    /// Fail every item whose id (rowid, or a file's 1-based position in
+    /// sorted order) is a multiple of this; 0 fails none. Not used by a sweep.
+    pub fail_every: u64,
+    /// Instead of migrating, copy the items marked `retry` again.
+    pub sweep: bool,
     pub bugs: BTreeSet<Bug>,
     pub log: Logger,
 }
@@ -107,6 +121,8 @@ impl Config {
             batch_size: 100,
             batch_delay: Duration::ZERO,
             resume: false,
+            fail_every: 0,
+            sweep: false,
             bugs: BTreeSet::new(),
             log: Logger::Stdout,
         }
@@ -145,6 +161,8 @@ pub enum Outcome {
     Complete { items: u64 },
     /// Stopped between batches; the state file says where to resume.
     Interrupted { done: u64 },
+    /// A sweep copied `retried` items marked `retry` (others may have failed again).
+    Swept { retried: u64 },
 }
 
 /// Why a run failed. [`MigrateError::exit_code`] maps each to the binary's exit code.
@@ -156,6 +174,8 @@ pub enum MigrateError {
     State(#[from] StateError),
     #[error(transparent)]
     Events(#[from] EventsError),
+    #[error(transparent)]
+    Items(#[from] ItemsError),
     #[error("traverse the source: {0}")]
     Traverse(CopyError),
     #[error("prepare the destination: {0}")]
@@ -200,8 +220,13 @@ pub fn run(config: &Config, stop: &StopFlag) -> Result<Outcome, MigrateError> {
         ("dest", config.dest.display().to_string().into()),
         ("resume", config.resume.into()),
         ("bugs", bugs.into()),
+        ("fail_every", config.fail_every.into()),
+        ("sweep", config.sweep.into()),
     ];
     config.log.info("starting", &fields);
+    if config.sweep {
+        return sweep::run(config, stop);
+    }
     let (mut state, resumed) = initial_state(config)?;
     if state.complete {
         config.log.info("complete", &[("items", state.total.into()), ("already", true.into())]);
@@ -244,19 +269,7 @@ fn initial_state(config: &Config) -> Result<(State, bool), MigrateError> {
         config.log.info("no state file, starting fresh", &[("state", config.state.display().to_string().into())]);
         return Ok((fresh, false));
     };
-    let mismatch = |what: &str, theirs: &str, ours: &str| {
-        let path = config.state.display();
-        MigrateError::BadArguments(format!("state file {path} is for {what} {theirs}, not {ours}"))
-    };
-    if state.kind != config.kind {
-        return Err(mismatch("--kind", state.kind.name(), config.kind.name()));
-    }
-    if state.source != fresh.source {
-        return Err(mismatch("--source", &state.source, &fresh.source));
-    }
-    if state.dest != fresh.dest {
-        return Err(mismatch("--dest", &state.dest, &fresh.dest));
-    }
+    check_same_job(config, &state)?;
     if !state.complete && state.done > 0 && !config.dest.exists() {
         return Err(MigrateError::DestMissing { dest: config.dest.clone(), done: state.done });
     }
@@ -269,6 +282,25 @@ fn initial_state(config: &Config) -> Result<(State, bool), MigrateError> {
     ];
     config.log.info("resuming", &fields);
     Ok((state, true))
+}
+
+/// A state file for another `--kind`, `--source` or `--dest` is a bad argument.
+fn check_same_job(config: &Config, state: &State) -> Result<(), MigrateError> {
+    let ours = State::new(config.kind, &config.source, &config.dest, 1);
+    let mismatch = |what: &str, theirs: &str, ours: &str| {
+        let path = config.state.display();
+        Err(MigrateError::BadArguments(format!("state file {path} is for {what} {theirs}, not {ours}")))
+    };
+    if state.kind != config.kind {
+        return mismatch("--kind", state.kind.name(), config.kind.name());
+    }
+    if state.source != ours.source {
+        return mismatch("--source", &state.source, &ours.source);
+    }
+    if state.dest != ours.dest {
+        return mismatch("--dest", &state.dest, &ours.dest);
+    }
+    Ok(())
 }
 
 /// One run in progress: the config, the stop flag and the open events file.
@@ -334,7 +366,8 @@ impl Job<'_> {
         state.complete = true;
         self.save(state)?;
         self.events.record("copy", None, state.total, Status::Done)?;
-        self.config.log.info("complete", &[("items", state.total.into())]);
+        let failed = self.events.items().count(ItemStatus::Failed)?;
+        self.config.log.info("complete", &[("items", state.total.into()), ("failed", failed.into())]);
         Ok(Outcome::Complete { items: state.total })
     }
 
@@ -361,10 +394,15 @@ impl Job<'_> {
         self.save(state)?;
         self.events.record("copy", Some(idx), batch.count(), Status::Started)?;
         self.pause(self.config.batch_delay);
-        if let Err(source) = copier.copy(&batch) {
-            self.events.record("copy", Some(idx), batch.count(), Status::Failed)?;
-            return Err(MigrateError::Copy { batch: idx, source });
-        }
+        let outcomes = match copier.copy(&batch, self.config.fail_every) {
+            Ok(outcomes) => outcomes,
+            Err(source) => {
+                self.events.record("copy", Some(idx), batch.count(), Status::Failed)?;
+                return Err(MigrateError::Copy { batch: idx, source });
+            }
+        };
+        assert_eq!(outcomes.len() as u64, batch.count(), "an outcome per item of batch {idx}");
+        self.events.items().record_batch(idx, &outcomes)?;
         state.in_flight = None;
         state.next_batch += 1;
         state.done += batch.count();
@@ -421,12 +459,14 @@ impl Copier {
         }
     }
 
-    fn copy(&mut self, batch: &Batch) -> Result<(), CopyError> {
+    /// Copies `batch` but the items `fail_every` picks; an outcome per item, in order.
+    fn copy(&mut self, batch: &Batch, fail_every: u64) -> Result<Vec<items::ItemOutcome>, CopyError> {
         match (self, batch) {
-            (Copier::Sqlite(copier), Batch::Rows(range)) => copier.copy(range),
-            (Copier::Tree(copier), Batch::Files(range)) => copier.copy(range),
-            // State::validate refuses a plan whose batches do not match its kind.
-            _ => unreachable!("a batch of the other kind passed validation"),
+            (Copier::Sqlite(copier), Batch::Rows(range)) => copier.copy(range, fail_every),
+            (Copier::Tree(copier), Batch::Files(range)) => copier.copy(range, fail_every),
+            // State::validate refuses a plan whose batches do not match its kind,
+            // and a sweep builds its batches for the config's kind.
+            _ => unreachable!("a batch of the other kind"),
         }
     }
 }

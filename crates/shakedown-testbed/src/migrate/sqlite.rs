@@ -7,6 +7,7 @@ use std::time::Duration;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags};
 
+use super::items::{fails, injected_error, row_item, ItemOutcome};
 use super::state::{Batch, RowRange};
 use super::CopyError;
 
@@ -97,8 +98,10 @@ impl Copier {
     }
 
     /// Copies the rows of `range` with INSERT OR REPLACE by rowid in one
-    /// transaction; a source that no longer holds exactly `count` rows there is an error.
-    pub fn copy(&mut self, range: &RowRange) -> Result<(), CopyError> {
+    /// transaction, except the rows `--fail-every fail_every` picks (by
+    /// rowid), which it leaves out and reports failed; a source that no
+    /// longer holds exactly `count` rows there is an error.
+    pub fn copy(&mut self, range: &RowRange, fail_every: u64) -> Result<Vec<ItemOutcome>, CopyError> {
         let columns = match self.columns.get(&range.table) {
             Some(columns) => columns.clone(),
             None => {
@@ -117,20 +120,28 @@ impl Copier {
         let mut read = self.source.prepare_cached(&select).map_err(sql_error(what.clone()))?;
         let mut write = tx.prepare(&insert).map_err(sql_error(what.clone()))?;
         let mut rows = read.query(params![range.first, range.last]).map_err(sql_error(what.clone()))?;
-        let mut n_rows = 0u64;
+        let mut outcomes = Vec::new();
         while let Some(row) = rows.next().map_err(sql_error(what.clone()))? {
+            let rowid: i64 = row.get(0).map_err(sql_error(what.clone()))?;
+            let item = row_item(&range.table, rowid);
+            if fails(rowid, fail_every) {
+                outcomes.push(ItemOutcome::failed(item, injected_error(rowid, fail_every)));
+                continue;
+            }
             let values = (0..=columns.len()).map(|i| row.get::<_, SqlValue>(i)).collect::<Result<Vec<_>, _>>();
             write
                 .execute(params_from_iter(values.map_err(sql_error(what.clone()))?))
                 .map_err(sql_error(what.clone()))?;
-            n_rows += 1;
+            outcomes.push(ItemOutcome::copied(item));
         }
         drop(write);
+        let n_rows = outcomes.len() as u64;
         if n_rows != range.count {
             // Dropping the transaction rolls the batch back.
             return Err(CopyError::SourceChanged(format!("{what}: planned {} rows, found {n_rows}", range.count)));
         }
-        tx.commit().map_err(sql_error(what))
+        tx.commit().map_err(sql_error(what))?;
+        Ok(outcomes)
     }
 }
 
@@ -215,7 +226,7 @@ mod tests {
         let mut copier = Copier::open(&src, &dest).unwrap();
         for batch in plan.iter().chain(&plan[1..2]) {
             let Batch::Rows(range) = batch else { unreachable!() };
-            copier.copy(range).unwrap();
+            copier.copy(range, 0).unwrap();
         }
         drop(copier);
         Copier::open(&src, &dest).unwrap();
@@ -233,7 +244,7 @@ mod tests {
         let dest = dir.path().join("dest.sqlite");
         let mut copier = Copier::open(&src, &dest).unwrap();
         let range = RowRange { table: "a".into(), first: 1, last: 6, count: 4 };
-        let err = copier.copy(&range).unwrap_err();
+        let err = copier.copy(&range, 0).unwrap_err();
         assert!(matches!(err, CopyError::SourceChanged(_)), "{err}");
         assert!(rows(&dest, "a").is_empty(), "the failed batch was rolled back");
     }

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Component, Path, PathBuf};
 
+use super::items::{fails, injected_error, ItemOutcome};
 use super::state::{Batch, FileRange};
 use super::CopyError;
 use crate::log::Logger;
@@ -131,8 +132,10 @@ impl Copier {
 
     /// Copies each file of `range` to `NAME.migrate-tmp`, fsyncs it and
     /// renames it over `NAME`, then fsyncs the directories the batch wrote
-    /// into. A range that no longer holds exactly its planned files is an error.
-    pub fn copy(&mut self, range: &FileRange) -> Result<(), CopyError> {
+    /// into. The files `--fail-every fail_every` picks (by 1-based position in
+    /// the sorted listing) are left out and reported failed. A range that no
+    /// longer holds exactly its planned files is an error.
+    pub fn copy(&mut self, range: &FileRange, fail_every: u64) -> Result<Vec<ItemOutcome>, CopyError> {
         let lo = self.files.partition_point(|f| *f < range.first);
         let hi = self.files.partition_point(|f| *f <= range.last);
         let files = &self.files[lo..hi];
@@ -143,7 +146,13 @@ impl Copier {
             return Err(CopyError::SourceChanged(what));
         }
         let mut parents = BTreeSet::new();
-        for rel in files {
+        let mut outcomes = Vec::with_capacity(files.len());
+        for (idx, rel) in files.iter().enumerate() {
+            let position = i64::try_from(lo + idx + 1).unwrap_or(i64::MAX);
+            if fails(position, fail_every) {
+                outcomes.push(ItemOutcome::failed(rel.clone(), injected_error(position, fail_every)));
+                continue;
+            }
             let (from, to) = (self.source.join(rel), self.dest.join(rel));
             let parent = to.parent().unwrap_or(&self.dest).to_path_buf();
             std::fs::create_dir_all(&parent).map_err(io_error("create directory", &parent))?;
@@ -154,11 +163,12 @@ impl Copier {
             File::open(&tmp).and_then(|file| file.sync_all()).map_err(io_error("sync", &tmp))?;
             std::fs::rename(&tmp, &to).map_err(io_error("rename into place", &to))?;
             parents.insert(parent);
+            outcomes.push(ItemOutcome::copied(rel.clone()));
         }
         for parent in parents {
             File::open(&parent).and_then(|dir| dir.sync_all()).map_err(io_error("sync directory", &parent))?;
         }
-        Ok(())
+        Ok(outcomes)
     }
 }
 
@@ -192,7 +202,7 @@ mod tests {
         let mut copier = Copier::open(src.path(), &target).unwrap();
         for batch in batches.iter().chain(&batches[..1]) {
             let Batch::Files(files) = batch else { unreachable!() };
-            copier.copy(files).unwrap();
+            copier.copy(files, 0).unwrap();
         }
         assert_eq!(std::fs::read_to_string(target.join("a/z")).unwrap(), "z");
         assert_eq!(std::fs::read_to_string(target.join("e")).unwrap(), "eee");
@@ -213,7 +223,7 @@ mod tests {
         let mut copier = Copier::open(src.path(), dest.path()).unwrap();
         for batch in &batches {
             let Batch::Files(files) = batch else { unreachable!() };
-            let err = copier.copy(files).unwrap_err();
+            let err = copier.copy(files, 0).unwrap_err();
             assert!(matches!(err, CopyError::SourceChanged(_)), "{err}");
         }
         assert!(!dest.path().join("a").exists(), "nothing of a changed range is copied");
