@@ -21,4 +21,5 @@ mod scripted;
 mod state;
 mod steps;
 mod suites;
+mod sweep;
 mod versions;
