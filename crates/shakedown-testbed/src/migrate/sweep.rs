@@ -52,3 +52,53 @@ pub fn run(config: &Config, stop: &StopFlag) -> Result<Outcome, MigrateError> {
     config.log.info("sweep", &[("retried", retried.into()), ("failed", failed.into())]);
     Ok(Outcome::Swept { retried })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::log::Logger;
+    use crate::migrate::Kind;
+
+    fn config(dir: &Path) -> Config {
+        let source = dir.join("source.sqlite");
+        let db = rusqlite::Connection::open(&source).unwrap();
+        db.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)").unwrap();
+        for id in 1..=9 {
+            db.execute("INSERT INTO t VALUES (?1, 'v')", [id]).unwrap();
+        }
+        let mut config = Config::new(Kind::Sqlite, source, dir.join("dest.sqlite"), dir.join("state.json"));
+        config.fail_every = 3;
+        config.with_log(Logger::memory())
+    }
+
+    fn statuses(config: &Config) -> Vec<(String, String)> {
+        let db = rusqlite::Connection::open(&config.events).unwrap();
+        let mut stmt =
+            db.prepare("SELECT item, status FROM migrate_items WHERE status != 'copied' ORDER BY item").unwrap();
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    #[test]
+    fn a_stop_request_ends_the_sweep_between_items_and_the_rest_stay_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path());
+        assert_eq!(crate::migrate::run(&config, &StopFlag::new()).unwrap(), Outcome::Complete { items: 9 });
+        assert!(config.log.lines().last().unwrap().contains(r#""msg":"complete","items":9,"failed":3"#));
+        let db = rusqlite::Connection::open(&config.events).unwrap();
+        db.execute("UPDATE migrate_items SET status = 'retry' WHERE status = 'failed'", []).unwrap();
+        config.sweep = true;
+        let stop = StopFlag::new();
+        stop.stop();
+        assert_eq!(crate::migrate::run(&config, &stop).unwrap(), Outcome::Interrupted { done: 0 });
+        assert!(config.log.lines().last().unwrap().contains(r#""msg":"sweep","retried":0,"failed":0,"stopped":true"#));
+        let marked = ["t:3", "t:6", "t:9"].map(|item| (item.to_string(), "retry".to_string()));
+        assert_eq!(statuses(&config), marked);
+        // --fail-every stays set: a sweep does not apply it.
+        assert_eq!(crate::migrate::run(&config, &StopFlag::new()).unwrap(), Outcome::Swept { retried: 3 });
+        let swept = ["t:3", "t:6", "t:9"].map(|item| (item.to_string(), "swept".to_string()));
+        assert_eq!(statuses(&config), swept);
+    }
+}
