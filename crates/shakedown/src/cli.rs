@@ -475,6 +475,8 @@ fn run_suite(
             return EXIT_HARNESS;
         }
     };
+    // Kept for the log summaries: the runs take the entries.
+    let scenarios: Vec<shakedown::Scenario> = entries.iter().map(|e| e.scenario.clone()).collect();
     let mut outcomes = rt.block_on(async {
         let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
         tokio::spawn(watch_signals(cancel_tx));
@@ -498,6 +500,11 @@ fn run_suite(
             (Some(f), _) if o.code != 0 => eprint!("{}", render_summary(&f.report, Style { color: color() })),
             (_, Some(e)) => eprintln!("shakedown: {}: {e}", o.name),
             _ => {}
+        }
+    }
+    for (o, s) in outcomes.iter().zip(&scenarios) {
+        if let Some(f) = &o.finished {
+            log_summary(s, f, args.log_summary);
         }
     }
     for o in &outcomes {
@@ -619,11 +626,14 @@ fn log_summary(s: &shakedown::Scenario, f: &Finished, when: LogSummary) {
     let sources: std::collections::BTreeSet<&str> = logs.entries().iter().map(|e| e.source.as_str()).collect();
     let sources: Vec<&str> = sources.into_iter().collect();
     let width = sources.iter().map(|s| s.len()).max().unwrap_or(0);
-    eprintln!("recent log entries ({LOG_SUMMARY_LINES} per source):");
+    let cell = f.report.matrix_cell();
+    let label = if cell.is_empty() { f.report.scenario.clone() } else { format!("{}[{cell}]", f.report.scenario) };
+    eprintln!("recent log entries of {label} ({LOG_SUMMARY_LINES} per source):");
     for e in logs.recent(&sources, u64::MAX, LOG_SUMMARY_LINES) {
         let level = e.level.as_deref().map(|l| format!("{l:<5} ")).unwrap_or_default();
         let text = if e.message.is_empty() { e.line.as_str() } else { e.message.as_str() };
-        eprintln!("  {:>10.3} {:<width$} {level}{text}", e.time_ns as f64 / 1e9, e.source);
+        let fields: String = e.fields.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+        eprintln!("  {:>10.3} {:<width$} {level}{text}{fields}", e.time_ns as f64 / 1e9, e.source);
     }
 }
 

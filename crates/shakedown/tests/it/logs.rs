@@ -48,3 +48,16 @@ fn a_panic_in_the_logs_fails_log_absent() {
     assert_eq!(o.status.code(), Some(3));
     assert!(stderr(&o).contains("log source `nope` is not a service"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_suite_prints_each_runs_summary_with_log_summary_always() {
+    let text = example().replacen("\n[service.kv]", "\n[matrix]\nround = [\"a\", \"b\"]\n\n[service.kv]", 1);
+    assert_ne!(text, example());
+    let (o, _) = run_text(&text, &["--log-summary", "always"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    for cell in ["round=a", "round=b"] {
+        assert!(err.contains(&format!("recent log entries of kv-lifecycle[{cell}]")), "{err}");
+    }
+    assert!(err.contains("listening addr=127.0.0.1:"), "entries show their fields: {err}");
+}
