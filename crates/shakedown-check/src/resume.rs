@@ -302,6 +302,11 @@ fn diff(golden: &StateContent, got: &StateContent) -> Diff {
             d.extra = have.keys().filter(|p| !want.contains_key(*p)).map(|p| json!(p)).collect();
             d
         }
+        // Arrays (a query's rows as JSON, e.g. psql's json_agg) compare as multisets of elements.
+        (StateContent::Json { value: Value::Array(want) }, StateContent::Json { value: Value::Array(have) }) => {
+            let (missing, extra) = multiset_diff(want.iter().cloned(), have.iter().cloned());
+            Diff { missing, extra, ..Diff::default() }
+        }
         (StateContent::Json { value: a }, StateContent::Json { value: b }) => {
             let changed = if a == b { Vec::new() } else { vec![json!({ "want": a, "got": b })] };
             Diff { changed, ..Diff::default() }

@@ -441,7 +441,7 @@ fn literal_source(ctx: &Context, source: &StateSource, dir: &Path) -> Result<Sta
     Ok(StateSource {
         sqlite: source.sqlite.as_ref().map(render).transpose()?,
         query: source.query.as_ref().map(query).transpose()?,
-        command: None,
+        command: source.command.as_ref().map(|c| c.iter().map(query).collect::<Result<_, _>>()).transpose()?,
         tree: source.tree.as_ref().map(render).transpose()?,
         timeout: source.timeout,
     })

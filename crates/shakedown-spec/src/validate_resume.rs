@@ -33,10 +33,10 @@ impl Validator<'_> {
                 }
             }
         }
-        if r.compare.n_kinds() != 1 || r.compare.command.is_some() {
+        if r.compare.n_kinds() != 1 {
             self.err_near(
                 "[resume".into(),
-                "`[resume]` `compare` needs exactly one of `sqlite` (with `query`) or `tree`",
+                "`[resume]` `compare` needs exactly one of `sqlite` (with `query`), `tree` or `command` (JSON on stdout, e.g. psql's `json_agg` for PostgreSQL)",
             );
         }
         if r.compare.sqlite.is_some() && r.compare.query.is_none() {

@@ -186,3 +186,17 @@ fn a_job_that_does_not_finish_uninterrupted_is_invalid_and_one_that_never_ran_un
     let r = run(&ResumeCheck::default(), &H::new(), &[]);
     assert_eq!(r.verdict, Verdict::Unknown, "{}", r.summary);
 }
+
+#[test]
+fn json_arrays_from_a_command_compare_as_multisets_of_rows() {
+    let json = |v: Value| StateContent::Json { value: v };
+    let states = [
+        snap("golden", "final", json(json!([{ "id": 1 }, { "id": 2 }]))),
+        snap("point-01", "final", json(json!([{ "id": 2 }, { "id": 1 }]))),
+        snap("point-02", "final", json(json!([{ "id": 1 }, { "id": 1 }]))),
+    ];
+    let r = run(&ResumeCheck::default(), &two_cases(), &states);
+    let cases = r.details["cases"].as_array().unwrap();
+    assert_eq!(cases[0]["verdict"], "valid", "order does not matter");
+    assert_eq!((cases[1]["missing"].clone(), cases[1]["extra"].clone()), (json!([{ "id": 2 }]), json!([{ "id": 1 }])));
+}

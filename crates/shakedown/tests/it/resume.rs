@@ -164,3 +164,23 @@ fn rsync_resumes_to_the_source_tree_from_12_interruption_points() {
     assert!(interrupts >= 10, "at least 10 points interrupted the copy: {interrupts}");
     assert!(r["metrics"]["job.items_per_s"]["value"].as_f64().unwrap() > 0.0, "{}", r["metrics"]);
 }
+
+#[test]
+fn a_command_can_read_the_final_state_as_json_rows_for_databases_without_a_built_in_reader() {
+    // What psql's json_agg does for PostgreSQL, done here by python3 over SQLite.
+    let compare = r#"compare = { command = ["python3", "-c", "import json, sqlite3, sys; c = sqlite3.connect(sys.argv[1]); print(json.dumps(c.execute('SELECT id, name, qty FROM items').fetchall()))", "{case.dir}/dest.sqlite"] }"#;
+    let edit = |t: String| {
+        let start = t.find("compare = ").unwrap();
+        let end = start + t[start..].find('\n').unwrap();
+        format!("{}{compare}{}", &t[..start], &t[end..]).replace("points = 4", "points = 3")
+    };
+    let (code, err, _) = run("sizes.toml", edit, &["--matrix", "rows=1000"]);
+    assert_eq!(code, Some(0), "{err}");
+    let buggy = |t: String| {
+        with_bug("resume-skips-batch")(edit(t)).replace("signals = [\"INT\", \"KILL\"]", "signals = [\"KILL\"]")
+    };
+    let (code, err, tmp) = run("sizes.toml", buggy, &["--matrix", "rows=1000", "--seed", "3"]);
+    assert_eq!(code, Some(1), "{err}");
+    let check = resume_check(&report(&tmp.path().join("out"))).clone();
+    assert!(check["summary"].as_str().unwrap().contains("missing (first: ["), "{check}");
+}
