@@ -83,10 +83,11 @@ impl Check for ResumeCheck {
         let details = json!({ "cases": results });
         if let Some(first) = failed.first() {
             let summary = format!(
-                "{} of {} interruption points failed; first, {}: {}",
+                "{} of {} interruption points failed; first, {} (alone: --point {}): {}",
                 failed.len(),
                 cases.len(),
                 first["case"].as_str().unwrap_or(""),
+                first["point"],
                 first["problems"][0].as_str().unwrap_or("")
             );
             return CheckResult::new("resume", Verdict::Invalid, summary, details);

@@ -95,12 +95,17 @@ impl ResumeRun<'_> {
             return (snaps, metrics);
         }
         // Run times drift (caches warm, disks settle): points are placed on the
-        // latest uninterrupted run's length, which a case that finished too
-        // soon updates before it tries again.
-        let mut typical = golden.elapsed;
+        // golden run's length, which a case that finished too soon shortens
+        // before it tries again.
         for i in 0..self.spec.n_points() {
+            if self.spec.only_point.is_some_and(|p| p != i + 1) {
+                continue;
+            }
             let case = format!("point-{:02}", i + 1);
+            // A case depends on the seed, its number and the golden run only,
+            // so `--point N` replays it alone.
             let mut rng = stream_rng(self.ctx.seed, RESUME_STREAM + u64::from(i));
+            let mut typical = golden.elapsed;
             snaps.extend(self.case(&case, i, &golden, &mut typical, &mut rng).await);
         }
         (snaps, metrics)

@@ -103,6 +103,10 @@ pub struct ResumeSpec {
     /// Damage done to a file between an interruption and the resume.
     #[serde(default)]
     pub corrupt: Vec<CorruptSpec>,
+    /// Run only this case (1-based; `shakedown run --point N`), after the
+    /// golden run: a failing case replays alone with the same seed.
+    #[serde(skip)]
+    pub only_point: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -104,6 +104,10 @@ struct RunArgs {
     /// Run without the scenario's `[[fault]]`s: the baseline a fault is judged against.
     #[arg(long)]
     no_faults: bool,
+    /// Resume scenarios: run only interruption case N (after the golden run),
+    /// to replay a failing point alone with the same seed.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    point: Option<u32>,
     /// Run only scenarios carrying one of these tags (comma-separated); `extended`
     /// and `stress` scenarios found in directories run only when named here.
     #[arg(long, value_delimiter = ',')]
@@ -196,7 +200,7 @@ fn run_command(args: RunArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let entries = match parse_entries(found.clone(), args.no_faults) {
+    let entries = match parse_entries(found.clone(), args.no_faults, args.point) {
         Ok(e) => e,
         Err(code) => return code,
     };
@@ -243,7 +247,11 @@ fn run_command(args: RunArgs) -> u8 {
 }
 
 /// Reads and validates every scenario; any problem stops everything (exit 3).
-fn parse_entries(found: Vec<crate::suite::Found>, no_faults: bool) -> Result<Vec<crate::suite::Entry>, u8> {
+fn parse_entries(
+    found: Vec<crate::suite::Found>,
+    no_faults: bool,
+    point: Option<u32>,
+) -> Result<Vec<crate::suite::Entry>, u8> {
     let mut entries = Vec::new();
     let mut failed = false;
     for f in found {
@@ -259,7 +267,20 @@ fn parse_entries(found: Vec<crate::suite::Found>, no_faults: bool) -> Result<Vec
         match shakedown_spec::parse_file(&text, &f.path.display().to_string(), dir) {
             // The run directory keeps the combined text, so replays need no includes.
             Ok((s, text)) => {
-                let scenario = if no_faults { shakedown::Scenario { fault: Vec::new(), ..s } } else { s };
+                let mut scenario = if no_faults { shakedown::Scenario { fault: Vec::new(), ..s } } else { s };
+                if let Some(n) = point {
+                    match scenario.resume.as_mut() {
+                        Some(r) if n <= r.n_points() => r.only_point = Some(n),
+                        Some(r) => {
+                            eprintln!("shakedown: --point {n}: {} has {} points", f.path.display(), r.n_points());
+                            failed = true;
+                        }
+                        None => {
+                            eprintln!("shakedown: --point {n}: {} is not a resume scenario", f.path.display());
+                            failed = true;
+                        }
+                    }
+                }
                 entries.push(crate::suite::Entry { path: f.path, text, scenario, explicit: f.explicit });
             }
             Err(errors) => {

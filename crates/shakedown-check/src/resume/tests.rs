@@ -96,7 +96,11 @@ fn missing_and_duplicated_rows_are_named_per_case() {
     ];
     let r = run(&ResumeCheck::default(), &two_cases(), &states);
     assert_eq!(r.verdict, Verdict::Invalid);
-    assert!(r.summary.starts_with("2 of 2 interruption points failed; first, point-01: differs"), "{}", r.summary);
+    assert!(
+        r.summary.starts_with("2 of 2 interruption points failed; first, point-01 (alone: --point 1): differs"),
+        "{}",
+        r.summary
+    );
     let cases = r.details["cases"].as_array().unwrap();
     assert_eq!(cases[0]["missing"], json!([[3]]));
     assert_eq!(cases[1]["extra"], json!([[3]]), "the duplicate is extra");

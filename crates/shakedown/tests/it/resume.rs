@@ -184,3 +184,37 @@ fn a_command_can_read_the_final_state_as_json_rows_for_databases_without_a_built
     let check = resume_check(&report(&tmp.path().join("out"))).clone();
     assert!(check["summary"].as_str().unwrap().contains("missing (first: ["), "{check}");
 }
+
+#[test]
+fn one_point_replays_alone_with_the_same_draws() {
+    let signals = |r: &Value| -> Vec<(String, String)> {
+        r["faults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["kind"] == "interrupt")
+            .map(|f| {
+                (
+                    f["target"].as_str().unwrap().to_string(),
+                    f["detail"].as_str().unwrap().split(' ').next().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    // sizes.toml has 4 points.
+    let four = |t: String| t;
+    let (code, err, all) = run("sizes.toml", four, &["--matrix", "rows=1000", "--seed", "5"]);
+    assert_eq!(code, Some(0), "{err}");
+    let every = signals(&report(&all.path().join("out")));
+    let (code, err, one) = run("sizes.toml", four, &["--matrix", "rows=1000", "--seed", "5", "--point", "3"]);
+    assert_eq!(code, Some(0), "{err}");
+    let r = report(&one.path().join("out"));
+    let cases = resume_check(&r)["details"]["cases"].as_array().unwrap().clone();
+    assert_eq!(cases.len(), 1);
+    assert_eq!(cases[0]["case"], "point-03");
+    let alone = signals(&r);
+    assert_eq!(alone, every.iter().filter(|(c, _)| c == "point-03").cloned().collect::<Vec<_>>(), "{every:?}");
+    let (code, err, _) = run("sizes.toml", four, &["--matrix", "rows=1000", "--point", "9"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("--point 9") && err.contains("has 4 points"), "{err}");
+}
