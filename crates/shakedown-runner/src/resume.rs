@@ -374,6 +374,12 @@ impl ResumeRun<'_> {
             }
         };
         let detail = format!("{} {}", how.as_str(), path.display());
+        if !path.exists() {
+            // Interrupted before the job wrote it: nothing to damage, and the
+            // case is judged as an undamaged one.
+            self.recorder.service(case, "corrupt skipped", true, Some(format!("{detail}: no such file yet")));
+            return;
+        }
         let id = self.recorder.fault_start("corrupt", case, Some(detail));
         let problem = damage(&path, how, rng).err();
         let _ = n;
