@@ -50,6 +50,13 @@ struct Attempt {
     usage: crate::metrics::Usage,
 }
 
+impl Attempt {
+    /// An attempt that never got its process running.
+    fn failed(outcome: Outcome) -> Attempt {
+        Attempt { outcome, interrupted: false, elapsed: Duration::ZERO, matches: 0, usage: Default::default() }
+    }
+}
+
 /// When to interrupt an attempt.
 #[derive(Clone, Copy)]
 enum Moment {
@@ -154,8 +161,8 @@ impl ResumeRun<'_> {
             if self.spec.state_file.is_some() {
                 snaps.push(self.state_file(case, &dir, &format!("state-{k}")).await);
             }
-            for (n, c) in self.spec.corrupt.iter().enumerate() {
-                self.corrupt(case, &dir, n, c.how, &c.file, rng);
+            for c in &self.spec.corrupt {
+                self.corrupt(case, &dir, c.how, &c.file, rng);
             }
         }
         for n in 0..self.spec.n_attempts() {
@@ -219,31 +226,19 @@ impl ResumeRun<'_> {
             Ok(s) => s,
             Err(e) => {
                 self.recorder.complete(process, &value, Outcome::fail(e));
-                return Attempt {
-                    outcome: Outcome::fail(""),
-                    interrupted: false,
-                    elapsed: Duration::ZERO,
-                    matches: 0,
-                    usage: Default::default(),
-                };
+                return Attempt::failed(Outcome::fail(""));
             }
         };
         let sink = match LogSink::create(case, &self.logs_dir.join(format!("{case}.log")), self.recorder.start()) {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 self.recorder.complete(process, &value, Outcome::fail(format!("create the case log: {e}")));
-                return Attempt {
-                    outcome: Outcome::fail(""),
-                    interrupted: false,
-                    elapsed: Duration::ZERO,
-                    matches: 0,
-                    usage: Default::default(),
-                };
+                return Attempt::failed(Outcome::fail(""));
             }
         };
         sink.push("sys", &format!("[shakedown] {f} attempt {no}: {}", spec.argv.join(" ")));
         let a = self.run_attempt(&spec, sink, moment, signal, case).await;
-        self.recorder.complete(process, &value, clone_outcome(&a.outcome));
+        self.recorder.complete(process, &value, a.outcome.clone());
         a
     }
 
@@ -274,13 +269,7 @@ impl ResumeRun<'_> {
             Ok(c) => c,
             Err(e) => {
                 let o = Outcome::fail(format!("run {}: {e}", spec.argv[0]));
-                return Attempt {
-                    outcome: o,
-                    interrupted: false,
-                    elapsed: Duration::ZERO,
-                    matches: 0,
-                    usage: Default::default(),
-                };
+                return Attempt::failed(o);
             }
         };
         let pgid = child.id().map_or(0, |id| id as i32);
@@ -365,11 +354,11 @@ impl ResumeRun<'_> {
     }
 
     /// Damages `file` and records the damage as a fault window.
-    fn corrupt(&self, case: &str, dir: &Path, n: usize, how: CorruptHow, file: &Template, rng: &mut ChaCha8Rng) {
-        let path = match self.ctx.render(file, &mut Scope { case_dir: Some(dir), ..Scope::default() }) {
+    fn corrupt(&self, case: &str, dir: &Path, how: CorruptHow, file: &Template, rng: &mut ChaCha8Rng) {
+        let path = match render_in(&self.ctx, file, dir) {
             Ok(p) => dir.join(p),
             Err(e) => {
-                self.recorder.service(case, "corrupt failed", false, Some(e.to_string()));
+                self.recorder.service(case, "corrupt failed", false, Some(e));
                 return;
             }
         };
@@ -382,7 +371,6 @@ impl ResumeRun<'_> {
         }
         let id = self.recorder.fault_start("corrupt", case, Some(detail));
         let problem = damage(&path, how, rng).err();
-        let _ = n;
         self.recorder.fault_end(id, "corrupt", case, problem);
     }
 
@@ -391,8 +379,8 @@ impl ResumeRun<'_> {
             Ok(s) => s,
             Err(e) => return Snapshot::failed(RESUME, case, "final", e),
         };
-        if let Some(db) = &source.sqlite {
-            recover_journal(Path::new(db.source().replace("{{", "{").replace("}}", "}").as_str()));
+        if let Some(Ok(db)) = self.spec.compare.sqlite.as_ref().map(|t| render_in(&self.ctx, t, dir)) {
+            recover_journal(&dir.join(db));
         }
         match crate::snapshot::read(&self.ctx, &source, None).await {
             Ok(content) => Snapshot::ok(RESUME, case, "final", content),
@@ -403,9 +391,9 @@ impl ResumeRun<'_> {
     /// The state file as JSON (or its raw text when it does not parse).
     async fn state_file(&self, case: &str, dir: &Path, taken: &str) -> Snapshot {
         let Some(t) = &self.spec.state_file else { return Snapshot::failed(RESUME, case, taken, "no state_file") };
-        let path = match self.ctx.render(t, &mut Scope { case_dir: Some(dir), ..Scope::default() }) {
+        let path = match render_in(&self.ctx, t, dir) {
             Ok(p) => dir.join(p),
-            Err(e) => return Snapshot::failed(RESUME, case, taken, e.to_string()),
+            Err(e) => return Snapshot::failed(RESUME, case, taken, e),
         };
         match std::fs::read(&path) {
             // Interrupted before it first wrote one: nothing to look at, nothing wrong.
@@ -438,22 +426,22 @@ impl ResumeRun<'_> {
     }
 }
 
-/// The compare source with `{case.dir}` filled in, as literal templates.
+/// A case template rendered: `{case.dir}` is `dir`.
+fn render_in(ctx: &Context, t: &Template, dir: &Path) -> Result<String, String> {
+    ctx.render(t, &mut Scope { case_dir: Some(dir), ..Scope::default() }).map_err(|e| e.to_string())
+}
+
+/// The compare source with `{case.dir}` filled in, as literal templates;
+/// file paths relative to the case directory.
 fn literal_source(ctx: &Context, source: &StateSource, dir: &Path) -> Result<StateSource, String> {
-    let render = |t: &Template| -> Result<Template, String> {
-        let text = ctx.render(t, &mut Scope { case_dir: Some(dir), ..Scope::default() }).map_err(|e| e.to_string())?;
-        let text = if Path::new(&text).is_absolute() { text } else { dir.join(&text).display().to_string() };
-        Template::parse(&text.replace('{', "{{").replace('}', "}}")).map_err(|e| e.to_string())
-    };
-    let query = |t: &Template| -> Result<Template, String> {
-        let text = ctx.render(t, &mut Scope { case_dir: Some(dir), ..Scope::default() }).map_err(|e| e.to_string())?;
-        Template::parse(&text.replace('{', "{{").replace('}', "}}")).map_err(|e| e.to_string())
-    };
+    let literal = |text: &str| Template::parse(&text.replace('{', "{{").replace('}', "}}")).map_err(|e| e.to_string());
+    let path = |t: &Template| literal(&dir.join(render_in(ctx, t, dir)?).display().to_string());
+    let text = |t: &Template| literal(&render_in(ctx, t, dir)?);
     Ok(StateSource {
-        sqlite: source.sqlite.as_ref().map(render).transpose()?,
-        query: source.query.as_ref().map(query).transpose()?,
-        command: source.command.as_ref().map(|c| c.iter().map(query).collect::<Result<_, _>>()).transpose()?,
-        tree: source.tree.as_ref().map(render).transpose()?,
+        sqlite: source.sqlite.as_ref().map(path).transpose()?,
+        query: source.query.as_ref().map(text).transpose()?,
+        command: source.command.as_ref().map(|c| c.iter().map(text).collect::<Result<_, _>>()).transpose()?,
+        tree: source.tree.as_ref().map(path).transpose()?,
         timeout: source.timeout,
     })
 }
@@ -494,10 +482,6 @@ fn damage(path: &Path, how: CorruptHow, rng: &mut ChaCha8Rng) -> Result<(), Stri
 
 fn case_number(case: &str) -> u64 {
     case.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(0)
-}
-
-fn clone_outcome(o: &Outcome) -> Outcome {
-    Outcome { op_type: o.op_type, value: o.value.clone(), error: o.error.clone(), unexpected: o.unexpected }
 }
 
 /// The last lines of what a failed attempt printed.

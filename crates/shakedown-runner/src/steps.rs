@@ -8,14 +8,14 @@
 //! script and is recorded as a `step failed` event, which the `steps` check
 //! turns into an invalid verdict.
 
-use crate::client::{classify, Outcome, Reply};
+use crate::client::exec::run_command;
 use crate::context::{Context, Scope};
 use crate::faults::Nemesis;
-use crate::logs::{pump_keep, LogSink};
+use crate::logs::LogSink;
 use crate::plan::{actor_env, resolve_program};
 use crate::pools::Pools;
 use crate::recorder::Recorder;
-use crate::supervisor::{spawn_tracked, ProcSpec, Service};
+use crate::supervisor::{ProcSpec, Service};
 use crate::triggers::{log_format, Armed, Triggers};
 use crate::workload::{stream_rng, Limits, Workload};
 use nix::sys::signal::Signal;
@@ -26,11 +26,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::sync::watch;
 
 /// The service name step events are recorded under.
@@ -39,8 +37,6 @@ pub const SCRIPT: &str = "shakedown";
 const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a fault step waits for its fault to start, and a heal for it to end.
 const FAULT_WAIT: Duration = Duration::from_secs(120);
-/// Output of a command step kept for its result; the log file gets all of it.
-const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 /// Step processes get ids far above the workload's, so they never collide.
 const FIRST_STEP_PROCESS: u64 = 1 << 40;
 
@@ -268,7 +264,7 @@ impl Script {
         let value = json!(spec.argv.join(" "));
         self.recorder.invoke(process, &actor.name, &f, value.clone());
         let timeout = step.timeout.map(|d| d.0).or(self.op_timeout).unwrap_or(DEFAULT_EXEC_TIMEOUT);
-        let outcome = run_command(&spec, stdin, sink, timeout, &exec_action(step, &f)).await;
+        let outcome = run_command(&spec, stdin, timeout, &exec_action(step, &f), Some(sink)).await;
         let ok = outcome.op_type == OpType::Ok;
         if let (true, Some(pool)) = (ok, &step.capture) {
             self.pools.add(pool, outcome.value.clone().unwrap_or_else(|| value.clone()));
@@ -363,46 +359,4 @@ async fn end_held(name: &str, h: Held) -> Result<(), String> {
 /// A command step as an action, so replies are judged like exec actions'.
 fn exec_action(step: &StepSpec, f: &str) -> ActionSpec {
     ActionSpec { f: f.to_string(), ok: step.expect.clone(), result: step.result.clone(), ..ActionSpec::default() }
-}
-
-async fn run_command(
-    spec: &ProcSpec,
-    stdin: Option<String>,
-    sink: Arc<LogSink>,
-    timeout: Duration,
-    action: &ActionSpec,
-) -> Outcome {
-    let mut cmd = spec.command();
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let (mut child, _group) = match spawn_tracked(&mut cmd) {
-        Ok(c) => c,
-        Err(e) => return Outcome::fail(format!("run {}: {e}", spec.argv[0])),
-    };
-    let pipe = child.stdin.take();
-    let (out, err) = (child.stdout.take(), child.stderr.take());
-    let run = async {
-        if let (Some(mut pipe), Some(text)) = (pipe, stdin) {
-            // A command that exits without reading its input is not an error of ours.
-            let _ = pipe.write_all(text.as_bytes()).await;
-        }
-        tokio::join!(tee(sink.clone(), "out", out), tee(sink.clone(), "err", err), child.wait())
-    };
-    match tokio::time::timeout(timeout, run).await {
-        Ok((out, err, Ok(status))) => {
-            let exit = status.code().unwrap_or(-1);
-            classify(action, &Reply { exit: Some(exit), out, err, status: None })
-        }
-        Ok((_, _, Err(e))) => Outcome::info(format!("wait for {}: {e}", spec.argv[0])),
-        // Dropping the group guard kills the command's whole group.
-        Err(_) => Outcome::info(format!("timed out after {timeout:?}")),
-    }
-}
-
-/// Copies a pipe's lines into the log and returns its first MiB.
-async fn tee(sink: Arc<LogSink>, stream: &'static str, pipe: Option<impl AsyncRead + Unpin>) -> String {
-    match pipe {
-        Some(pipe) => pump_keep(sink, stream, pipe, MAX_OUTPUT_BYTES).await,
-        None => String::new(),
-    }
 }

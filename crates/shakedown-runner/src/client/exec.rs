@@ -1,9 +1,11 @@
 //! The `exec` client: one command per operation, as the operation's actor.
 
 use super::{classify, Client, Operation, Outcome, Reply};
+use crate::logs::{pump_keep, LogSink};
 use crate::supervisor::{spawn_tracked, ProcSpec};
 use shakedown_spec::ActionSpec;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -43,33 +45,58 @@ impl Client for ExecClient {
             cwd: op.actor.home.clone(),
             namespaces: Vec::new(),
         };
-        let mut cmd = spec.command();
-        cmd.stdin(if op.rendered.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let (mut child, _group) = match spawn_tracked(&mut cmd) {
-            Ok(c) => c,
-            Err(e) => return Outcome::fail(format!("run {}: {e}", spec.argv[0])),
-        };
-        let stdin = child.stdin.take();
-        let input = op.rendered.stdin.clone();
-        let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
-        let run = async {
-            if let (Some(mut pipe), Some(text)) = (stdin, input) {
-                // A command that exits without reading its input is not an error of ours.
-                let _ = pipe.write_all(text.as_bytes()).await;
-            }
-            let (o, e, status) = tokio::join!(read_capped(out.as_mut()), read_capped(err.as_mut()), child.wait());
-            (o, e, status)
-        };
-        match tokio::time::timeout(timeout, run).await {
-            Ok((out, err, Ok(status))) => {
-                let exit = status.code().unwrap_or(-1);
-                classify(action, &Reply { exit: Some(exit), out, err, status: None })
-            }
-            Ok((_, _, Err(e))) => Outcome::info(format!("wait for {}: {e}", spec.argv[0])),
-            // Dropping the group guard kills the command's whole group.
-            Err(_) => Outcome::info(format!("timed out after {timeout:?}: {}", spec.argv.join(" "))),
+        run_command(&spec, op.rendered.stdin.clone(), timeout, action, None).await
+    }
+}
+
+/// Runs a command to its end (or `timeout`, which kills its group) and
+/// judges the reply like an exec action's. With `log`, its output lines also
+/// go there as they come (exec steps); either way the first MiB of each
+/// stream is kept for the result.
+pub async fn run_command(
+    spec: &ProcSpec,
+    stdin: Option<String>,
+    timeout: Duration,
+    action: &ActionSpec,
+    log: Option<Arc<LogSink>>,
+) -> Outcome {
+    let mut cmd = spec.command();
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let (mut child, _group) = match spawn_tracked(&mut cmd) {
+        Ok(c) => c,
+        Err(e) => return Outcome::fail(format!("run {}: {e}", spec.argv[0])),
+    };
+    let pipe = child.stdin.take();
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let run = async {
+        if let (Some(mut pipe), Some(text)) = (pipe, stdin) {
+            // A command that exits without reading its input is not an error of ours.
+            let _ = pipe.write_all(text.as_bytes()).await;
         }
+        tokio::join!(read_output(out, "out", log.clone()), read_output(err, "err", log.clone()), child.wait())
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok((out, err, Ok(status))) => {
+            let exit = status.code().unwrap_or(-1);
+            classify(action, &Reply { exit: Some(exit), out, err, status: None })
+        }
+        Ok((_, _, Err(e))) => Outcome::info(format!("wait for {}: {e}", spec.argv[0])),
+        // Dropping the group guard kills the command's whole group.
+        Err(_) => Outcome::info(format!("timed out after {timeout:?}: {}", spec.argv.join(" "))),
+    }
+}
+
+/// A pipe's first MiB, copied line by line into `log` when there is one.
+async fn read_output(
+    pipe: Option<impl tokio::io::AsyncRead + Unpin>,
+    stream: &'static str,
+    log: Option<Arc<LogSink>>,
+) -> String {
+    match (pipe, log) {
+        (None, _) => String::new(),
+        (Some(pipe), Some(log)) => pump_keep(log, stream, pipe, MAX_OUTPUT_BYTES).await,
+        (Some(mut pipe), None) => read_capped(Some(&mut pipe)).await,
     }
 }
 
