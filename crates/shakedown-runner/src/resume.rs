@@ -379,9 +379,6 @@ impl ResumeRun<'_> {
             Ok(s) => s,
             Err(e) => return Snapshot::failed(RESUME, case, "final", e),
         };
-        if let Some(Ok(db)) = self.spec.compare.sqlite.as_ref().map(|t| render_in(&self.ctx, t, dir)) {
-            recover_journal(&dir.join(db));
-        }
         match crate::snapshot::read(&self.ctx, &source, None).await {
             Ok(content) => Snapshot::ok(RESUME, case, "final", content),
             Err(e) => Snapshot::failed(RESUME, case, "final", e.to_string()),
@@ -444,18 +441,6 @@ fn literal_source(ctx: &Context, source: &StateSource, dir: &Path) -> Result<Sta
         tree: source.tree.as_ref().map(path).transpose()?,
         timeout: source.timeout,
     })
-}
-
-/// A job killed mid-transaction leaves a hot journal, which a read-only
-/// reader cannot roll back; the job is over, so open the database for
-/// writing once and let SQLite recover it, as the job itself would.
-fn recover_journal(db: &Path) {
-    if !db.exists() {
-        return;
-    }
-    if let Ok(conn) = rusqlite::Connection::open(db) {
-        let _ = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0));
-    }
 }
 
 fn damage(path: &Path, how: CorruptHow, rng: &mut ChaCha8Rng) -> Result<(), String> {

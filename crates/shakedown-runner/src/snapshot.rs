@@ -147,11 +147,26 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The query's rows, from the database opened read-only (never created).
+/// A process killed inside a transaction leaves a hot rollback journal, which
+/// a read-only connection cannot roll back ("attempt to write a readonly
+/// database"). Opening the database for writing once lets SQLite recover it,
+/// as its next writer would; with a live writer holding the lock, the journal
+/// is not hot and nothing changes.
+fn recover_hot_journal(path: &Path) {
+    let journal = PathBuf::from(format!("{}-journal", path.display()));
+    if journal.metadata().is_ok_and(|m| m.len() > 0) {
+        if let Ok(conn) = rusqlite::Connection::open(path) {
+            let _ = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0));
+        }
+    }
+}
+
 fn read_sqlite(path: &Path, query: &str, deadline: Instant) -> Result<StateContent, StateError> {
     use rusqlite::{types::ValueRef, Connection, OpenFlags};
     let shown = path.display().to_string();
     let open_err = |e: rusqlite::Error| StateError::Open { path: shown.clone(), message: e.to_string() };
     let query_err = |e: rusqlite::Error| StateError::Query { path: shown.clone(), message: e.to_string() };
+    recover_hot_journal(path);
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(open_err)?;
     // A writer still holding a lock is waited for, up to the deadline.
@@ -321,6 +336,29 @@ mod tests {
 
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn a_database_left_with_a_hot_journal_by_a_killed_writer_reads_as_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("dest.sqlite");
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);").unwrap();
+        drop(conn);
+        // A writer that dies mid-transaction, after its changes reached the file.
+        let script = "import os, sqlite3, sys\n\
+            c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+            c.execute('PRAGMA cache_size=1')\n\
+            c.execute('BEGIN')\n\
+            c.executemany('INSERT INTO t VALUES (?)', [(i,) for i in range(2, 5000)])\n\
+            os._exit(9)\n";
+        let status = std::process::Command::new("python3").args(["-c", script]).arg(&db).status().unwrap();
+        assert_eq!(status.code(), Some(9));
+        let journal = dir.path().join("dest.sqlite-journal");
+        assert!(journal.metadata().is_ok_and(|m| m.len() > 0), "the killed writer left a hot journal");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let rows = read_sqlite(&db, "SELECT id FROM t", deadline).unwrap();
+        assert_eq!(rows, StateContent::Rows { columns: vec!["id".into()], rows: vec![vec![json!(1)]] });
     }
 
     #[test]
