@@ -173,6 +173,12 @@ fn damaged_state_must_be_refused_when_the_scenario_expects_an_error() {
     ];
     let r = run(&ResumeCheck { progress: None, corrupt: Some(Expect::Error) }, &h, &states);
     assert_eq!(r.details["cases"][0]["verdict"], "valid", "refused, nothing extra: {}", r.details);
+    // Refused before it created the destination: nothing to read, nothing extra.
+    let unread = [states[0].clone(), Snapshot::failed(RESUME, "point-01", "final", "no such file"), states[2].clone()];
+    let r2 = run(&ResumeCheck { progress: None, corrupt: Some(Expect::Error) }, &h, &unread);
+    assert_eq!(r2.details["cases"][0]["verdict"], "valid", "{}", r2.details);
+    let r3 = run(&ResumeCheck::default(), &h, &unread);
+    assert!(r3.details["cases"][0]["problems"].to_string().contains("could not be read"), "{}", r3.details);
     let p2 = r.details["cases"][1]["problems"].to_string();
     assert!(p2.contains("after truncate state.json, the job reported done"), "{p2}");
     let r = run(&ResumeCheck { progress: None, corrupt: Some(Expect::Recover) }, &h, &states);
