@@ -43,5 +43,5 @@ pub mod triggers;
 pub mod workload;
 
 pub use client::{Client, Operation, Outcome, Rendered};
-pub use run::{run, RunEnd, RunOptions, RunOutput, ServiceOutput, DEFAULT_DURATION, START_UNIX_NS};
+pub use run::{run, RunEnd, RunOptions, RunOutput, ServiceOutput, DEFAULT_DURATION};
 pub use supervisor::kill_all_groups;

@@ -27,8 +27,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// The history header's `meta` key holding the run's start as Unix nanoseconds.
-pub const START_UNIX_NS: &str = "start_unix_ns";
 /// Default workload length when the scenario sets neither `duration` nor `ops`.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 const LOG_TAIL_LINES: usize = 20;
@@ -109,13 +107,7 @@ struct Run<'a> {
 /// Runs the scenario; never panics on a misbehaving system or environment.
 pub async fn run(s: &Scenario, opts: RunOptions) -> RunOutput {
     let _guard = KillGuard(opts.run_dir.clone());
-    let mut header = Header::new(&s.name, opts.seed);
-    // The wall time the run's clock started, so log lines' own timestamps can
-    // be placed on the history's clock.
-    let start_unix_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    header.meta.insert(START_UNIX_NS.into(), start_unix_ns.into());
+    let header = Header::new(&s.name, opts.seed);
     let recorder = Arc::new(Recorder::new(header, opts.completed.clone()));
     let start = recorder.start();
     let mut r = Run {

@@ -643,7 +643,7 @@ fn log_summary(s: &shakedown::Scenario, f: &Finished, when: LogSummary) {
     if !(when == LogSummary::Always || (when == LogSummary::OnFailure && failed)) {
         return;
     }
-    let logs = shakedown::read_logs(s, &f.run_dir, &f.history);
+    let logs = shakedown::read_logs(s, &f.run_dir);
     let sources: std::collections::BTreeSet<&str> = logs.entries().iter().map(|e| e.source.as_str()).collect();
     let sources: Vec<&str> = sources.into_iter().collect();
     let width = sources.iter().map(|s| s.len()).max().unwrap_or(0);

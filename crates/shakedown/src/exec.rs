@@ -225,9 +225,7 @@ fn pool_fs(s: &Scenario, c: &CheckSpec) -> Vec<String> {
 
 /// The run's captured output as log entries: each `logs/NAME.log`, parsed
 /// with its service's `log_format` (plain for drivers and builds).
-pub fn read_logs(s: &Scenario, run_dir: &std::path::Path, history: &History) -> Logs {
-    // With the run's start, a line's own `ts` places it; without, its arrival.
-    let start = history.header.meta.get(shakedown_runner::START_UNIX_NS).and_then(serde_json::Value::as_u64);
+pub fn read_logs(s: &Scenario, run_dir: &std::path::Path) -> Logs {
     let mut entries = Vec::new();
     let Ok(dir) = std::fs::read_dir(run_dir.join("logs")) else { return Logs::default() };
     let mut files: Vec<PathBuf> =
@@ -237,7 +235,10 @@ pub fn read_logs(s: &Scenario, run_dir: &std::path::Path, history: &History) -> 
         let Some(source) = path.file_stem().map(|n| n.to_string_lossy().into_owned()) else { continue };
         let Ok(text) = std::fs::read_to_string(&path) else { continue };
         let format = shakedown_runner::triggers::log_format(s, &source);
-        entries.extend(parse_captured(&text, &source, &format, start));
+        // Entries are placed by when shakedown received them, all on one clock:
+        // services' own timestamps (millisecond wall-clock text) reorder events
+        // a millisecond apart across sources.
+        entries.extend(parse_captured(&text, &source, &format, None));
     }
     Logs::new(entries)
 }
@@ -296,7 +297,7 @@ pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
     let checks = match &out.end {
         // A run that never finished its workload has no history worth judging.
         RunEnd::Completed => {
-            let logs = read_logs(s, &run_dir, &out.history);
+            let logs = read_logs(s, &run_dir);
             let mut results = shakedown_check::run_checks(
                 &checks_for(s),
                 &CheckInput::new(&out.history).with_logs(&logs).with_states(&out.states).with_metrics(&out.metrics),
