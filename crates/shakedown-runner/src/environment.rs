@@ -37,8 +37,15 @@ pub trait Network: Send + Sync {
     /// The namespace a service's processes enter.
     fn namespace(&self, service: &str) -> Option<Namespace>;
     /// Replaces the partition in effect with one of `mode` over `nodes`,
-    /// drawn from `seed`; returns a description of who is cut from whom.
-    fn partition(&self, mode: shakedown_spec::PartitionMode, nodes: &[String], seed: u64) -> Result<String, String>;
+    /// drawn from `seed`, or, when `cut` names nodes, with those cut off from
+    /// the rest; returns a description of who is cut from whom.
+    fn partition(
+        &self,
+        mode: shakedown_spec::PartitionMode,
+        cut: &[String],
+        nodes: &[String],
+        seed: u64,
+    ) -> Result<String, String>;
     /// Removes every partition rule.
     fn heal(&self) -> Result<(), String>;
 }
@@ -274,7 +281,19 @@ impl Network for crate::netns::Network {
         crate::netns::Network::namespace(self, service)
     }
 
-    fn partition(&self, mode: shakedown_spec::PartitionMode, nodes: &[String], seed: u64) -> Result<String, String> {
+    fn partition(
+        &self,
+        mode: shakedown_spec::PartitionMode,
+        cut: &[String],
+        nodes: &[String],
+        seed: u64,
+    ) -> Result<String, String> {
+        if !cut.is_empty() {
+            let rest: Vec<String> = nodes.iter().filter(|n| !cut.contains(n)).cloned().collect();
+            let grudge = crate::netns::Grudge::from_components(nodes, &[cut.to_vec(), rest]);
+            crate::netns::Network::partition(self, &grudge).map_err(|e| e.to_string())?;
+            return Ok(grudge.to_string());
+        }
         // `split` draws the grudge and puts it in effect.
         let grudge = self.split(mode, nodes, seed).map_err(|e| e.to_string())?;
         Ok(grudge.to_string())

@@ -75,7 +75,7 @@ impl FaultKind {
         match self {
             FaultKind::Toxic => &["toxic", "stream", "toxicity"],
             FaultKind::Http => &["http"],
-            FaultKind::Partition => &["mode"],
+            FaultKind::Partition => &["mode", "cut"],
             FaultKind::Clock => &["offset", "rate"],
             FaultKind::DiskFull => &["leave"],
             FaultKind::Upgrade => &["to"],
@@ -118,6 +118,10 @@ pub struct FaultSpec {
     pub http: Option<Spanned<HttpFaultSpec>>,
     /// partition: how nodes are split (default halves).
     pub mode: Option<PartitionMode>,
+    /// partition: these nodes are cut off from the rest of `target`, both
+    /// ways, instead of a split drawn by `mode`; for scripts that need to know
+    /// which side a client is on.
+    pub cut: Option<Spanned<Names>>,
     /// clock: the shift, e.g. "-5s" or "+2m".
     pub offset: Option<SignedDur>,
     /// clock: how fast the clock runs (default 1).
@@ -137,6 +141,7 @@ impl FaultSpec {
             ("toxicity", self.toxicity.is_some()),
             ("http", self.http.is_some()),
             ("mode", self.mode.is_some()),
+            ("cut", self.cut.is_some()),
             ("offset", self.offset.is_some()),
             ("rate", self.rate.is_some()),
             ("leave", self.leave.is_some()),

@@ -5,7 +5,7 @@ use crate::error::SpecError;
 use crate::fault::*;
 use crate::model::*;
 use crate::template::{Template, Var};
-use crate::values::{ResultSource, ValueTemplate};
+use crate::values::{Names, ResultSource, ValueTemplate};
 use std::collections::BTreeSet;
 use toml::Spanned;
 
@@ -515,6 +515,9 @@ impl<'a> Validator<'a> {
                 if targets.len() < 2 {
                     self.err(span.clone(), "a partition needs at least two target services to split");
                 }
+                if let Some(cut) = &f.cut {
+                    self.partition_cut(cut, targets, f.mode.is_some());
+                }
             }
             FaultKind::Clock if f.offset.is_none() && f.rate.is_none() => {
                 self.err(span.clone(), "a `clock` fault needs `offset` (e.g. \"-5s\") or `rate` (e.g. 2.0)");
@@ -531,6 +534,26 @@ impl<'a> Validator<'a> {
         }
         if let Some(r) = f.rate.as_ref().filter(|r| !(r.get_ref().is_finite() && *r.get_ref() > 0.0)) {
             self.err(r.span(), format!("clock rate {} must be above 0", r.get_ref()));
+        }
+    }
+
+    /// `cut` names some, not all, of the partition's targets, and replaces `mode`.
+    fn partition_cut(&mut self, cut: &Spanned<Names>, targets: &[String], has_mode: bool) {
+        let names = &cut.get_ref().0;
+        if has_mode {
+            self.err(cut.span(), "`cut` and `mode` both choose the split; give one");
+        }
+        for n in names.iter().filter(|n| !targets.contains(n)) {
+            self.err(
+                cut.span(),
+                format!("`{n}` in `cut` is not one of the partition's targets ({})", targets.join(", ")),
+            );
+        }
+        if names.is_empty() || targets.iter().all(|t| names.contains(t)) {
+            self.err(
+                cut.span(),
+                "`cut` must name some of the targets but not all: the others are the side it is cut from",
+            );
         }
     }
 

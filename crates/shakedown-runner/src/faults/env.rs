@@ -136,11 +136,14 @@ impl Nemesis {
         let (Some(net), Some(lock)) = (self.env.network.as_ref(), self.locks.get("network")) else { return };
         let _held = lock.lock().await;
         let mode = spec.mode.unwrap_or_default();
+        let cut = spec.cut.as_ref().map(|c| c.get_ref().0.clone()).unwrap_or_default();
+        let label = if cut.is_empty() { mode.as_str() } else { "cut" };
         let seed: u64 = rng.gen();
-        let (detail, problem) = match blocking(net, move |net, nodes| net.partition(mode, &nodes, seed), nodes).await {
-            Ok(cut) => (format!("{}: {cut}", mode.as_str()), None),
-            Err(e) => (mode.as_str().to_string(), Some(e)),
-        };
+        let (detail, problem) =
+            match blocking(net, move |net, nodes| net.partition(mode, &cut, &nodes, seed), nodes).await {
+                Ok(grudge) => (format!("{label}: {grudge}"), None),
+                Err(e) => (label.to_string(), Some(e)),
+            };
         let id = self.recorder.fault_start("partition", &nodes.join(","), Some(detail));
         sleep_or_stop(spec.duration.map_or(UNTIL_HEAL, |d| d.0), stop).await;
         let problem = problem.or(blocking(net, |net, _| net.heal(), nodes).await.err());
