@@ -162,6 +162,10 @@ impl Context {
                 bins.get(name).ok_or_else(|| format!("version `{version}` names no binary `{name}`"))?.clone()
             }
             Var::CaseDir => scope.case_dir.ok_or_else(unavailable)?.display().to_string(),
+            Var::CaseName => {
+                let dir = scope.case_dir.ok_or_else(unavailable)?;
+                dir.file_name().map(|n| n.to_string_lossy().into_owned()).ok_or_else(unavailable)?
+            }
             Var::Dataset(name) => {
                 self.datasets.get(name).ok_or_else(|| format!("no dataset `{name}`"))?.display().to_string()
             }

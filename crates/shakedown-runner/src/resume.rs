@@ -436,6 +436,8 @@ fn literal_source(ctx: &Context, source: &StateSource, dir: &Path) -> Result<Sta
     let text = |t: &Template| literal(&render_in(ctx, t, dir)?);
     Ok(StateSource {
         sqlite: source.sqlite.as_ref().map(path).transpose()?,
+        postgres: source.postgres.as_ref().map(text).transpose()?,
+        duckdb: source.duckdb.as_ref().map(path).transpose()?,
         query: source.query.as_ref().map(text).transpose()?,
         command: source.command.as_ref().map(|c| c.iter().map(text).collect::<Result<_, _>>()).transpose()?,
         tree: source.tree.as_ref().map(path).transpose()?,

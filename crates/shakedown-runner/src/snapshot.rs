@@ -1,5 +1,6 @@
-//! Takes state snapshots for the state checks: an SQLite query's rows, a
-//! command's JSON output, or a directory tree's files with their SHA-256.
+//! Takes state snapshots for the state checks: an SQLite, PostgreSQL or
+//! DuckDB query's rows, a command's JSON output, or a directory tree's files
+//! with their SHA-256.
 //!
 //! Every read is bounded (a timeout, a row, byte and file cap); a state that
 //! cannot be read becomes a snapshot with an error, never a panic or a hang.
@@ -15,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
+
+mod duckdb;
+mod postgres;
 
 /// How long reading one state may take unless the source says otherwise.
 pub const DEFAULT_STATE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,6 +50,8 @@ pub enum StateError {
     Tree { path: String, message: String },
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Takes the state of `check` for every owner it covers, `taken` naming
@@ -113,6 +119,16 @@ pub async fn read(ctx: &Context, source: &StateSource, actor: Option<&ActorCtx>)
         let path = resolve(&ctx.scenario_dir, &ctx.render(db, &mut scope)?);
         let query = ctx.render(query, &mut scope)?;
         return blocking(timeout, move |deadline| read_sqlite(&path, &query, deadline)).await;
+    }
+    if let (Some(conninfo), Some(query)) = (&source.postgres, &source.query) {
+        let conninfo = ctx.render(conninfo, &mut scope)?;
+        let query = ctx.render(query, &mut scope)?;
+        return postgres::read(&conninfo, &query, timeout).await;
+    }
+    if let (Some(db), Some(query)) = (&source.duckdb, &source.query) {
+        let path = resolve(&ctx.scenario_dir, &ctx.render(db, &mut scope)?);
+        let query = ctx.render(query, &mut scope)?;
+        return blocking(timeout, move |deadline| duckdb::read(&path, &query, deadline)).await;
     }
     if let Some(dir) = &source.tree {
         let root = resolve(&ctx.scenario_dir, &ctx.render(dir, &mut scope)?);

@@ -32,7 +32,9 @@ pub use fault::*;
 pub use include::Segment;
 pub use matrix::{cell_name, Cell, Guard};
 pub use model::*;
-pub use resume::{parse_size_range, Count, CorruptExpect, CorruptHow, CorruptSpec, DatasetKind, DatasetSpec, ResumeAt, ResumeSpec};
+pub use resume::{
+    parse_size_range, CorruptExpect, CorruptHow, CorruptSpec, Count, DatasetKind, DatasetSpec, ResumeAt, ResumeSpec,
+};
 pub use state::{FieldEditSpec, StateSource};
 pub use step::{StepSpec, StepVerb, TriggerSpec, STEP_VERBS};
 pub use template::{Part, Template, TemplateError, Var, PLACEHOLDERS};

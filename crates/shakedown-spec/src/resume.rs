@@ -212,6 +212,26 @@ mod tests {
     use super::parse_size_range;
 
     #[test]
+    fn a_compare_source_needs_one_database_or_command_with_its_query() {
+        let scenario = |compare: &str| format!("name = \"r\"\n[resume]\njob = [\"true\"]\ncompare = {compare}\n");
+        let cases = [
+            ("{ postgres = \"postgresql://127.0.0.1/db\" }", "`compare` needs `query` with `postgres`"),
+            ("{ duckdb = \"{case.dir}/d.db\" }", "`compare` needs `query` with `duckdb`"),
+            ("{ tree = \"a\", postgres = \"b\", query = \"q\" }", "(found postgres and tree)"),
+            ("{ query = \"q\" }", "has `query` but no database"),
+        ];
+        for (compare, want) in cases {
+            let err = crate::parse(&scenario(compare), "r.toml").unwrap_err().to_string();
+            assert!(err.contains(want), "{compare}: wanted {want:?} in {err}");
+        }
+        let ok = "{ postgres = \"postgresql://127.0.0.1/db\", query = \"SELECT * FROM \\\"{case.name}\\\".t\" }";
+        crate::parse(&scenario(ok), "r.toml").unwrap();
+        let outside = "name = \"r\"\nduration = \"1s\"\n[[check]]\nkind = \"sql\"\nstate = { postgres = \"x\", query = \"{case.name}\" }\nempty = true\n";
+        let err = crate::parse(outside, "r.toml").unwrap_err().to_string();
+        assert!(err.contains("`{case.name}` only applies inside `[resume]`"), "{err}");
+    }
+
+    #[test]
     fn size_ranges_parse_with_units_and_bad_ones_say_why() {
         assert_eq!(parse_size_range("0..64KiB"), Ok((0, 65536)));
         assert_eq!(parse_size_range("1KiB..1MiB"), Ok((1024, 1 << 20)));

@@ -7,14 +7,21 @@ use crate::values::Dur;
 use serde::Deserialize;
 
 /// `state = { sqlite = "{actor.home}/db.sqlite", query = "SELECT ..." }`,
-/// `state = { command = ["app", "dump", "--json"] }` or
+/// `{ postgres = "postgresql://...", query = ... }`, `{ duckdb = PATH, query
+/// = ... }`, `state = { command = ["app", "dump", "--json"] }` or
 /// `state = { tree = "{actor.home}/files" }`: exactly one of `sqlite`,
-/// `command`, `tree`.
+/// `postgres`, `duckdb`, `command`, `tree`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateSource {
     /// An SQLite database file, opened read-only; needs `query`.
     pub sqlite: Option<Template>,
+    /// A PostgreSQL connection string (a `postgresql://` URL or `key=value`
+    /// pairs), queried in a read-only transaction; needs `query`.
+    pub postgres: Option<Template>,
+    /// A DuckDB database file, opened read-only (needs shakedown built with
+    /// the `duckdb` feature); needs `query`.
+    pub duckdb: Option<Template>,
     /// The query whose rows are the state (order them: `ORDER BY`).
     pub query: Option<Template>,
     /// A command (no shell) whose standard output is JSON; run in the
@@ -29,12 +36,54 @@ pub struct StateSource {
 impl StateSource {
     /// Every template of the source.
     pub fn templates(&self) -> impl Iterator<Item = &Template> {
-        self.sqlite.iter().chain(self.query.iter()).chain(self.command.iter().flatten()).chain(self.tree.iter())
+        self.sqlite
+            .iter()
+            .chain(self.postgres.iter())
+            .chain(self.duckdb.iter())
+            .chain(self.query.iter())
+            .chain(self.command.iter().flatten())
+            .chain(self.tree.iter())
     }
 
-    /// How many of `sqlite`, `command`, `tree` are set (valid sources have one).
-    pub fn n_kinds(&self) -> usize {
-        [self.sqlite.is_some(), self.command.is_some(), self.tree.is_some()].iter().filter(|b| **b).count()
+    /// The kinds that are set, by key (valid sources have one).
+    fn kinds(&self) -> Vec<&'static str> {
+        let set = [
+            ("sqlite", self.sqlite.is_some()),
+            ("postgres", self.postgres.is_some()),
+            ("duckdb", self.duckdb.is_some()),
+            ("command", self.command.is_some()),
+            ("tree", self.tree.is_some()),
+        ];
+        set.into_iter().filter(|(_, on)| *on).map(|(k, _)| k).collect()
+    }
+
+    /// Whether the source is a database query (`sqlite`, `postgres` or `duckdb`).
+    pub fn is_query(&self) -> bool {
+        self.sqlite.is_some() || self.postgres.is_some() || self.duckdb.is_some()
+    }
+
+    /// What is wrong with the source's shape, one message per problem, each
+    /// reading after "`state` ...": not exactly one kind, a database without
+    /// `query` or a `query` without a database, an empty command.
+    pub fn shape_problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let kinds = self.kinds();
+        if kinds.len() != 1 {
+            let found = if kinds.is_empty() { "none".to_string() } else { kinds.join(" and ") };
+            out.push(format!("needs exactly one of `sqlite`, `postgres`, `duckdb` (each with `query`), `command` or `tree` (found {found})"));
+        }
+        for db in kinds.iter().filter(|k| ["sqlite", "postgres", "duckdb"].contains(k)) {
+            if self.query.is_none() {
+                out.push(format!("needs `query` with `{db}`, e.g. `query = \"SELECT * FROM items ORDER BY id\"`"));
+            }
+        }
+        if self.query.is_some() && !self.is_query() {
+            out.push("has `query` but no database to run it on (`sqlite`, `postgres` or `duckdb`)".to_string());
+        }
+        if self.command.as_ref().is_some_and(Vec::is_empty) {
+            out.push("has an empty `command`; expected the program and its arguments".to_string());
+        }
+        out
     }
 
     /// Whether the source reads per actor (`{actor.name}` or `{actor.home}` in it).
@@ -124,10 +173,14 @@ pool = "ids"
             ("[[check]]\nkind = \"converge\"\n", "t.toml:17:8: check `converge` needs `state`"),
             (
                 "[[check]]\nkind = \"converge\"\nstate = { tree = \"a\", command = [\"b\"] }\n",
-                "t.toml:18:9: check `converge`: `state` needs exactly one of `sqlite`, `command`, `tree` (found 2)",
+                "t.toml:18:9: check `converge`: `state` needs exactly one of `sqlite`, `postgres`, `duckdb` (each with `query`), `command` or `tree` (found command and tree)",
             ),
-            ("[[check]]\nkind = \"sql\"\nstate = { sqlite = \"a\" }\nempty = true\n", "`state` needs `sqlite` and `query` together"),
-            ("[[check]]\nkind = \"sql\"\nstate = { tree = \"a\" }\nempty = true\n", "kind `sql` reads `state = { sqlite"),
+            ("[[check]]\nkind = \"sql\"\nstate = { sqlite = \"a\" }\nempty = true\n", "`state` needs `query` with `sqlite`"),
+            ("[[check]]\nkind = \"sql\"\nstate = { postgres = \"postgresql://127.0.0.1/x\" }\nempty = true\n", "`state` needs `query` with `postgres`"),
+            ("[[check]]\nkind = \"converge\"\nstate = { tree = \"a\", query = \"q\" }\n", "`state` has `query` but no database"),
+            ("[[check]]\nkind = \"converge\"\nstate = { command = [] }\n", "`state` has an empty `command`"),
+            ("[[check]]\nkind = \"converge\"\nstate = { }\n", "(found none)"),
+            ("[[check]]\nkind = \"sql\"\nstate = { tree = \"a\" }\nempty = true\n", "kind `sql` reads a query: `state = { sqlite"),
             ("[[check]]\nkind = \"sql\"\nstate = { sqlite = \"a\", query = \"q\" }\n", "needs either `rows = [[...]]` or `empty = true`"),
             (
                 "[[check]]\nkind = \"converge\"\nstate = { tree = \"a\" }\nactors = [\"zed\"]\n",
@@ -142,7 +195,7 @@ pool = "ids"
             ("[[check]]\nkind = \"causal-order\"\nstate = { tree = \"a\" }\nop = \"op\"\n", "needs `entity` and `op`"),
             ("[[check]]\nkind = \"own-writes\"\nstate = { tree = \"a\" }\npool = \"nope\"\n", "pool `nope` is never filled"),
             ("[[check]]\nkind = \"field-merge\"\nstate = { tree = \"a\" }\nedits = []\n", "needs `edits`"),
-            ("[[check]]\nkind = \"field-merge\"\nstate = { tree = \"a\" }\nedit_log = { tree = \"b\", sqlite = \"c\" }\n", "exactly one of `sqlite`, `command`, `tree` (found 2)"),
+            ("[[check]]\nkind = \"field-merge\"\nstate = { tree = \"a\" }\nedit_log = { tree = \"b\", sqlite = \"c\" }\n", "(found sqlite and tree)"),
             ("[[check]]\nkind = \"own-writes\"\nstate = { tree = \"a\" }\n", "needs `pool` (the captures of each actor's creates) or `created`"),
             (
                 "[[check]]\nkind = \"own-writes\"\nstate = { tree = \"a\" }\npool = \"ids\"\ncreated = { tree = \"b\" }\n",
@@ -150,7 +203,7 @@ pool = "ids"
             ),
             (
                 "[[check]]\nkind = \"own-writes\"\nstate = { tree = \"a\" }\ncreated = { sqlite = \"b\" }\n",
-                "`state` needs `sqlite` and `query` together",
+                "`state` needs `query` with `sqlite`",
             ),
             ("[[check]]\nkind = \"converge\"\nstate = { tree = \"{port}\" }\n", "`{port}` only applies inside a service"),
             ("[[check]]\nkind = \"set\"\nignore = [\"x\"]\n", "`ignore` does not apply to kind `set`"),

@@ -67,6 +67,9 @@ pub enum Var {
     StopShutdown,
     /// `{case.dir}`: the directory of the resume case being run.
     CaseDir,
+    /// `{case.name}`: its name (`golden`, `point-03`), e.g. for a database
+    /// schema of its own.
+    CaseName,
     /// `{dataset.NAME}`: the path of a generated dataset.
     Dataset(String),
 }
@@ -248,6 +251,7 @@ fn parse_var(inner: &str) -> Result<Var, String> {
         ["stop", "drain"] => Var::StopDrain,
         ["stop", "shutdown"] => Var::StopShutdown,
         ["case", "dir"] => Var::CaseDir,
+        ["case", "name"] => Var::CaseName,
         ["dataset", name] => Var::Dataset(ident(name)?.to_string()),
         _ => return Err(format!("unknown placeholder `{{{inner}}}`; expected one of {PLACEHOLDERS}")),
     };
@@ -259,7 +263,7 @@ pub const PLACEHOLDERS: &str = "{port}, {port.NAME}, {dir}, {run.dir}, {scenario
 {service.NAME.port}, {service.NAME.port.PORT}, {service.NAME.dir}, {service.NAME.host}, {host}, \
 {link.NAME.port}, {matrix.KEY}, {actor.name}, {actor.home}, \
 {seed}, {value}, {value.PATH}, {target}, {seq}, {int A..B}, {pick POOL}, {env.NAME}, {bin.NAME}, \
-{stop.drain}, {stop.shutdown}, {case.dir}, {dataset.NAME}";
+{stop.drain}, {stop.shutdown}, {case.dir}, {case.name}, {dataset.NAME}";
 
 fn ident(s: &str) -> Result<&str, String> {
     let ok = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');

@@ -690,26 +690,13 @@ impl<'a> Validator<'a> {
 
     fn state_source(&mut self, label: &str, kind: CheckKind, state: &Spanned<crate::StateSource>) {
         let src = state.get_ref();
-        if src.n_kinds() != 1 {
-            let msg = format!(
-                "check `{label}`: `state` needs exactly one of `sqlite`, `command`, `tree` (found {})",
-                src.n_kinds()
-            );
-            self.err(state.span(), msg);
+        for problem in src.shape_problems() {
+            self.err(state.span(), format!("check `{label}`: `state` {problem}"));
         }
-        if src.sqlite.is_some() != src.query.is_some() {
-            self.err(state.span(), format!("check `{label}`: `state` needs `sqlite` and `query` together"));
-        }
-        if src.command.as_ref().is_some_and(Vec::is_empty) {
+        if kind == CheckKind::Sql && !src.is_query() {
             self.err(
                 state.span(),
-                format!("check `{label}`: `state.command` is empty; expected the program and its arguments"),
-            );
-        }
-        if kind == CheckKind::Sql && src.sqlite.is_none() {
-            self.err(
-                state.span(),
-                format!("check `{label}`: kind `sql` reads `state = {{ sqlite = ..., query = ... }}`"),
+                format!("check `{label}`: kind `sql` reads a query: `state = {{ sqlite = ..., query = ... }}` (or `postgres`, `duckdb`)"),
             );
         }
         for t in src.templates() {
@@ -911,6 +898,7 @@ impl<'a> Validator<'a> {
                     .then(|| format!("binary `{name}` is not named in [version.{}]", missing.join("], [version.")))
             }
             Var::CaseDir if !self.in_resume => Some("`{case.dir}` only applies inside `[resume]`".into()),
+            Var::CaseName if !self.in_resume => Some("`{case.name}` only applies inside `[resume]`".into()),
             Var::Dataset(name) if !self.s.dataset.contains_key(name) => {
                 let names = self.s.dataset.keys().map(String::as_str).collect();
                 Some(format!("dataset `{name}` is not defined; {}", one_of("datasets", &names)))

@@ -33,17 +33,8 @@ impl Validator<'_> {
                 }
             }
         }
-        if r.compare.n_kinds() != 1 {
-            self.err_near(
-                "[resume".into(),
-                "`[resume]` `compare` needs exactly one of `sqlite` (with `query`), `tree` or `command` (JSON on stdout, e.g. psql's `json_agg` for PostgreSQL)",
-            );
-        }
-        if r.compare.sqlite.is_some() && r.compare.query.is_none() {
-            self.err_near(
-                "[resume".into(),
-                "`compare` with `sqlite` needs `query`, e.g. \"SELECT * FROM items ORDER BY id\"",
-            );
+        for problem in r.compare.shape_problems() {
+            self.err_near("[resume".into(), format!("`[resume]` `compare` {problem}"));
         }
         if let Some(p) = r.progress.as_ref().filter(|p| !p.get_ref().starts_with('/')) {
             self.err(

@@ -14,6 +14,7 @@ mod library;
 mod logs;
 mod matrix;
 mod metrics;
+mod postgres;
 mod profiles;
 mod proxy;
 mod resume;
