@@ -99,3 +99,65 @@ fn json(value: duckdb::types::ValueRef<'_>, column: &str) -> Result<serde_json::
         }
     })
 }
+
+#[cfg(all(test, feature = "duckdb"))]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn database(dir: &Path, sql: &str) -> std::path::PathBuf {
+        let path = dir.join("t.duckdb");
+        let conn = duckdb::Connection::open(&path).unwrap();
+        conn.execute_batch(sql).unwrap();
+        path
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
+
+    #[test]
+    fn rows_read_with_their_types_in_query_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = database(
+            dir.path(),
+            "CREATE TABLE t (i BIGINT, f DOUBLE, d DECIMAL(5,2), b BOOLEAN, s VARCHAR, bl BLOB, u UTINYINT);
+             INSERT INTO t VALUES (2, 0.5, 3.25, false, 'y', '\\x00\\xFF'::BLOB, 7), (1, 1.5, 1.10, true, NULL, NULL, NULL);",
+        );
+        let got = read(&path, "SELECT * FROM t ORDER BY i", soon()).unwrap();
+        let StateContent::Rows { columns, rows } = got else { panic!("rows") };
+        assert_eq!(columns, ["i", "f", "d", "b", "s", "bl", "u"]);
+        assert_eq!(
+            rows,
+            vec![
+                vec![json!(1), json!(1.5), json!("1.10"), json!(true), json!(null), json!(null), json!(null)],
+                vec![json!(2), json!(0.5), json!("3.25"), json!(false), json!("y"), json!("00ff"), json!(7)],
+            ]
+        );
+    }
+
+    #[test]
+    fn types_without_a_faithful_json_form_are_refused_with_a_cast_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = database(dir.path(), "CREATE TABLE t (ts TIMESTAMP); INSERT INTO t VALUES ('2026-01-01 00:00:00');");
+        let err = read(&path, "SELECT ts FROM t", soon()).unwrap_err().to_string();
+        assert!(err.contains("column `ts`") && err.contains("CAST(ts AS VARCHAR)"), "{err}");
+        let got = read(&path, "SELECT CAST(ts AS VARCHAR) AS ts FROM t", soon()).unwrap();
+        assert!(matches!(got, StateContent::Rows { rows, .. } if rows == vec![vec![json!("2026-01-01 00:00:00")]]));
+    }
+
+    #[test]
+    fn the_file_is_read_only_and_never_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = database(dir.path(), "CREATE TABLE t (i INT); INSERT INTO t VALUES (1);");
+        let err = read(&path, "DELETE FROM t", soon()).unwrap_err().to_string();
+        assert!(err.to_lowercase().contains("read-only") || err.to_lowercase().contains("read only"), "{err}");
+        let missing = dir.path().join("missing.duckdb");
+        let err = read(&missing, "SELECT 1", soon()).unwrap_err().to_string();
+        assert!(err.contains("no such database file"), "{err}");
+        assert!(!missing.exists());
+        let err = read(&path, "SELECT * FROM nope", soon()).unwrap_err().to_string();
+        assert!(err.contains("nope"), "the query error names the table: {err}");
+    }
+}

@@ -128,3 +128,27 @@ rows = [[1]]
     assert!(summary.contains("127.0.0.1:1") && !summary.contains("secret"), "named, password hidden: {summary}");
     assert!(summary.contains("refused"), "with the cause: {summary}");
 }
+
+#[test]
+fn a_skip_locked_queue_claims_every_job_once_under_pauses() {
+    let (code, err, r) = run(&repo_root().join("examples/postgres/queue.toml"), &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(check(&r, "total-queue")["verdict"], "valid");
+    assert_eq!(check(&r, "claimed once")["verdict"], "valid");
+    let claims = r["ops"]["by_action"]["dequeue"]["ok"].as_u64().unwrap_or_default();
+    assert!(claims >= 20, "the workload claimed jobs: {}", r["ops"]);
+}
+
+#[test]
+fn a_claim_without_a_lock_hands_one_job_to_two_claimers() {
+    let (code, err, r) = run(&repo_root().join("examples/postgres/queue-select-then-update.toml"), &[]);
+    assert_eq!(code, Some(1), "{err}");
+    let queue = check(&r, "total-queue");
+    assert_eq!(queue["verdict"], "invalid");
+    let duplicated = queue["details"]["duplicated"].as_array().expect("duplicated elements");
+    assert!(!duplicated.is_empty(), "{queue}");
+    let claims = duplicated[0]["dequeues"].as_array().unwrap();
+    assert!(claims.len() >= 2, "both claims of the job are named: {queue}");
+    let table = check(&r, "claimed once");
+    assert_eq!(table["verdict"], "invalid", "the table counts the second claim too: {table}");
+}

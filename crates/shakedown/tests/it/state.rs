@@ -248,3 +248,28 @@ state = { sqlite = "{actor.home}/nope.sqlite", query = "SELECT 1" }
     let missing = check(&r, "missing")["summary"].as_str().unwrap();
     assert!(missing.starts_with("the final state of alice could not be read (and 1 more): open "), "{missing}");
 }
+
+/// Without the `duckdb` feature a DuckDB state cannot be read: its check is
+/// unknown (exit 2) and says how to get the feature, rather than passing.
+#[cfg(not(feature = "duckdb"))]
+#[test]
+fn a_duckdb_state_without_the_feature_is_unknown_and_says_how_to_get_it() {
+    let text = r#"
+name = "duckdb-absent"
+ops = 1
+[client]
+kind = "exec"
+[[action]]
+f = "noop"
+command = ["true"]
+[[check]]
+kind = "sql"
+state = { duckdb = "{run.dir}/x.duckdb", query = "SELECT 1" }
+rows = [[1]]
+"#;
+    let (o, r) = crate::common::run_text(text, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let sql = check(&r, "sql");
+    assert_eq!(sql["verdict"], "unknown");
+    assert!(sql["summary"].as_str().unwrap().contains("--features duckdb"), "{sql}");
+}
