@@ -6,7 +6,6 @@
 //! arguments) as `shakedown-testbed` would and exits with the job's code.
 //! Signals are sent with kill(1); every wait has a deadline.
 
-#[path = "migrate/schema.rs"]
 mod schema;
 
 use std::collections::BTreeMap;
@@ -65,7 +64,7 @@ impl Job {
     fn start(args: &[String]) -> Job {
         let exe = std::env::current_exe().expect("test binary path");
         let mut child = Command::new(exe)
-            .args(["child_entry", "--exact", "--nocapture", "--test-threads=1", "--quiet"])
+            .args(["migrate::child_entry", "--exact", "--nocapture", "--test-threads=1", "--quiet"])
             .env(CHILD_ENV, serde_json::to_string(args).unwrap())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

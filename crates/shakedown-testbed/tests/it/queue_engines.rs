@@ -2,21 +2,17 @@
 //! sqlite), sqlite shared by two servers, the `broken-stats-query` bug, and the
 //! old build against a database the new build migrated.
 
-#[allow(dead_code)]
-#[path = "it/support.rs"]
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::{futures_join_all, ok, request, run, status, temp_dir, Server};
 use serde_json::{json, Value};
 use shakedown_testbed::queue::{self, Bug, Build, Config, Engine};
-use support::{futures_join_all, ok, request, run, status, temp_dir, Server};
 
 const ENGINES: [Engine; 3] = [Engine::File, Engine::Memory, Engine::Sqlite];
 
 async fn start(config: Config) -> Server {
-    support::start(move |listener, log, shutdown| queue::serve(listener, config.with_log(log), shutdown)).await
+    crate::support::start(move |listener, log, shutdown| queue::serve(listener, config.with_log(log), shutdown)).await
 }
 
 fn on(engine: Engine, dir: &Path) -> Config {
