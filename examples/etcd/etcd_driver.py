@@ -1,13 +1,21 @@
 #!/usr/bin/env python3
 """shakedown driver for etcd's v3 JSON gateway (Python 3, stdlib only).
 
-One register, key "r", through one etcd node (ETCD_URL, e.g.
-http://127.0.0.1:2379). Operations (see docs/drivers.md for the protocol):
+Through one etcd node (ETCD_URL, e.g. http://127.0.0.1:2379). By default one
+register, key "r" (see docs/drivers.md for the protocol):
 
     read   POST /v3/kv/range        -> ok, value = the int, or null when absent
     write  POST /v3/kv/put          -> ok
     cas    POST /v3/kv/txn [a, b]   -> ok when the value was a and is now b,
                                        fail when the compare did not hold
+
+With --kv, many keys, as the `kv` model reads them (values are
+{"key": K, "value": V}, strings, "" when absent):
+
+    get    range                    -> ok, value = {"key": K, "value": V}
+    put    put                      -> ok
+    append range, then a txn putting V + suffix if the key's mod_revision
+           is unchanged; retried a few times, else fail (nothing changed)
 
 With --serializable, reads are served by the local node without a quorum
 (etcd's `serializable` range option): fast, and stale under partitions. That
@@ -62,6 +70,50 @@ def cas(base, old, new):
     return bool(post(base, "/v3/kv/txn", txn).get("succeeded"))
 
 
+def kv_range(base, key):
+    """The key's value ("" when absent) and its mod_revision (0 when absent)."""
+    kvs = post(base, "/v3/kv/range", {"key": b64(key)}).get("kvs") or []
+    if not kvs:
+        return "", 0
+    return base64.b64decode(kvs[0].get("value", "")).decode(), int(kvs[0].get("mod_revision", 0))
+
+
+APPEND_TRIES = 5
+
+
+def kv_append(base, key, suffix):
+    """True when the suffix was appended; False when every try lost a race."""
+    for _ in range(APPEND_TRIES):
+        value, rev = kv_range(base, key)
+        txn = {
+            "compare": [{"key": b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(rev)}],
+            "success": [{"requestPut": {"key": b64(key), "value": b64(value + suffix)}}],
+        }
+        if post(base, "/v3/kv/txn", txn).get("succeeded"):
+            return True
+    return False
+
+
+def handle_kv(req, base):
+    f, value = req.get("f"), req.get("value") or {}
+    key, val = str(value.get("key", "")), str(value.get("value", ""))
+    try:
+        if f == "get":
+            return {"type": "ok", "value": {"key": key, "value": kv_range(base, key)[0]}}
+        if f == "put":
+            post(base, "/v3/kv/put", {"key": b64(key), "value": b64(val)})
+            return {"type": "ok"}
+        if f == "append":
+            if kv_append(base, key, val):
+                return {"type": "ok"}
+            return {"type": "fail", "error": "lost the race %d times" % APPEND_TRIES}
+        return {"type": "fail", "error": "unknown f %r" % (f,)}
+    except (urllib.error.URLError, socket.timeout, OSError, ValueError, KeyError) as err:
+        if f == "get" or refused(err):
+            return {"type": "fail", "error": str(err)}
+        return {"type": "info", "error": str(err)}
+
+
 def refused(err):
     reason = getattr(err, "reason", err)
     return isinstance(reason, ConnectionRefusedError)
@@ -91,6 +143,7 @@ def handle(req, base, serializable):
 
 def main():
     serializable = "--serializable" in sys.argv[1:]
+    kv = "--kv" in sys.argv[1:]
     base = os.environ.get("ETCD_URL", "").rstrip("/")
     if not base:
         print("etcd_driver: ETCD_URL is not set", file=sys.stderr)
@@ -102,7 +155,7 @@ def main():
         except (ValueError, KeyError, TypeError) as err:
             print(json.dumps({"id": None, "type": "info", "error": "bad request: %s" % err}), flush=True)
             continue
-        reply = handle(req, base, serializable)
+        reply = handle_kv(req, base) if kv else handle(req, base, serializable)
         reply["id"] = rid
         print(json.dumps(reply), flush=True)
     return 0

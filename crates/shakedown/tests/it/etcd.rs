@@ -1,24 +1,23 @@
 //! A real 3-node etcd cluster (Debian's etcd-server, installed by
 //! scripts/install-deps), each node in its own network namespace, under
 //! partitions, a kill and a pause: linearizable reads pass, serializable
-//! reads are caught with a counterexample.
+//! reads are caught with a counterexample, and many keys with appends are
+//! linearizable per key.
 
-use crate::common::{repo_root, run_text, stderr};
+use crate::common::{repo_root, report, shakedown, stderr};
 
+/// Runs `examples/etcd/<name>.toml` in place (it includes `_cluster.toml` and
+/// names the driver beside it), with its run directory in a temporary one.
 fn run_example(name: &str) -> (Option<i32>, serde_json::Value, String) {
     assert!(
         std::process::Command::new("etcd").arg("--version").output().is_ok_and(|o| o.status.success()),
         "etcd is not installed: run scripts/install-deps (the test suite's scripts/test does)"
     );
     let path = repo_root().join(format!("examples/etcd/{name}.toml"));
-    let text = std::fs::read_to_string(&path).unwrap();
-    // The driver sits beside the example; the copy run here must find it.
-    let text = text.replace(
-        "{scenario.dir}/etcd_driver.py",
-        &repo_root().join("examples/etcd/etcd_driver.py").display().to_string(),
-    );
-    let (o, r) = run_text(&text, &[]);
-    (o.status.code(), r, stderr(&o))
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = shakedown(&["run", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    (o.status.code(), report(&out), stderr(&o))
 }
 
 fn partitions(report: &serde_json::Value) -> usize {
@@ -47,4 +46,16 @@ fn etcd_with_serializable_reads_is_caught_with_a_counterexample() {
     assert!(["read", "cas"].contains(&blocked), "an op is named as unplaceable: {}", check["details"]);
     assert!(check["details"]["blocked"]["index"].is_u64(), "{}", check["details"]);
     assert!(partitions(&r) >= 1, "{}", r["faults"]);
+}
+
+#[test]
+fn etcd_kv_with_appends_is_linearizable_per_key_under_partitions() {
+    let (code, r, err) = run_example("kv");
+    assert_eq!(code, Some(0), "{err}\n{}", r["checks"]);
+    let check = &r["checks"][0];
+    assert_eq!(check["verdict"], "valid");
+    assert!(check["details"]["n_partitions"].as_u64() > Some(1), "split per key: {}", check["details"]);
+    assert!(partitions(&r) >= 2, "partitions were applied: {}", r["faults"]);
+    let appends = r["ops"]["by_action"]["append"]["ok"].as_u64().unwrap_or_default();
+    assert!(appends > 50, "appends went through: {}", r["ops"]);
 }
