@@ -1,7 +1,8 @@
 //! Engine matrices end to end: the queue testbed's contract under its memory
 //! and sqlite engines (with the sqlite-only bug caught only in its cell), the
 //! old build against a migrated schema, two real queue processes sharing one
-//! sqlite file, and beanstalkd's memory and binlog engines under kill -9.
+//! sqlite file, beanstalkd's memory and binlog engines under kill -9, and Redis
+//! with and without its append-only file, and its replicas' stale reads.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -137,6 +138,44 @@ fn beanstalkd_loses_jobs_in_memory_and_keeps_them_in_its_binlog() {
         let kills = r["faults"].as_array().unwrap().iter().filter(|f| f["kind"] == "kill").count();
         assert_eq!(kills, 2, "{engine}: {}", r["faults"]);
     }
+}
+
+fn assert_redis_installed() {
+    assert!(
+        Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success()),
+        "redis-server is not installed: run scripts/install-deps (the test suite's scripts/test does)"
+    );
+}
+
+#[test]
+fn redis_without_an_append_only_file_loses_acknowledged_writes_when_its_primary_is_killed() {
+    assert_redis_installed();
+    let (code, err, tmp) = run_example("redis/persistence.toml", &[]);
+    assert_eq!(code, Some(1), "the appendonly=no cell is invalid: {err}");
+    let cells = cells(&tmp.path().join("out"), "appendonly");
+    let (none, aof) = (&cells[0], &cells[1]);
+    assert_eq!((none.0.as_str(), aof.0.as_str()), ("no", "yes"));
+    assert_eq!(none.1["verdict"], "invalid", "{}", none.1["checks"]);
+    let blocked = &check(&none.1, "linearizable")["details"]["blocked"];
+    assert_eq!(blocked["f"], "read", "a read after the restart finds the register gone: {blocked}");
+    assert_eq!(aof.1["verdict"], "valid", "{}", aof.1["checks"]);
+    for (cell, r) in &cells {
+        let kills = r["faults"].as_array().unwrap().iter().filter(|f| f["kind"] == "kill").count();
+        assert_eq!(kills, 2, "{cell}: {}", r["faults"]);
+    }
+}
+
+#[test]
+fn reads_from_redis_replicas_are_caught_stale() {
+    assert_redis_installed();
+    let (code, err, tmp) = run_example("redis/replica-reads.toml", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    let r = report(&tmp.path().join("out"));
+    let linear = check(&r, "linearizable");
+    assert_eq!(linear["verdict"], "invalid");
+    assert_eq!(linear["details"]["blocked"]["f"], "read", "a replica's read is the op no order places: {linear}");
+    let refused = r["ops"]["by_action"]["write"]["fail"].as_u64().unwrap_or_default();
+    assert!(refused > 0, "replicas refuse writes (READONLY), recorded as fail: {}", r["ops"]);
 }
 
 /// A `shakedown-testbed queue` process; killed when dropped.
