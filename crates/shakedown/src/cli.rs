@@ -36,12 +36,30 @@ struct Cli {
 enum Command {
     /// Run a scenario file against real processes and check the history.
     Run(RunArgs),
+    /// Run a finished run again from its run directory: its resolved
+    /// scenario, seed and matrix cell, so the workload and faults repeat.
+    Replay(ReplayArgs),
     /// Check existing history files (shakedown JSONL, Jepsen EDN or logs, Porcupine kv) for linearizability.
     Check(CheckArgs),
     /// Serve a fault proxy with a toxiproxy-compatible HTTP API, until interrupted.
     Proxy(ProxyArgs),
     /// Show which fault tiers this machine has, and why a missing one is missing.
     Doctor(DoctorArgs),
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// The run directory to replay (.shakedown/runs/... or a run's --out).
+    run_dir: PathBuf,
+    /// Run directory of the replay (default: a new one under .shakedown/runs).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Output on stdout: nothing (human summary on stderr) or the report as JSON.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// When to print the recent log entries of every service.
+    #[arg(long, value_enum, default_value_t = LogSummary::OnFailure)]
+    log_summary: LogSummary,
 }
 
 #[derive(clap::Args)]
@@ -174,6 +192,7 @@ pub fn main() -> u8 {
     };
     match cli.command {
         Command::Run(args) => run_command(args),
+        Command::Replay(args) => replay_command(args),
         Command::Check(args) => check_command(args),
         Command::Proxy(args) => crate::proxy_cmd::proxy_command(args.listen, args.config, args.seed),
         Command::Doctor(args) => crate::proxy_cmd::doctor_command(args.format == Format::Json),
@@ -244,6 +263,38 @@ fn run_command(args: RunArgs) -> u8 {
         1 if !suite_mode => run_single(entries.into_iter().next().expect("one entry"), &args, &plan),
         _ => run_suite(entries, &skipped, &args, &plan),
     }
+}
+
+/// Runs a run directory's resolved scenario again with its seed and cell.
+fn replay_command(args: ReplayArgs) -> u8 {
+    let replay = match crate::replay::resolve(&args.run_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("shakedown: failed to {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if let Some(note) = &replay.note {
+        eprintln!("shakedown: {note}");
+    }
+    run_command(RunArgs {
+        paths: vec![replay.scenario],
+        seed: replay.seed,
+        out: args.out,
+        format: args.format,
+        no_faults: false,
+        point: None,
+        tags: Vec::new(),
+        filter: None,
+        partition: None,
+        jobs: std::num::NonZeroUsize::MIN,
+        profile: None,
+        matrix: replay.cell,
+        log_summary: args.log_summary,
+        save_baseline: None,
+        baseline: None,
+        max_regression: 0.10,
+    })
 }
 
 /// Reads and validates every scenario; any problem stops everything (exit 3).

@@ -4,6 +4,7 @@ mod baseline;
 mod cli;
 mod profile;
 mod proxy_cmd;
+mod replay;
 mod suite;
 
 fn main() -> std::process::ExitCode {

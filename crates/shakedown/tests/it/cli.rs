@@ -298,3 +298,41 @@ command = ["./add.sh", "{value}"]
     assert_eq!(report(&replay)["seed"], report(&first)["seed"], "the seed is pinned");
     assert_eq!(invocations(&first), invocations(&replay));
 }
+
+#[test]
+fn replay_runs_a_run_directory_again_with_its_seed_cell_and_fault_schedule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (first, again) = (tmp.path().join("first"), tmp.path().join("again"));
+    let scenario = repo_root().join("examples/quickstart-lost-write.toml");
+    let o = shakedown(&["run", scenario.to_str().unwrap(), "--out", first.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let o = shakedown(&["replay", first.to_str().unwrap(), "--out", again.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "the bug is found again: {}", stderr(&o));
+    let (a, b) = (report(&first), report(&again));
+    assert_eq!(a["seed"], b["seed"]);
+    let schedule = |r: &serde_json::Value| -> Vec<(String, String)> {
+        let faults = r["faults"].as_array().unwrap().iter();
+        faults.map(|f| (f["kind"].to_string(), f["target"].to_string())).collect()
+    };
+    assert_eq!(schedule(&a), schedule(&b), "the same faults on the same targets");
+
+    // A matrix run replays its own cell only.
+    let (cell, cell_again) = (tmp.path().join("cell"), tmp.path().join("cell-again"));
+    let contract = repo_root().join("examples/queue-engines/contract.toml");
+    let o =
+        shakedown(&["run", contract.to_str().unwrap(), "--matrix", "engine=sqlite", "--out", cell.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = shakedown(&["replay", cell.to_str().unwrap(), "--out", cell_again.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = report(&cell_again);
+    assert_eq!(r["matrix"], serde_json::json!({"engine": "sqlite"}), "one cell, the same: {}", r["matrix"]);
+    assert_eq!(r["seed"], report(&cell)["seed"]);
+}
+
+#[test]
+fn replay_of_something_that_is_not_a_run_directory_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = shakedown(&["replay", tmp.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("has no scenario.toml"), "{}", stderr(&o));
+}

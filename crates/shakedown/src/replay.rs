@@ -1,0 +1,95 @@
+//! `shakedown replay RUN_DIR`: what to run again, from a run directory alone.
+//!
+//! The run directory's `scenario.toml` has the seed and base directory pinned
+//! (and includes inlined); its `report.json` names the matrix cell. Replaying
+//! runs that file with that seed in that cell, so workload draws and the fault
+//! schedule repeat.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A run to repeat.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Replay {
+    /// The run directory's resolved `scenario.toml`.
+    pub scenario: PathBuf,
+    /// The seed of the run, from its report (None: the one pinned in the scenario).
+    pub seed: Option<u64>,
+    /// The matrix cell the run was, as `--matrix` filters.
+    pub cell: Vec<(String, String)>,
+    /// Why the report could not say everything, for a warning.
+    pub note: Option<String>,
+}
+
+/// Why a directory cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("read the run directory {}: it has no scenario.toml; expected a directory a run wrote (.shakedown/runs/... or --out DIR)", .0.display())]
+    NotARunDir(PathBuf),
+    #[error("read {}: {message}", .path.display())]
+    Report { path: PathBuf, message: String },
+}
+
+/// Reads what `run_dir` needs replayed.
+pub fn resolve(run_dir: &Path) -> Result<Replay, ReplayError> {
+    let scenario = run_dir.join("scenario.toml");
+    if !scenario.is_file() {
+        return Err(ReplayError::NotARunDir(run_dir.to_path_buf()));
+    }
+    let report = run_dir.join("report.json");
+    let text = match std::fs::read_to_string(&report) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let note =
+                "no report.json (the run did not finish): replaying with the scenario's pinned seed, every matrix cell";
+            return Ok(Replay { scenario, seed: None, cell: Vec::new(), note: Some(note.to_string()) });
+        }
+        Err(e) => return Err(ReplayError::Report { path: report, message: e.to_string() }),
+    };
+    let (seed, cell) = seed_and_cell(&text).map_err(|message| ReplayError::Report { path: report, message })?;
+    Ok(Replay { scenario, seed: Some(seed), cell: cell.into_iter().collect(), note: None })
+}
+
+/// The `seed` and `matrix` of a report.json.
+fn seed_and_cell(text: &str) -> Result<(u64, BTreeMap<String, String>), String> {
+    #[derive(serde::Deserialize)]
+    struct Fields {
+        seed: u64,
+        #[serde(default)]
+        matrix: BTreeMap<String, String>,
+    }
+    let fields: Fields = serde_json::from_str(text).map_err(|e| format!("not a shakedown report: {e}"))?;
+    Ok((fields.seed, fields.matrix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_gives_the_seed_and_the_cell() {
+        let (seed, cell) =
+            seed_and_cell(r#"{"seed": 42, "matrix": {"engine": "sqlite"}, "verdict": "valid"}"#).unwrap();
+        assert_eq!(seed, 42);
+        assert_eq!(cell.get("engine").map(String::as_str), Some("sqlite"));
+        assert!(seed_and_cell(r#"{"seed": 1}"#).unwrap().1.is_empty());
+    }
+
+    #[test]
+    fn a_bad_report_or_directory_says_what_and_where() {
+        let err = seed_and_cell(r#"{"matrix": {}}"#).unwrap_err();
+        assert!(err.contains("missing field `seed`"), "{err}");
+        let err = seed_and_cell("garbage").unwrap_err();
+        assert!(err.starts_with("not a shakedown report"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let err = resolve(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("has no scenario.toml"), "{err}");
+        std::fs::write(dir.path().join("scenario.toml"), "name = \"x\"").unwrap();
+        let replay = resolve(dir.path()).unwrap();
+        assert_eq!((replay.seed, replay.cell.len()), (None, 0));
+        assert!(replay.note.unwrap().contains("no report.json"));
+        std::fs::write(dir.path().join("report.json"), "{").unwrap();
+        let err = resolve(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("report.json") && err.contains("not a shakedown report"), "{err}");
+    }
+}
