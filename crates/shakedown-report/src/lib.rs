@@ -1,4 +1,5 @@
-//! Renderers for a finished run: the terminal summary, `report.json` and JUnit XML.
+//! Renderers for a finished run: the terminal summary, `report.json`, JUnit
+//! XML and the self-contained `report.html`.
 //!
 //! [`Report::build`] gathers what the caller knows about the run ([`RunMeta`]),
 //! the [`History`](shakedown_history::History) and the check results into one
@@ -29,6 +30,7 @@
 //! assert!(junit_xml(&report).contains(r#"<testcase name="set""#));
 //! ```
 
+mod html;
 mod json_text;
 mod junit;
 mod report;
@@ -37,6 +39,7 @@ mod summary;
 #[cfg(test)]
 mod fixture;
 
+pub use html::{html_report, write_html};
 pub use junit::{junit_xml, write_junit};
 pub use report::{FaultRecord, Report, RunMeta, ServiceEventRecord, ServiceRecord};
 pub use shakedown_check::OpCounts;

@@ -47,13 +47,14 @@ fn pin_top_level(text: &str, key: &str, value: &str) -> String {
     }
 }
 
-/// Writes `history.jsonl`, `report.json` and `junit.xml`.
+/// Writes `history.jsonl`, `report.json`, `junit.xml` and `report.html`.
 pub fn write_outputs(run_dir: &Path, history: &History, report: &Report) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(run_dir.join("history.jsonl"))?);
     shakedown_history::write_jsonl(&mut out, history)?;
     out.flush()?;
     report.write_json(&run_dir.join("report.json")).map_err(std::io::Error::other)?;
     shakedown_report::write_junit(report, &run_dir.join("junit.xml")).map_err(std::io::Error::other)?;
+    shakedown_report::write_html(report, history, &run_dir.join("report.html")).map_err(std::io::Error::other)?;
     Ok(())
 }
 

@@ -32,7 +32,7 @@ fn quickstart_passes_and_leaves_a_complete_run_directory() {
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(err.contains("(seed "), "the seed is printed: {err}");
     assert!(err.contains("VALID"), "{err}");
-    for f in ["scenario.toml", "history.jsonl", "logs/kv.log", "report.json", "junit.xml"] {
+    for f in ["scenario.toml", "history.jsonl", "logs/kv.log", "report.json", "junit.xml", "report.html"] {
         assert!(out.join(f).is_file(), "{f} missing from the run directory");
     }
     let r = report(&out);
@@ -59,6 +59,10 @@ fn quickstart_lost_write_fails_naming_the_lost_elements() {
     let lost = set["details"]["lost"].as_array().unwrap();
     assert!(!lost.is_empty());
     assert!(stderr(&o).contains("acknowledged adds lost"), "{}", stderr(&o));
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(page.contains("<span class=\"invalid\">INVALID</span>") && page.contains("<h2>Counterexamples</h2>"));
+    let kills = r["faults"].as_array().unwrap().len();
+    assert_eq!(page.matches("<rect class=\"fault\"").count(), 3 * kills, "each fault shaded on three charts");
 }
 
 const SMALL: &str = r#"
