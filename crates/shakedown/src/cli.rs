@@ -39,6 +39,9 @@ enum Command {
     /// Run a finished run again from its run directory: its resolved
     /// scenario, seed and matrix cell, so the workload and faults repeat.
     Replay(ReplayArgs),
+    /// Make a failing run's scenario smaller while it still fails: shorter,
+    /// fewer clients, faults and actions left out, each tried by a real run.
+    Shrink(ShrinkArgs),
     /// Check existing history files (shakedown JSONL, Jepsen EDN or logs, Porcupine kv) for linearizability.
     Check(CheckArgs),
     /// Serve a fault proxy with a toxiproxy-compatible HTTP API, until interrupted.
@@ -60,6 +63,19 @@ struct ReplayArgs {
     /// When to print the recent log entries of every service.
     #[arg(long, value_enum, default_value_t = LogSummary::OnFailure)]
     log_summary: LogSummary,
+}
+
+#[derive(clap::Args)]
+struct ShrinkArgs {
+    /// The failing run's directory.
+    run_dir: PathBuf,
+    /// Where the attempts and `shrunk.toml` go (default: RUN_DIR/shrink); must
+    /// be new or empty.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The most runs to try.
+    #[arg(long, default_value = "20", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_runs: u32,
 }
 
 #[derive(clap::Args)]
@@ -193,6 +209,7 @@ pub fn main() -> u8 {
     match cli.command {
         Command::Run(args) => run_command(args),
         Command::Replay(args) => replay_command(args),
+        Command::Shrink(args) => shrink_command(args),
         Command::Check(args) => check_command(args),
         Command::Proxy(args) => crate::proxy_cmd::proxy_command(args.listen, args.config, args.seed),
         Command::Doctor(args) => crate::proxy_cmd::doctor_command(args.format == Format::Json),
@@ -295,6 +312,122 @@ fn replay_command(args: ReplayArgs) -> u8 {
         baseline: None,
         max_regression: 0.10,
     })
+}
+
+/// Shrinks a failing run's scenario by real runs of smaller ones; exit 1 with
+/// the smallest that still fails, 3 when the run did not fail.
+fn shrink_command(args: ShrinkArgs) -> u8 {
+    let replay = match crate::replay::resolve(&args.run_dir) {
+        Ok(r) if r.seed.is_some() => r,
+        Ok(_) => {
+            eprintln!(
+                "shakedown: failed to shrink {}: it has no report.json, so which checks failed is unknown",
+                args.run_dir.display()
+            );
+            return EXIT_USAGE;
+        }
+        Err(e) => {
+            eprintln!("shakedown: failed to {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let original = match invalid_checks(&args.run_dir.join("report.json")) {
+        Ok(set) if !set.is_empty() => set,
+        Ok(_) => {
+            eprintln!("shakedown: nothing to shrink: no check of {} is invalid", args.run_dir.display());
+            return EXIT_USAGE;
+        }
+        Err(e) => {
+            eprintln!("shakedown: failed to read {}: {e}", args.run_dir.join("report.json").display());
+            return EXIT_USAGE;
+        }
+    };
+    let out = args.out.unwrap_or_else(|| args.run_dir.join("shrink"));
+    if out.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        eprintln!("shakedown: failed to shrink into {}: it is not empty", out.display());
+        return EXIT_USAGE;
+    }
+    let text = match std::fs::read_to_string(&replay.scenario) {
+        Ok(t) => crate::shrink::without_seed(&t),
+        Err(e) => {
+            eprintln!("shakedown: failed to read {}: {e}", replay.scenario.display());
+            return EXIT_USAGE;
+        }
+    };
+    let failing: Vec<String> = original.iter().cloned().collect();
+    eprintln!(
+        "shakedown: shrinking {} (failing: {}), at most {} runs",
+        replay.scenario.display(),
+        failing.join(", "),
+        args.max_runs
+    );
+    let seed = replay.seed.expect("checked").to_string();
+    let mut attempt = 0;
+    let (small, kept, runs) = crate::shrink::shrink(&text, args.max_runs as usize, |candidate| {
+        attempt += 1;
+        let run = out.join(format!("run-{attempt:02}"));
+        let fails = attempt_fails(&candidate.text, &run, &seed, &replay.cell, &original);
+        let result = if fails { "still fails: kept" } else { "does not fail the same way" };
+        eprintln!("  run {attempt:>2}: {}: {result}", candidate.what);
+        fails
+    });
+    let shrunk = out.join("shrunk.toml");
+    let small = format!("seed = {seed}\n{small}");
+    if let Err(e) = std::fs::create_dir_all(&out).and_then(|()| std::fs::write(&shrunk, &small)) {
+        eprintln!("shakedown: failed to write {}: {e}", shrunk.display());
+        return EXIT_HARNESS;
+    }
+    match kept.is_empty() {
+        true => eprintln!("shakedown: no smaller scenario failed the same way in {runs} runs"),
+        false => eprintln!("shakedown: kept {} of {runs} edits: {}", kept.len(), kept.join("; ")),
+    }
+    let cell: Vec<String> = replay.cell.iter().map(|(k, v)| format!(" --matrix {k}={v}")).collect();
+    eprintln!(
+        "shrunk scenario: {}
+run it: shakedown run {} --seed {seed}{}",
+        shrunk.display(),
+        shrunk.display(),
+        cell.concat()
+    );
+    1
+}
+
+/// The names of a report's invalid checks.
+fn invalid_checks(report: &std::path::Path) -> Result<std::collections::BTreeSet<String>, String> {
+    let text = std::fs::read_to_string(report).map_err(|e| e.to_string())?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("not a shakedown report: {e}"))?;
+    let checks = value["checks"].as_array().ok_or("not a shakedown report: no `checks`")?;
+    Ok(checks
+        .iter()
+        .filter(|c| c["verdict"] == "invalid")
+        .filter_map(|c| c["name"].as_str().map(String::from))
+        .collect())
+}
+
+/// Runs `candidate` (written beside its run directory) with the seed and
+/// cell; true when a check the original failed is invalid again.
+fn attempt_fails(
+    candidate: &str,
+    run: &std::path::Path,
+    seed: &str,
+    cell: &[(String, String)],
+    original: &std::collections::BTreeSet<String>,
+) -> bool {
+    let file = run.with_extension("toml");
+    if std::fs::create_dir_all(run.parent().unwrap_or(run)).and_then(|()| std::fs::write(&file, candidate)).is_err() {
+        return false;
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("shakedown"));
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("run").arg(&file).args(["--seed", seed, "--log-summary", "never", "--out"]).arg(run);
+    for (k, v) in cell {
+        cmd.arg("--matrix").arg(format!("{k}={v}"));
+    }
+    let ran = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status();
+    if !ran.is_ok_and(|s| s.code() == Some(1)) {
+        return false;
+    }
+    invalid_checks(&run.join("report.json")).is_ok_and(|now| crate::shrink::same_failure(original, &now))
 }
 
 /// Reads and validates every scenario; any problem stops everything (exit 3).

@@ -5,6 +5,7 @@ mod cli;
 mod profile;
 mod proxy_cmd;
 mod replay;
+mod shrink;
 mod suite;
 
 fn main() -> std::process::ExitCode {

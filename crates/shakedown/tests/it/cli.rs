@@ -340,3 +340,33 @@ fn replay_of_something_that_is_not_a_run_directory_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(3));
     assert!(stderr(&o).contains("has no scenario.toml"), "{}", stderr(&o));
 }
+
+#[test]
+fn shrink_makes_a_failing_scenario_smaller_that_still_fails_the_same_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("first");
+    let scenario = repo_root().join("examples/quickstart-lost-write.toml");
+    let o = shakedown(&["run", scenario.to_str().unwrap(), "--out", first.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let o = shakedown(&["shrink", first.to_str().unwrap(), "--max-runs", "4"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("run  1: duration 6s -> 3000ms"), "each run says what it tried: {err}");
+    let shrunk = std::fs::read_to_string(first.join("shrink/shrunk.toml")).unwrap();
+    assert!(shrunk.starts_with(&format!("seed = {}\n", report(&first)["seed"])), "{shrunk}");
+    let smaller = !shrunk.contains("duration = \"6s\"") || !shrunk.contains("clients = 6");
+    assert!(smaller && err.contains("kept"), "something was shrunk: {err}\n{shrunk}");
+    // The kept runs failed the set check again; their reports say so.
+    let kept = (1..=4).map(|n| first.join(format!("shrink/run-{n:02}/report.json"))).filter(|p| p.is_file());
+    assert!(kept.map(|p| report(p.parent().unwrap())).any(|r| r["verdict"] == "invalid"));
+}
+
+#[test]
+fn shrink_refuses_a_run_that_did_not_fail() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_file(tmp.path(), "scenario.toml", "name = \"x\"\n");
+    write_file(tmp.path(), "report.json", r#"{"seed": 1, "checks": [{"name": "set", "verdict": "valid"}]}"#);
+    let o = shakedown(&["shrink", tmp.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("nothing to shrink: no check"), "{}", stderr(&o));
+}
