@@ -30,18 +30,18 @@ pub fn candidates(text: &str) -> Vec<Edit> {
         if ms / 2 >= MIN_DURATION_MS {
             let mut t = table.clone();
             t.insert("duration".into(), toml::Value::String(format!("{}ms", ms / 2)));
-            out.push(edit(format!("duration {} -> {}ms", humantime_ms(ms), ms / 2), &t));
+            out.extend(edit(format!("duration {} -> {}ms", humantime_ms(ms), ms / 2), &t));
         }
     }
     if let Some(ops) = table.get("ops").and_then(|o| o.as_integer()).filter(|o| o / 2 >= MIN_OPS) {
         let mut t = table.clone();
         t.insert("ops".into(), toml::Value::Integer(ops / 2));
-        out.push(edit(format!("ops {ops} -> {}", ops / 2), &t));
+        out.extend(edit(format!("ops {ops} -> {}", ops / 2), &t));
     }
     if let Some(clients) = table.get("clients").and_then(|c| c.as_integer()).filter(|c| *c > 1) {
         let mut t = table.clone();
         t.insert("clients".into(), toml::Value::Integer(clients / 2));
-        out.push(edit(format!("clients {clients} -> {}", clients / 2), &t));
+        out.extend(edit(format!("clients {clients} -> {}", clients / 2), &t));
     }
     out.extend(without_each(&table, "fault", |f| {
         let kind = f.get("kind").and_then(|k| k.as_str()).unwrap_or("?");
@@ -73,13 +73,15 @@ fn without_each(table: &toml::Table, key: &str, label: impl Fn(&toml::Table) -> 
         } else {
             t.insert(key.into(), toml::Value::Array(rest));
         }
-        out.push(edit(format!("without the {}", label(item)), &t));
+        out.extend(edit(format!("without the {}", label(item)), &t));
     }
     out
 }
 
-fn edit(what: String, table: &toml::Table) -> Edit {
-    Edit { what, text: toml::to_string(table).expect("a parsed table serializes") }
+/// The edited table as text; None (the edit is not tried) in the unlikely
+/// case the serializer refuses what the parser accepted.
+fn edit(what: String, table: &toml::Table) -> Option<Edit> {
+    toml::to_string(table).ok().map(|text| Edit { what, text })
 }
 
 fn duration_ms(text: &str) -> Option<u64> {
