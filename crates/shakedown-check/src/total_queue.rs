@@ -58,6 +58,16 @@ impl TotalQueueCheck {
     }
 }
 
+/// Takes whose result is unknown (ended info or never completed): each may
+/// have taken an element the history never shows dequeued.
+#[derive(Debug, Default)]
+struct Blind {
+    /// Dequeues: one element each, at most.
+    dequeues: usize,
+    /// Drains: any number of elements each.
+    drains: usize,
+}
+
 /// Everything the history says about one element.
 #[derive(Debug, Default)]
 struct Tally<'a> {
@@ -88,6 +98,7 @@ impl Check for TotalQueueCheck {
         let ops = input.history.ops();
         let (tallies, malformed) = self.tally(&ops);
         let takes = ops.iter().filter(|op| op.op_type() == OpType::Ok && self.takes(op)).count();
+        let blind = self.indeterminate_takes(&ops);
         let findings = findings(&tallies);
         let acked: usize = tallies.values().map(|t| t.acked.len()).sum();
         let dequeued: usize = tallies.values().map(|t| t.dequeued.len()).sum();
@@ -100,8 +111,10 @@ impl Check for TotalQueueCheck {
             "duplicated": findings.duplicated,
             "unexpected": findings.unexpected,
             "recovered": findings.recovered,
+            "indeterminate_dequeues": blind.dequeues,
+            "indeterminate_drains": blind.drains,
         });
-        let (verdict, summary) = self.verdict(&findings, acked, takes, malformed.len());
+        let (verdict, summary) = self.verdict(&findings, acked, takes, malformed.len(), &blind);
         CheckResult::new(self.kind(), verdict, summary, details)
     }
 }
@@ -135,6 +148,19 @@ impl TotalQueueCheck {
         (tallies, malformed)
     }
 
+    fn indeterminate_takes(&self, ops: &[Op]) -> Blind {
+        let blind = ops.iter().filter(|op| op.op_type() == OpType::Info);
+        let (mut dequeues, mut drains) = (0, 0);
+        for op in blind {
+            if op.f == self.dequeue {
+                dequeues += 1;
+            } else if self.drain.as_deref() == Some(op.f.as_str()) {
+                drains += 1;
+            }
+        }
+        Blind { dequeues, drains }
+    }
+
     /// Whether `op` takes elements out of the queue.
     fn takes(&self, op: &Op) -> bool {
         op.f == self.dequeue || self.drain.as_deref() == Some(op.f.as_str())
@@ -142,12 +168,26 @@ impl TotalQueueCheck {
 
     /// Without a single successful dequeue or drain, every element would
     /// look lost: that is a workload that never read, so vacuity comes first.
-    fn verdict(&self, f: &Findings, acked: usize, takes: usize, n_malformed: usize) -> (Verdict, String) {
+    ///
+    /// Lost copies that indeterminate takes could account for (no more than
+    /// one per indeterminate dequeue, any number with an indeterminate drain)
+    /// are not proof of loss: alone, they make the verdict unknown.
+    fn verdict(
+        &self,
+        f: &Findings,
+        acked: usize,
+        takes: usize,
+        n_malformed: usize,
+        blind: &Blind,
+    ) -> (Verdict, String) {
         if takes == 0 {
             return (Verdict::Unknown, "vacuous: no successful dequeue or drain".to_string());
         }
         let mut problems = Vec::new();
-        let mut invalid = !f.lost.is_empty() || !f.unexpected.is_empty();
+        let lost_copies: u64 = f.lost.iter().filter_map(|l| l["missing"].as_u64()).sum();
+        let explainable = blind.drains > 0 || lost_copies <= blind.dequeues as u64;
+        let definitely_lost = !f.lost.is_empty() && !explainable;
+        let mut invalid = definitely_lost || !f.unexpected.is_empty();
         invalid |= !f.duplicated.is_empty() && self.mode == Delivery::AtMostOnce;
         for (list, what) in
             [("lost", "lost"), ("duplicated", "dequeued more than enqueued"), ("unexpected", "never enqueued")]
@@ -158,7 +198,21 @@ impl TotalQueueCheck {
             }
         }
         if invalid {
+            if !f.lost.is_empty() && blind.dequeues > 0 {
+                let n = plural(blind.dequeues as u64, "indeterminate dequeue");
+                problems.push(format!("{n} could account for at most {} of the lost", blind.dequeues));
+            }
             return (Verdict::Invalid, problems.join("; "));
+        }
+        if !f.lost.is_empty() {
+            let takes = match blind.drains {
+                0 => plural(blind.dequeues as u64, "dequeue"),
+                n => plural(n as u64, "drain"),
+            };
+            return (
+                Verdict::Unknown,
+                format!("{}; but {takes} ended indeterminate and may have taken them", problems.join("; ")),
+            );
         }
         if n_malformed > 0 {
             return (Verdict::Unknown, format!("{} not an array", plural(n_malformed as u64, "drain")));
@@ -255,6 +309,26 @@ mod tests {
         assert_eq!(lost["enqueues"][0]["index"], 1);
         assert_eq!(lost["enqueues"][0]["actor"], "alice");
         assert_eq!(lost["enqueues"][0]["value"], 1);
+    }
+
+    #[test]
+    fn losses_indeterminate_takes_could_explain_are_unknown_and_more_are_invalid() {
+        // One element missing, one dequeue whose result never came: it may
+        // have taken the element, so nothing is proven lost.
+        let one = history(&[enq(json!(1)), enq(json!(2)), info("dequeue", json!(null)), drain(json!([2]))]);
+        let r = check(&one, Verdict::Unknown, "1 element lost: 1; but 1 dequeue ended indeterminate");
+        assert_eq!(r.details["indeterminate_dequeues"], 1);
+        let pending_take = history(&[enq(json!(1)), deq(json!(null)), pending("dequeue", json!(null))]);
+        check(&pending_take, Verdict::Unknown, "may have taken them");
+        // Two missing, one indeterminate dequeue: at least one is lost.
+        let two = history(&[enq(json!(1)), enq(json!(2)), info("dequeue", json!(null)), drain(json!([]))]);
+        check(&two, Verdict::Invalid, "2 elements lost: 1, 2; 1 indeterminate dequeue could account for at most 1");
+        // An indeterminate drain may have taken any number.
+        let drained = history(&[enq(json!(1)), enq(json!(2)), deq(json!(null)), info("drain", json!(null))]);
+        check(&drained, Verdict::Unknown, "but 1 drain ended indeterminate");
+        // Unknown losses never hide an element that was never enqueued.
+        let bogus = history(&[enq(json!(1)), info("dequeue", json!(null)), deq(json!(7))]);
+        check(&bogus, Verdict::Invalid, "never enqueued: 7");
     }
 
     #[test]
