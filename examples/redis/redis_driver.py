@@ -12,7 +12,8 @@ docs/drivers.md for the protocol):
                                     fail when it was not
 
 A refused connection never reached the server, and a read changes nothing:
-both fail. A write or cas cut off mid-reply (a kill -9) may have been
+both fail (a read on a connection the server dropped is first retried once
+on a new one). A write or cas cut off mid-reply (a kill -9) may have been
 applied: info.
 """
 
@@ -105,8 +106,16 @@ def main():
             print(json.dumps({"id": None, "type": "info", "error": "bad request: %s" % err}), flush=True)
             continue
         try:
-            conn = conn or Conn(port)
-            reply = handle(conn, f, value)
+            try:
+                conn = conn or Conn(port)
+                reply = handle(conn, f, value)
+            except (OSError, ConnectionError):
+                # A read on a connection the server dropped (it was killed)
+                # is retried once on a fresh one: reads change nothing.
+                if f != "read" or conn is None:
+                    raise
+                conn = Conn(port)
+                reply = handle(conn, f, value)
         except Refused as err:
             conn, reply = None, {"type": "fail", "error": "refused: %s" % err}
         except RuntimeError as err:
