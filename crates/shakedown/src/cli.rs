@@ -331,7 +331,7 @@ fn shrink_command(args: ShrinkArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let original = match invalid_checks(&args.run_dir.join("report.json")) {
+    let original = match crate::shrink::invalid_checks(&args.run_dir.join("report.json")) {
         Ok(set) if !set.is_empty() => set,
         Ok(_) => {
             eprintln!("shakedown: nothing to shrink: no check of {} is invalid", args.run_dir.display());
@@ -366,7 +366,7 @@ fn shrink_command(args: ShrinkArgs) -> u8 {
     let (small, kept, runs) = crate::shrink::shrink(&text, args.max_runs as usize, |candidate| {
         attempt += 1;
         let run = out.join(format!("run-{attempt:02}"));
-        let fails = attempt_fails(&candidate.text, &run, &seed, &replay.cell, &original);
+        let fails = crate::shrink::attempt_fails(&candidate.text, &run, &seed, &replay.cell, &original);
         let result = if fails { "still fails: kept" } else { "does not fail the same way" };
         eprintln!("  run {attempt:>2}: {}: {result}", candidate.what);
         fails
@@ -390,44 +390,6 @@ run it: shakedown run {} --seed {seed}{}",
         cell.concat()
     );
     1
-}
-
-/// The names of a report's invalid checks.
-fn invalid_checks(report: &std::path::Path) -> Result<std::collections::BTreeSet<String>, String> {
-    let text = std::fs::read_to_string(report).map_err(|e| e.to_string())?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("not a shakedown report: {e}"))?;
-    let checks = value["checks"].as_array().ok_or("not a shakedown report: no `checks`")?;
-    Ok(checks
-        .iter()
-        .filter(|c| c["verdict"] == "invalid")
-        .filter_map(|c| c["name"].as_str().map(String::from))
-        .collect())
-}
-
-/// Runs `candidate` (written beside its run directory) with the seed and
-/// cell; true when a check the original failed is invalid again.
-fn attempt_fails(
-    candidate: &str,
-    run: &std::path::Path,
-    seed: &str,
-    cell: &[(String, String)],
-    original: &std::collections::BTreeSet<String>,
-) -> bool {
-    let file = run.with_extension("toml");
-    if std::fs::create_dir_all(run.parent().unwrap_or(run)).and_then(|()| std::fs::write(&file, candidate)).is_err() {
-        return false;
-    }
-    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("shakedown"));
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("run").arg(&file).args(["--seed", seed, "--log-summary", "never", "--out"]).arg(run);
-    for (k, v) in cell {
-        cmd.arg("--matrix").arg(format!("{k}={v}"));
-    }
-    let ran = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status();
-    if !ran.is_ok_and(|s| s.code() == Some(1)) {
-        return false;
-    }
-    invalid_checks(&run.join("report.json")).is_ok_and(|now| crate::shrink::same_failure(original, &now))
 }
 
 /// Reads and validates every scenario; any problem stops everything (exit 3).

@@ -132,6 +132,44 @@ pub fn shrink(text: &str, max_runs: usize, mut still_fails: impl FnMut(&Edit) ->
     (current, kept, runs)
 }
 
+/// The names of a report's invalid checks.
+pub fn invalid_checks(report: &std::path::Path) -> Result<std::collections::BTreeSet<String>, String> {
+    let text = std::fs::read_to_string(report).map_err(|e| e.to_string())?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("not a shakedown report: {e}"))?;
+    let checks = value["checks"].as_array().ok_or("not a shakedown report: no `checks`")?;
+    Ok(checks
+        .iter()
+        .filter(|c| c["verdict"] == "invalid")
+        .filter_map(|c| c["name"].as_str().map(String::from))
+        .collect())
+}
+
+/// Runs `candidate` (written beside its run directory) with the seed and
+/// cell; true when a check the original failed is invalid again.
+pub fn attempt_fails(
+    candidate: &str,
+    run: &std::path::Path,
+    seed: &str,
+    cell: &[(String, String)],
+    original: &std::collections::BTreeSet<String>,
+) -> bool {
+    let file = run.with_extension("toml");
+    if std::fs::create_dir_all(run.parent().unwrap_or(run)).and_then(|()| std::fs::write(&file, candidate)).is_err() {
+        return false;
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|_| std::path::PathBuf::from("shakedown"));
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("run").arg(&file).args(["--seed", seed, "--log-summary", "never", "--out"]).arg(run);
+    for (k, v) in cell {
+        cmd.arg("--matrix").arg(format!("{k}={v}"));
+    }
+    let ran = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status();
+    if !ran.is_ok_and(|s| s.code() == Some(1)) {
+        return false;
+    }
+    invalid_checks(&run.join("report.json")).is_ok_and(|now| same_failure(original, &now))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
