@@ -1,21 +1,12 @@
 //! The built-in clients and process faults against real processes: each
 //! scenario must pass on the correct system and fail where the system is wrong.
 
-use crate::common::{repo_root, run_text, stderr};
+use crate::common::{check, repo_root, run_text, stderr};
 use std::process::Output;
 
 /// Runs `text` with a fixed seed.
 fn run(text: &str) -> (Output, serde_json::Value) {
     run_text(text, &["--seed", "5"])
-}
-
-fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no check {name} in {report}"))
 }
 
 const EXEC: &str = r#"

@@ -13,21 +13,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{repo_root, report, shakedown, stderr};
+use crate::common::{check, example, report, run_in_tmp};
 
 const TESTBED: &str = env!("CARGO_BIN_EXE_shakedown-testbed");
-
-/// Runs `examples/<example>` with `args` into a fresh `--out`; returns the
-/// exit code, stderr and the out directory (kept alive by the temp dir).
-fn run_example(example: &str, args: &[&str]) -> (Option<i32>, String, tempfile::TempDir) {
-    let tmp = tempfile::tempdir().unwrap();
-    let path = repo_root().join("examples").join(example);
-    let out = tmp.path().join("out");
-    let mut all = vec!["run", path.to_str().unwrap(), "--out", out.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let o = shakedown(&all);
-    (o.status.code(), stderr(&o), tmp)
-}
 
 /// Each cell's report, by the cell's value of `key`, read through `suite.json`.
 fn cells(out: &Path, key: &str) -> Vec<(String, Value)> {
@@ -37,14 +25,9 @@ fn cells(out: &Path, key: &str) -> Vec<(String, Value)> {
     reports.map(|r| (r["matrix"][key].as_str().unwrap().to_string(), r)).collect()
 }
 
-fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
-    let checks = report["checks"].as_array().unwrap();
-    checks.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no check {name}: {}", report["checks"]))
-}
-
 #[test]
 fn the_queue_contract_holds_on_both_engines_and_the_admin_check_is_guarded() {
-    let (code, err, tmp) = run_example("queue-engines/contract.toml", &[]);
+    let (code, err, tmp) = run_in_tmp(&example("queue-engines/contract.toml"), &[]);
     assert_eq!(code, Some(0), "{err}");
     let cells = cells(&tmp.path().join("out"), "engine");
     let engines: Vec<&str> = cells.iter().map(|(engine, _)| engine.as_str()).collect();
@@ -62,7 +45,7 @@ fn the_queue_contract_holds_on_both_engines_and_the_admin_check_is_guarded() {
 
 #[test]
 fn one_cell_is_chosen_with_matrix_engine_sqlite() {
-    let (code, err, tmp) = run_example("queue-engines", &["--matrix", "engine=sqlite"]);
+    let (code, err, tmp) = run_in_tmp(&example("queue-engines"), &["--matrix", "engine=sqlite"]);
     assert_eq!(code, Some(0), "{err}");
     let cells = cells(&tmp.path().join("out"), "engine");
     assert_eq!(cells.len(), 1, "only contract.toml has an engine dimension, and only its sqlite cell runs");
@@ -72,7 +55,7 @@ fn one_cell_is_chosen_with_matrix_engine_sqlite() {
 
 #[test]
 fn broken_stats_query_is_caught_only_in_the_sqlite_cell() {
-    let (code, err, tmp) = run_example("queue-engines/broken-stats.toml", &[]);
+    let (code, err, tmp) = run_in_tmp(&example("queue-engines/broken-stats.toml"), &[]);
     assert_eq!(code, Some(1), "{err}");
     let cells = cells(&tmp.path().join("out"), "engine");
     let (memory, sqlite) = (&cells[0], &cells[1]);
@@ -89,7 +72,7 @@ fn broken_stats_query_is_caught_only_in_the_sqlite_cell() {
 
 #[test]
 fn the_old_build_works_against_the_schema_the_new_build_migrated() {
-    let (code, err, tmp) = run_example("queue-engines/upgrade-window.toml", &[]);
+    let (code, err, tmp) = run_in_tmp(&example("queue-engines/upgrade-window.toml"), &[]);
     assert_eq!(code, Some(0), "{err}");
     let cells = cells(&tmp.path().join("out"), "build");
     assert_eq!(cells.iter().map(|(b, _)| b.as_str()).collect::<Vec<_>>(), ["old", "new"]);
@@ -106,7 +89,7 @@ fn the_old_build_works_against_the_schema_the_new_build_migrated() {
 
 #[test]
 fn a_rolling_upgrade_moves_each_worker_from_the_old_binary_to_the_new_one_without_losing_jobs() {
-    let (code, err, tmp) = run_example("queue-engines/rolling-upgrade.toml", &["--matrix", "version=old"]);
+    let (code, err, tmp) = run_in_tmp(&example("queue-engines/rolling-upgrade.toml"), &["--matrix", "version=old"]);
     assert_eq!(code, Some(0), "{err}");
     let r = report(&tmp.path().join("out"));
     assert_eq!(r["matrix"]["version"], "old");
@@ -125,7 +108,7 @@ fn beanstalkd_loses_jobs_in_memory_and_keeps_them_in_its_binlog() {
         Command::new("beanstalkd").arg("-v").output().is_ok_and(|o| o.status.success()),
         "beanstalkd is not installed: run scripts/install-deps (the test suite's scripts/test does)"
     );
-    let (code, err, tmp) = run_example("beanstalkd", &[]);
+    let (code, err, tmp) = run_in_tmp(&example("beanstalkd"), &[]);
     assert_eq!(code, Some(1), "the memory cell is invalid: {err}");
     let cells = cells(&tmp.path().join("out"), "engine");
     let (memory, binlog) = (&cells[0], &cells[1]);
@@ -150,7 +133,7 @@ fn assert_redis_installed() {
 #[test]
 fn redis_without_an_append_only_file_loses_acknowledged_writes_when_its_primary_is_killed() {
     assert_redis_installed();
-    let (code, err, tmp) = run_example("redis/persistence.toml", &[]);
+    let (code, err, tmp) = run_in_tmp(&example("redis/persistence.toml"), &[]);
     assert_eq!(code, Some(1), "the appendonly=no cell is invalid: {err}");
     let cells = cells(&tmp.path().join("out"), "appendonly");
     let (none, aof) = (&cells[0], &cells[1]);
@@ -168,7 +151,7 @@ fn redis_without_an_append_only_file_loses_acknowledged_writes_when_its_primary_
 #[test]
 fn reads_from_redis_replicas_are_caught_stale() {
     assert_redis_installed();
-    let (code, err, tmp) = run_example("redis/replica-reads.toml", &[]);
+    let (code, err, tmp) = run_in_tmp(&example("redis/replica-reads.toml"), &[]);
     assert_eq!(code, Some(1), "{err}");
     let r = report(&tmp.path().join("out"));
     let linear = check(&r, "linearizable");

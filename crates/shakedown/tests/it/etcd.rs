@@ -4,20 +4,17 @@
 //! reads are caught with a counterexample, and many keys with appends are
 //! linearizable per key.
 
-use crate::common::{repo_root, report, shakedown, stderr};
+use crate::common::{example, report, run_in_tmp};
 
 /// Runs `examples/etcd/<name>.toml` in place (it includes `_cluster.toml` and
-/// names the driver beside it), with its run directory in a temporary one.
+/// names the driver beside it); returns the exit code, the report and stderr.
 fn run_example(name: &str) -> (Option<i32>, serde_json::Value, String) {
     assert!(
         std::process::Command::new("etcd").arg("--version").output().is_ok_and(|o| o.status.success()),
         "etcd is not installed: run scripts/install-deps (the test suite's scripts/test does)"
     );
-    let path = repo_root().join(format!("examples/etcd/{name}.toml"));
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("run");
-    let o = shakedown(&["run", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    (o.status.code(), report(&out), stderr(&o))
+    let (code, err, tmp) = run_in_tmp(&example(&format!("etcd/{name}.toml")), &[]);
+    (code, report(&tmp.path().join("out")), err)
 }
 
 fn partitions(report: &serde_json::Value) -> usize {

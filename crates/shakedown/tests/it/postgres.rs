@@ -4,34 +4,22 @@
 //! from the server; its checkpoint-first bug is caught; `sql` checks read
 //! PostgreSQL's column types and name what failed.
 
-use crate::common::{repo_root, report, shakedown, stderr, write_file};
+use crate::common::{check, example, report, run_in_tmp, write_file};
 use serde_json::{json, Value};
-use std::os::unix::fs::PermissionsExt;
 
-/// Runs `scenario` with its run directory in a temporary directory the
-/// `postgres` user can reach (as root, pg.sh runs the server as that user).
+/// Runs `scenario`; returns the exit code, stderr and the report.
 fn run(scenario: &std::path::Path, args: &[&str]) -> (Option<i32>, String, Value) {
     assert!(
         std::path::Path::new("/usr/bin/psql").exists(),
         "PostgreSQL is not installed: run scripts/install-deps (the test suite's scripts/test does)"
     );
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = tmp.path().join("out");
-    let mut all = vec!["run", scenario.to_str().unwrap(), "--out", out.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let o = shakedown(&all);
-    (o.status.code(), stderr(&o), report(&out))
-}
-
-fn check<'r>(r: &'r Value, name: &str) -> &'r Value {
-    let checks = r["checks"].as_array().expect("checks");
-    checks.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no check {name}: {checks:?}"))
+    let (code, err, tmp) = run_in_tmp(scenario, args);
+    (code, err, report(&tmp.path().join("out")))
 }
 
 #[test]
 fn a_load_into_postgres_resumes_to_the_golden_rows_read_from_the_server() {
-    let (code, err, r) = run(&repo_root().join("examples/postgres/resume.toml"), &[]);
+    let (code, err, r) = run(&example("postgres/resume.toml"), &[]);
     assert_eq!(code, Some(0), "{err}");
     let resume = check(&r, "resume");
     assert_eq!(resume["verdict"], "valid", "{resume}");
@@ -43,7 +31,7 @@ fn a_load_into_postgres_resumes_to_the_golden_rows_read_from_the_server() {
 
 #[test]
 fn a_checkpoint_committed_before_its_rows_is_caught_with_the_rows_named() {
-    let (code, err, r) = run(&repo_root().join("examples/postgres/resume-checkpoint-first.toml"), &[]);
+    let (code, err, r) = run(&example("postgres/resume-checkpoint-first.toml"), &[]);
     assert_eq!(code, Some(1), "{err}");
     let resume = check(&r, "resume");
     assert_eq!(resume["verdict"], "invalid", "{resume}");
@@ -62,7 +50,7 @@ fn a_checkpoint_committed_before_its_rows_is_caught_with_the_rows_named() {
 #[test]
 fn sql_checks_read_postgres_columns_by_type_and_name_what_failed() {
     let tmp = tempfile::tempdir().unwrap();
-    let pg = repo_root().join("examples/postgres/pg.sh");
+    let pg = example("postgres/pg.sh");
     let url = "postgresql://postgres@127.0.0.1:{service.pg.port}/postgres";
     let text = format!(
         r#"
@@ -131,7 +119,7 @@ rows = [[1]]
 
 #[test]
 fn a_skip_locked_queue_claims_every_job_once_under_pauses() {
-    let (code, err, r) = run(&repo_root().join("examples/postgres/queue.toml"), &[]);
+    let (code, err, r) = run(&example("postgres/queue.toml"), &[]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(check(&r, "total-queue")["verdict"], "valid");
     assert_eq!(check(&r, "claimed once")["verdict"], "valid");
@@ -141,7 +129,7 @@ fn a_skip_locked_queue_claims_every_job_once_under_pauses() {
 
 #[test]
 fn a_claim_without_a_lock_hands_one_job_to_two_claimers() {
-    let (code, err, r) = run(&repo_root().join("examples/postgres/queue-select-then-update.toml"), &[]);
+    let (code, err, r) = run(&example("postgres/queue-select-then-update.toml"), &[]);
     assert_eq!(code, Some(1), "{err}");
     let queue = check(&r, "total-queue");
     assert_eq!(queue["verdict"], "invalid");

@@ -2,7 +2,7 @@
 //! commands are snapshotted after the run and compared; a correct variant is
 //! valid on every check, a buggy one invalid on each, with states.json kept.
 
-use crate::common::{report, shakedown, stderr, write_file};
+use crate::common::{check, report, shakedown, stderr, write_file};
 use serde_json::Value;
 
 /// Writes and changes the actors' state. `create` adds an id to the actor's
@@ -181,10 +181,6 @@ fn run(variant: &str, extra: &str) -> (Option<i32>, Vec<(String, String)>, Value
     let states =
         std::fs::read_to_string(out.join("states.json")).map_or(Value::Null, |t| serde_json::from_str(&t).unwrap());
     (o.status.code(), verdicts, r, states)
-}
-
-fn check<'a>(r: &'a Value, name: &str) -> &'a Value {
-    r["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no check {name}"))
 }
 
 #[test]

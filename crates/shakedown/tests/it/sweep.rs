@@ -2,7 +2,7 @@
 //! is valid on the correct migrate testbed, and with `--bug sweep-skips-last` on its
 //! sweep the sql checks name the item left behind.
 
-use crate::common::{repo_root, report, shakedown, stderr};
+use crate::common::{check, repo_root, report, shakedown, stderr};
 use serde_json::Value;
 
 /// Runs the example (its text passed through `edit`, written to a temp dir);
@@ -15,11 +15,6 @@ fn run(edit: impl Fn(String) -> String) -> (Option<i32>, String, Value) {
     let out = tmp.path().join("out");
     let o = shakedown(&["run", scenario.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     (o.status.code(), stderr(&o), report(&out))
-}
-
-fn check<'r>(r: &'r Value, name: &str) -> &'r Value {
-    let checks = r["checks"].as_array().unwrap_or_else(|| panic!("no checks: {r:#}"));
-    checks.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no check `{name}`: {r:#}"))
 }
 
 const CHECKS: [&str; 5] = [
