@@ -289,8 +289,7 @@ impl Network for crate::netns::Network {
         seed: u64,
     ) -> Result<String, String> {
         if !cut.is_empty() {
-            let rest: Vec<String> = nodes.iter().filter(|n| !cut.contains(n)).cloned().collect();
-            let grudge = crate::netns::Grudge::from_components(nodes, &[cut.to_vec(), rest]);
+            let grudge = crate::netns::Grudge::cut_off(nodes, cut);
             crate::netns::Network::partition(self, &grudge).map_err(|e| e.to_string())?;
             return Ok(grudge.to_string());
         }

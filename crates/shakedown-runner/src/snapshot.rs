@@ -162,7 +162,6 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// The query's rows, from the database opened read-only (never created).
 /// A process killed inside a transaction leaves a hot rollback journal, which
 /// a read-only connection cannot roll back ("attempt to write a readonly
 /// database"). Opening the database for writing once lets SQLite recover it,
@@ -177,6 +176,7 @@ fn recover_hot_journal(path: &Path) {
     }
 }
 
+/// The query's rows, from the database opened read-only (never created).
 fn read_sqlite(path: &Path, query: &str, deadline: Instant) -> Result<StateContent, StateError> {
     use rusqlite::{types::ValueRef, Connection, OpenFlags};
     let shown = path.display().to_string();

@@ -79,8 +79,14 @@ impl Grudge {
 
     /// `lonely` cut off from every other node both ways.
     pub fn isolate_node(nodes: &[String], lonely: &str) -> Grudge {
-        let rest: Vec<String> = nodes.iter().filter(|n| *n != lonely).cloned().collect();
-        Grudge::from_components(nodes, &[vec![lonely.to_string()], rest])
+        Grudge::cut_off(nodes, &[lonely.to_string()])
+    }
+
+    /// The `cut` nodes cut off from the rest of `nodes`, both ways (they
+    /// still reach each other).
+    pub fn cut_off(nodes: &[String], cut: &[String]) -> Grudge {
+        let rest: Vec<String> = nodes.iter().filter(|n| !cut.contains(n)).cloned().collect();
+        Grudge::from_components(nodes, &[cut.to_vec(), rest])
     }
 
     /// Two random halves (the smaller first for odd counts) that cannot reach each other.
@@ -207,6 +213,16 @@ mod tests {
         assert_eq!(pairs(&g).len(), 8);
         assert!(symmetric(&g));
         assert!(nodes.iter().filter(|n| *n != "n3").all(|n| g.drops("n3", n) && !g.drops("n1", n)));
+    }
+
+    #[test]
+    fn a_cut_group_hears_itself_and_not_the_rest() {
+        let nodes = names(4);
+        let cut = [nodes[0].clone(), nodes[2].clone()];
+        let g = Grudge::cut_off(&nodes, &cut);
+        assert!(symmetric(&g));
+        assert_eq!(heard_by(&g, &nodes, &nodes[0]), BTreeSet::from(cut.clone()));
+        assert_eq!(heard_by(&g, &nodes, &nodes[1]), BTreeSet::from([nodes[1].clone(), nodes[3].clone()]));
     }
 
     #[test]

@@ -33,7 +33,7 @@ async fn read_rows(conninfo: &str, shown: &str, query: &str, timeout: Duration) 
     let (client, connection) = config.connect(NoTls).await.map_err(open)?;
     // The connection task ends when `client` drops; aborting it on every
     // path keeps a hung server from holding a task.
-    let connection = AbortOnDrop(tokio::spawn(connection));
+    let _connection = AbortOnDrop(tokio::spawn(connection));
     let statement = client.prepare(query).await.map_err(query_err)?;
     let types: Vec<Type> = statement.columns().iter().map(|c| c.type_().clone()).collect();
     let columns: Vec<String> = statement.columns().iter().map(|c| c.name().to_string()).collect();
@@ -50,8 +50,6 @@ async fn read_rows(conninfo: &str, shown: &str, query: &str, timeout: Duration) 
         }
         rows.push((0..row.len()).map(|i| typed(row.get(i), types.get(i))).collect());
     }
-    drop(client);
-    drop(connection);
     Ok(StateContent::Rows { columns, rows })
 }
 
