@@ -317,79 +317,17 @@ fn replay_command(args: ReplayArgs) -> u8 {
 /// Shrinks a failing run's scenario by real runs of smaller ones; exit 1 with
 /// the smallest that still fails, 3 when the run did not fail.
 fn shrink_command(args: ShrinkArgs) -> u8 {
-    let replay = match crate::replay::resolve(&args.run_dir) {
-        Ok(r) if r.seed.is_some() => r,
-        Ok(_) => {
-            eprintln!(
-                "shakedown: failed to shrink {}: it has no report.json, so which checks failed is unknown",
-                args.run_dir.display()
-            );
-            return EXIT_USAGE;
-        }
-        Err(e) => {
+    match crate::shrink::shrink_run(&args.run_dir, args.out, args.max_runs as usize) {
+        Ok(()) => 1,
+        Err(crate::shrink::Problem::Usage(e)) => {
             eprintln!("shakedown: failed to {e}");
-            return EXIT_USAGE;
+            EXIT_USAGE
         }
-    };
-    let original = match crate::shrink::invalid_checks(&args.run_dir.join("report.json")) {
-        Ok(set) if !set.is_empty() => set,
-        Ok(_) => {
-            eprintln!("shakedown: nothing to shrink: no check of {} is invalid", args.run_dir.display());
-            return EXIT_USAGE;
+        Err(crate::shrink::Problem::Harness(e)) => {
+            eprintln!("shakedown: failed to {e}");
+            EXIT_HARNESS
         }
-        Err(e) => {
-            eprintln!("shakedown: failed to read {}: {e}", args.run_dir.join("report.json").display());
-            return EXIT_USAGE;
-        }
-    };
-    let out = args.out.unwrap_or_else(|| args.run_dir.join("shrink"));
-    if out.read_dir().is_ok_and(|mut d| d.next().is_some()) {
-        eprintln!("shakedown: failed to shrink into {}: it is not empty", out.display());
-        return EXIT_USAGE;
     }
-    let text = match std::fs::read_to_string(&replay.scenario) {
-        Ok(t) => crate::shrink::without_seed(&t),
-        Err(e) => {
-            eprintln!("shakedown: failed to read {}: {e}", replay.scenario.display());
-            return EXIT_USAGE;
-        }
-    };
-    let failing: Vec<String> = original.iter().cloned().collect();
-    eprintln!(
-        "shakedown: shrinking {} (failing: {}), at most {} runs",
-        replay.scenario.display(),
-        failing.join(", "),
-        args.max_runs
-    );
-    let seed = replay.seed.expect("checked").to_string();
-    let mut attempt = 0;
-    let (small, kept, runs) = crate::shrink::shrink(&text, args.max_runs as usize, |candidate| {
-        attempt += 1;
-        let run = out.join(format!("run-{attempt:02}"));
-        let fails = crate::shrink::attempt_fails(&candidate.text, &run, &seed, &replay.cell, &original);
-        let result = if fails { "still fails: kept" } else { "does not fail the same way" };
-        eprintln!("  run {attempt:>2}: {}: {result}", candidate.what);
-        fails
-    });
-    let shrunk = out.join("shrunk.toml");
-    let small = format!("seed = {seed}\n{small}");
-    if let Err(e) = std::fs::create_dir_all(&out).and_then(|()| std::fs::write(&shrunk, &small)) {
-        eprintln!("shakedown: failed to write {}: {e}", shrunk.display());
-        return EXIT_HARNESS;
-    }
-    match kept.is_empty() {
-        true => eprintln!("shakedown: no smaller scenario failed the same way in {runs} runs"),
-        false => eprintln!("shakedown: kept {} of {runs} edits: {}", kept.len(), kept.join("; ")),
-    }
-    let cell: Vec<String> = replay.cell.iter().map(|(k, v)| format!(" --matrix {k}={v}")).collect();
-    eprintln!(
-        "shrunk scenario: {}
-run it: shakedown run {} --seed {seed}{}",
-        shrunk.display(),
-        shrunk.display(),
-        cell.concat()
-    );
-    1
 }
 
 /// Reads and validates every scenario; any problem stops everything (exit 3).

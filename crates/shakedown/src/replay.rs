@@ -5,7 +5,7 @@
 //! runs that file with that seed in that cell, so workload draws and the fault
 //! schedule repeat.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// A run to repeat.
@@ -17,6 +17,8 @@ pub struct Replay {
     pub seed: Option<u64>,
     /// The matrix cell the run was, as `--matrix` filters.
     pub cell: Vec<(String, String)>,
+    /// The names of the run's invalid checks (empty without a report).
+    pub invalid: BTreeSet<String>,
     /// Why the report could not say everything, for a warning.
     pub note: Option<String>,
 }
@@ -42,24 +44,46 @@ pub fn resolve(run_dir: &Path) -> Result<Replay, ReplayError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let note =
                 "no report.json (the run did not finish): replaying with the scenario's pinned seed, every matrix cell";
-            return Ok(Replay { scenario, seed: None, cell: Vec::new(), note: Some(note.to_string()) });
+            let invalid = BTreeSet::new();
+            return Ok(Replay { scenario, seed: None, cell: Vec::new(), invalid, note: Some(note.to_string()) });
         }
         Err(e) => return Err(ReplayError::Report { path: report, message: e.to_string() }),
     };
-    let (seed, cell) = seed_and_cell(&text).map_err(|message| ReplayError::Report { path: report, message })?;
-    Ok(Replay { scenario, seed: Some(seed), cell: cell.into_iter().collect(), note: None })
+    let facts = report_facts(&text).map_err(|message| ReplayError::Report { path: report, message })?;
+    Ok(Replay { scenario, seed: Some(facts.seed), cell: facts.cell, invalid: facts.invalid, note: None })
 }
 
-/// The `seed` and `matrix` of a report.json.
-fn seed_and_cell(text: &str) -> Result<(u64, BTreeMap<String, String>), String> {
+/// What a report.json says that replaying and shrinking need.
+#[derive(Debug)]
+pub struct Facts {
+    pub seed: u64,
+    pub cell: Vec<(String, String)>,
+    /// The names of the checks it found invalid.
+    pub invalid: BTreeSet<String>,
+}
+
+/// Reads a report.json's facts.
+pub fn read_report(path: &Path) -> Result<Facts, String> {
+    report_facts(&std::fs::read_to_string(path).map_err(|e| e.to_string())?)
+}
+
+fn report_facts(text: &str) -> Result<Facts, String> {
+    #[derive(serde::Deserialize)]
+    struct Check {
+        name: String,
+        verdict: String,
+    }
     #[derive(serde::Deserialize)]
     struct Fields {
         seed: u64,
         #[serde(default)]
         matrix: BTreeMap<String, String>,
+        #[serde(default)]
+        checks: Vec<Check>,
     }
     let fields: Fields = serde_json::from_str(text).map_err(|e| format!("not a shakedown report: {e}"))?;
-    Ok((fields.seed, fields.matrix))
+    let invalid = fields.checks.into_iter().filter(|c| c.verdict == "invalid").map(|c| c.name).collect();
+    Ok(Facts { seed: fields.seed, cell: fields.matrix.into_iter().collect(), invalid })
 }
 
 #[cfg(test)]
@@ -67,19 +91,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_report_gives_the_seed_and_the_cell() {
-        let (seed, cell) =
-            seed_and_cell(r#"{"seed": 42, "matrix": {"engine": "sqlite"}, "verdict": "valid"}"#).unwrap();
-        assert_eq!(seed, 42);
-        assert_eq!(cell.get("engine").map(String::as_str), Some("sqlite"));
-        assert!(seed_and_cell(r#"{"seed": 1}"#).unwrap().1.is_empty());
+    fn a_report_gives_the_seed_the_cell_and_the_invalid_checks() {
+        let text = r#"{"seed": 42, "matrix": {"engine": "sqlite"}, "checks": [
+            {"name": "set", "verdict": "invalid", "details": {}}, {"name": "stats", "verdict": "valid"}]}"#;
+        let facts = report_facts(text).unwrap();
+        assert_eq!(facts.seed, 42);
+        assert_eq!(facts.cell, [("engine".to_string(), "sqlite".to_string())]);
+        assert_eq!(facts.invalid, BTreeSet::from(["set".to_string()]));
+        let bare = report_facts(r#"{"seed": 1}"#).unwrap();
+        assert!(bare.cell.is_empty() && bare.invalid.is_empty());
     }
 
     #[test]
     fn a_bad_report_or_directory_says_what_and_where() {
-        let err = seed_and_cell(r#"{"matrix": {}}"#).unwrap_err();
+        let err = report_facts(r#"{"matrix": {}}"#).unwrap_err();
         assert!(err.contains("missing field `seed`"), "{err}");
-        let err = seed_and_cell("garbage").unwrap_err();
+        let err = report_facts("garbage").unwrap_err();
         assert!(err.starts_with("not a shakedown report"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let err = resolve(dir.path()).unwrap_err().to_string();

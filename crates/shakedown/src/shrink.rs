@@ -9,6 +9,7 @@
 //! may not repeat; every attempt is bounded by `max_runs`.
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 /// The shortest duration a candidate may have.
 const MIN_DURATION_MS: u64 = 1_000;
@@ -132,32 +133,70 @@ pub fn shrink(text: &str, max_runs: usize, mut still_fails: impl FnMut(&Edit) ->
     (current, kept, runs)
 }
 
-/// The names of a report's invalid checks.
-pub fn invalid_checks(report: &std::path::Path) -> Result<std::collections::BTreeSet<String>, String> {
-    let text = std::fs::read_to_string(report).map_err(|e| e.to_string())?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("not a shakedown report: {e}"))?;
-    let checks = value["checks"].as_array().ok_or("not a shakedown report: no `checks`")?;
-    Ok(checks
-        .iter()
-        .filter(|c| c["verdict"] == "invalid")
-        .filter_map(|c| c["name"].as_str().map(String::from))
-        .collect())
+/// Why shrinking could not start or finish: bad input (a usage error) or a
+/// file that could not be written (a harness failure).
+pub enum Problem {
+    Usage(String),
+    Harness(String),
+}
+
+/// `shakedown shrink`: shrinks `run_dir`'s scenario into `out` (default
+/// `RUN_DIR/shrink`), printing each run, and writes `shrunk.toml`.
+pub fn shrink_run(run_dir: &Path, out: Option<PathBuf>, max_runs: usize) -> Result<(), Problem> {
+    let replay = crate::replay::resolve(run_dir).map_err(|e| Problem::Usage(e.to_string()))?;
+    let Some(seed) = replay.seed else {
+        let why = "it has no report.json, so which checks failed is unknown";
+        return Err(Problem::Usage(format!("shrink {}: {why}", run_dir.display())));
+    };
+    if replay.invalid.is_empty() {
+        return Err(Problem::Usage(format!("shrink {}: nothing to shrink: no check is invalid", run_dir.display())));
+    }
+    let out = out.unwrap_or_else(|| run_dir.join("shrink"));
+    if out.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        return Err(Problem::Usage(format!("shrink into {}: it is not empty", out.display())));
+    }
+    let text = std::fs::read_to_string(&replay.scenario)
+        .map_err(|e| Problem::Usage(format!("read {}: {e}", replay.scenario.display())))?;
+    let failing: Vec<&str> = replay.invalid.iter().map(String::as_str).collect();
+    let scenario = replay.scenario.display();
+    eprintln!("shakedown: shrinking {scenario} (failing: {}), at most {max_runs} runs", failing.join(", "));
+    let seed = seed.to_string();
+    let mut attempt = 0;
+    let (small, kept, runs) = shrink(&without_seed(&text), max_runs, |candidate| {
+        attempt += 1;
+        let run = out.join(format!("run-{attempt:02}"));
+        let fails = attempt_fails(&candidate.text, &run, &seed, &replay.cell, &replay.invalid);
+        let result = if fails { "still fails: kept" } else { "does not fail the same way" };
+        eprintln!("  run {attempt:>2}: {}: {result}", candidate.what);
+        fails
+    });
+    let shrunk = out.join("shrunk.toml");
+    std::fs::create_dir_all(&out)
+        .and_then(|()| std::fs::write(&shrunk, format!("seed = {seed}\n{small}")))
+        .map_err(|e| Problem::Harness(format!("write {}: {e}", shrunk.display())))?;
+    match kept.is_empty() {
+        true => eprintln!("shakedown: no smaller scenario failed the same way in {runs} runs"),
+        false => eprintln!("shakedown: kept {} of {runs} edits: {}", kept.len(), kept.join("; ")),
+    }
+    let cell: String = replay.cell.iter().map(|(k, v)| format!(" --matrix {k}={v}")).collect();
+    eprintln!("shrunk scenario: {}\nrun it: shakedown run {} --seed {seed}{cell}", shrunk.display(), shrunk.display());
+    Ok(())
 }
 
 /// Runs `candidate` (written beside its run directory) with the seed and
 /// cell; true when a check the original failed is invalid again.
-pub fn attempt_fails(
+fn attempt_fails(
     candidate: &str,
-    run: &std::path::Path,
+    run: &Path,
     seed: &str,
     cell: &[(String, String)],
-    original: &std::collections::BTreeSet<String>,
+    original: &BTreeSet<String>,
 ) -> bool {
     let file = run.with_extension("toml");
     if std::fs::create_dir_all(run.parent().unwrap_or(run)).and_then(|()| std::fs::write(&file, candidate)).is_err() {
         return false;
     }
-    let exe = std::env::current_exe().unwrap_or_else(|_| std::path::PathBuf::from("shakedown"));
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("shakedown"));
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("run").arg(&file).args(["--seed", seed, "--log-summary", "never", "--out"]).arg(run);
     for (k, v) in cell {
@@ -167,7 +206,7 @@ pub fn attempt_fails(
     if !ran.is_ok_and(|s| s.code() == Some(1)) {
         return false;
     }
-    invalid_checks(&run.join("report.json")).is_ok_and(|now| same_failure(original, &now))
+    crate::replay::read_report(&run.join("report.json")).is_ok_and(|now| same_failure(original, &now.invalid))
 }
 
 #[cfg(test)]
