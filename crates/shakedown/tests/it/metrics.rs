@@ -106,8 +106,11 @@ fn a_saved_baseline_passes_again_and_a_slowed_run_fails_naming_ops_per_s() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("baselines/main.json")).unwrap()).unwrap();
     assert!(stored["runs"]["rated"]["ops.per_s"]["value"].as_f64().unwrap() > 50.0, "{stored}");
 
-    // Resource use and latency wobble between runs; the threshold leaves them room.
-    let again = run_with_baselines(dir, &file, "r2", &["--baseline", "main", "--max-regression", "50%"]);
+    // Resource use and latency wobble between runs; the threshold leaves them
+    // room. Latency tails above the 5 ms floor swing by 2-3x on a loaded
+    // 2-core CI machine (p99 5.5 ms -> 13.7 ms seen), so the unchanged run
+    // gets a wide threshold; the slowed one below must still fail at 50%.
+    let again = run_with_baselines(dir, &file, "r2", &["--baseline", "main", "--max-regression", "500%"]);
     let err = stderr(&again);
     assert_eq!(again.status.code(), Some(0), "{err}");
     assert!(err.contains("✓ baseline"), "{err}");
