@@ -144,16 +144,36 @@ pub trait Check: Send + Sync {
 }
 
 /// Runs every check in order and names each result as the caller asked.
+/// Runs each check, each named as given. A check that panics does not take
+/// the others down: its result is `unknown`, saying it panicked and why
+/// (what Jepsen's `check-safe` does).
 pub fn run_checks(checks: &[(String, Box<dyn Check>)], input: &CheckInput<'_>) -> Vec<CheckResult> {
     checks
         .iter()
         .map(|(name, check)| {
-            let mut result = check.check(input);
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check.check(input)));
+            let mut result = match caught {
+                Ok(result) => result,
+                Err(panic) => {
+                    let why = panic_message(panic.as_ref());
+                    let summary = format!("the check failed inside shakedown (a bug): {why}");
+                    CheckResult::new(check.kind(), Verdict::Unknown, summary, serde_json::json!({ "panic": why }))
+                }
+            };
             assert_eq!(result.kind, check.kind(), "a check must report its own kind");
             result.name = name.clone();
             result
         })
         .collect()
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
+        (Some(s), _) => s.to_string(),
+        (_, Some(s)) => s.clone(),
+        _ => "a panic without a message".to_string(),
+    }
 }
 
 /// Lists the first `limit` items, then says how many more there are, so a
@@ -188,6 +208,29 @@ mod tests {
         let results = run_checks(&checks, &CheckInput::new(&h));
         let names: Vec<_> = results.iter().map(|r| (r.name.as_str(), r.kind.as_str())).collect();
         assert_eq!(names, [("my set", "set"), ("stats", "stats")]);
+    }
+
+    struct Panics;
+
+    impl Check for Panics {
+        fn kind(&self) -> &'static str {
+            "panics"
+        }
+
+        fn check(&self, _input: &CheckInput<'_>) -> CheckResult {
+            panic!("index out of bounds: the len is 0 but the index is 3")
+        }
+    }
+
+    #[test]
+    fn a_check_that_panics_is_unknown_and_its_neighbours_still_run() {
+        let h = history(&[ok("add", json!(1), json!(null)), ok("read", json!(null), json!([1]))]);
+        let checks: Vec<(String, Box<dyn Check>)> =
+            vec![("boom".into(), Box::new(Panics)), ("set".into(), Box::new(SetCheck::default()))];
+        let results = run_checks(&checks, &CheckInput::new(&h));
+        assert_eq!(results[0].verdict, Verdict::Unknown);
+        assert!(results[0].summary.contains("the len is 0 but the index is 3"), "{}", results[0].summary);
+        assert_eq!(results[1].verdict, Verdict::Valid);
     }
 
     #[test]

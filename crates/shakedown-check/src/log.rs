@@ -104,6 +104,14 @@ impl Check for LogSpacingCheck {
             let summary = format!("{} entries match {}; spacing needs two", matched.len(), self.matcher.describe());
             return CheckResult::new(self.kind(), Verdict::Unknown, summary, json!({ "matched": matched.len() }));
         }
+        if logs.is_cut() {
+            let summary = format!(
+                "more entries match {} than are kept in memory ({} kept); their spacing cannot be judged",
+                self.matcher.describe(),
+                matched.len()
+            );
+            return CheckResult::new(self.kind(), Verdict::Unknown, summary, json!({ "matched": matched.len() }));
+        }
         let too_close = |gap: Duration| self.min.is_some_and(|min| gap < min);
         let too_far = |gap: Duration| self.max.is_some_and(|max| gap > max);
         let mut bad = Vec::new();
@@ -143,10 +151,12 @@ impl Check for LogAbsentCheck {
         };
         let found: Vec<&LogEntry> = logs.all(&self.matcher).collect();
         let Some(first) = found.first() else {
-            let summary = format!("no entry matches {} in {} entries", self.matcher.describe(), logs.entries().len());
-            return CheckResult::new(self.kind(), Verdict::Valid, summary, json!({ "entries": logs.entries().len() }));
+            let summary = format!("no entry matches {} in {} entries", self.matcher.describe(), logs.total());
+            return CheckResult::new(self.kind(), Verdict::Valid, summary, json!({ "entries": logs.total() }));
         };
-        let summary = format!("{} entries match {}; the first: {}", found.len(), self.matcher.describe(), first.line);
+        let more = if logs.is_cut() { " or more" } else { "" };
+        let summary =
+            format!("{}{more} entries match {}; the first: {}", found.len(), self.matcher.describe(), first.line);
         let sources: Vec<&str> = vec![first.source.as_str()];
         let details = json!({
             "matches": found.iter().take(LIST_LIMIT).map(|e| entry_json(e)).collect::<Vec<_>>(),

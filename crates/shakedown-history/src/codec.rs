@@ -41,23 +41,66 @@ pub fn write_jsonl(out: &mut impl Write, history: &History) -> std::io::Result<(
 
 /// Reads and validates a whole history. Blank lines are ignored.
 pub fn read_jsonl(input: impl BufRead) -> Result<History, DecodeError> {
+    read_lines(input, false).map(|r| r.history)
+}
+
+/// A history as a run left it on disk, possibly cut short.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub history: History,
+    /// The last line was cut mid-write (no newline, not JSON) and was left
+    /// out: the harness died while writing it.
+    pub cut_line: Option<usize>,
+}
+
+/// Reads a history a run recorded, which may be a prefix: a harness that
+/// died leaves no end event and perhaps half a last line, which is left out
+/// (said in [`Recorded::cut_line`]). Every complete line must be valid.
+pub fn read_recorded(input: impl BufRead) -> Result<Recorded, DecodeError> {
+    read_lines(input, true)
+}
+
+fn read_lines(mut input: impl BufRead, allow_cut: bool) -> Result<Recorded, DecodeError> {
     let mut header: Option<Header> = None;
     let mut events = Vec::new();
     let mut line_numbers = Vec::new();
-    for (i, line) in input.lines().enumerate() {
-        let line_no = i + 1;
-        let line = line?;
+    let mut raw = Vec::new();
+    let mut cut_line = None;
+    for line_no in 1.. {
+        raw.clear();
+        if input.read_until(b'\n', &mut raw)? == 0 {
+            break;
+        }
+        let complete = raw.last() == Some(&b'\n');
+        let line = match std::str::from_utf8(&raw) {
+            Ok(line) => line,
+            Err(_) if allow_cut && !complete => {
+                cut_line = Some(line_no);
+                break;
+            }
+            Err(e) => {
+                let message = format!("invalid UTF-8 at byte {} of the line", e.valid_up_to() + 1);
+                return Err(DecodeError::Event { line: line_no, message });
+            }
+        };
         if line.trim().is_empty() {
             continue;
         }
         if header.is_none() {
-            header = Some(parse_header(line_no, &line)?);
+            header = Some(parse_header(line_no, line)?);
             continue;
         }
-        let event: Event =
-            serde_json::from_str(&line).map_err(|e| DecodeError::Event { line: line_no, message: e.to_string() })?;
-        events.push(event);
-        line_numbers.push(line_no);
+        match serde_json::from_str::<Event>(line) {
+            Ok(event) => {
+                events.push(event);
+                line_numbers.push(line_no);
+            }
+            Err(_) if allow_cut && !complete => {
+                cut_line = Some(line_no);
+                break;
+            }
+            Err(e) => return Err(DecodeError::Event { line: line_no, message: e.to_string() }),
+        }
     }
     let header = header.ok_or(DecodeError::Empty { line: 1 })?;
     let history = History { header, events };
@@ -65,7 +108,7 @@ pub fn read_jsonl(input: impl BufRead) -> Result<History, DecodeError> {
         let at = line_numbers.get(source.event_index() as usize).copied();
         DecodeError::WellFormed { line: at.unwrap_or(0), source }
     })?;
-    Ok(history)
+    Ok(Recorded { history, cut_line })
 }
 
 fn parse_header(line_no: usize, line: &str) -> Result<Header, DecodeError> {
@@ -147,6 +190,40 @@ mod tests {
             let err = decode(text).expect_err(text).to_string();
             assert!(err.contains(want), "{text:?}: got {err:?}, want {want:?}");
         }
+    }
+
+    #[test]
+    fn a_cut_last_line_is_left_out_only_when_reading_a_recording() {
+        let mut buf = Vec::new();
+        write_jsonl(&mut buf, &sample()).unwrap();
+        let whole = buf.len();
+        buf.extend_from_slice(br#"{"index":4,"time_ns":9,"type":"inv"#);
+        let r = read_recorded(&buf[..]).unwrap();
+        assert_eq!((r.history.events.len(), r.cut_line), (4, Some(6)));
+        assert!(r.history.end().is_none(), "a cut recording has no end event");
+        assert!(read_jsonl(&buf[..]).unwrap_err().to_string().contains("line 6"));
+        // A complete but broken line is an error even in a recording.
+        buf.truncate(whole);
+        buf.extend_from_slice(b"{\"index\":4}\n");
+        assert!(read_recorded(&buf[..]).unwrap_err().to_string().contains("line 6: invalid event"));
+        // Invalid UTF-8 names its line.
+        buf.truncate(whole);
+        buf.extend_from_slice(b"\xff\xfe\n");
+        assert!(read_recorded(&buf[..]).unwrap_err().to_string().contains("line 6: invalid event: invalid UTF-8"));
+    }
+
+    #[test]
+    fn nothing_may_follow_the_end_event() {
+        let mut h = sample();
+        let end = crate::EndEvent { status: "completed".into(), detail: None };
+        h.events.push(crate::Event { index: 4, time_ns: 5, kind: crate::EventKind::End(end) });
+        let mut buf = Vec::new();
+        write_jsonl(&mut buf, &h).unwrap();
+        let back = read_jsonl(&buf[..]).unwrap();
+        assert_eq!(back.end().map(|e| e.status.as_str()), Some("completed"));
+        buf.extend_from_slice(br#"{"index":5,"time_ns":6,"type":"service","service":"s","event":"x","expected":true}"#);
+        buf.push(b'\n');
+        assert!(read_jsonl(&buf[..]).unwrap_err().to_string().contains("after the run's end"));
     }
 
     #[test]

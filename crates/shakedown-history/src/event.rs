@@ -95,6 +95,9 @@ pub enum EventKind {
     Skip(Skip),
     Fault(FaultEvent),
     Service(ServiceEvent),
+    /// The last event of a run that finished, however it ended; a history
+    /// without one was cut short (the harness died while recording).
+    End(EndEvent),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,6 +166,16 @@ pub struct ServiceEvent {
     pub detail: Option<String>,
 }
 
+/// How the run that recorded a history ended: its last line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndEvent {
+    /// `completed`, `interrupted`, `failed` or `unsupported`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -176,6 +189,36 @@ impl EventKind {
             EventKind::Info(c) => Some((OpType::Info, c)),
             _ => None,
         }
+    }
+
+    /// Masks secrets in every string the event carries.
+    pub fn redact(&mut self, r: &crate::redact::Redactor) {
+        if r.is_empty() {
+            return;
+        }
+        let mut strings: Vec<&mut String> = Vec::new();
+        match self {
+            EventKind::Invoke(i) => {
+                r.redact_value(&mut i.value);
+                strings.extend([&mut i.actor, &mut i.f]);
+            }
+            EventKind::Ok(c) | EventKind::Fail(c) | EventKind::Info(c) => {
+                r.redact_value(&mut c.value);
+                strings.extend([&mut c.actor, &mut c.f]);
+                strings.extend(c.error.as_mut());
+            }
+            EventKind::Skip(s) => strings.extend([&mut s.actor, &mut s.f, &mut s.reason]),
+            EventKind::Fault(f) => {
+                strings.extend([&mut f.fault, &mut f.target]);
+                strings.extend(f.detail.as_mut());
+            }
+            EventKind::Service(e) => {
+                strings.extend([&mut e.service, &mut e.event]);
+                strings.extend(e.detail.as_mut());
+            }
+            EventKind::End(e) => strings.extend(e.detail.as_mut()),
+        }
+        strings.into_iter().for_each(|s| r.redact_string(s));
     }
 
     pub fn completion_of(op_type: OpType, c: Completion) -> EventKind {

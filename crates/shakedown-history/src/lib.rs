@@ -24,11 +24,12 @@ pub mod import;
 pub mod logs;
 pub mod metrics;
 mod ops;
+pub mod redact;
 pub mod state;
 
-pub use codec::{read_jsonl, write_jsonl, DecodeError};
+pub use codec::{read_jsonl, read_recorded, write_jsonl, DecodeError, Recorded};
 pub use event::{
-    Completion, Event, EventKind, FaultEvent, FaultPhase, Header, Invoke, OpType, ProcessId, ServiceEvent, Skip,
-    FORMAT_NAME, FORMAT_VERSION,
+    Completion, EndEvent, Event, EventKind, FaultEvent, FaultPhase, Header, Invoke, OpType, ProcessId, ServiceEvent,
+    Skip, FORMAT_NAME, FORMAT_VERSION,
 };
 pub use ops::{History, HistoryBuilder, Op, OpCompletion, WellFormedError};

@@ -147,23 +147,110 @@ fn regex_fields(re: &Regex, line: &str) -> Option<BTreeMap<String, String>> {
 /// the run began, the stream, the text), skipping shakedown's own `sys` notes.
 /// Lines in another shape are kept as plain entries at the previous line's time.
 pub fn parse_captured(text: &str, source: &str, format: &LogFormat, run_start_unix_ns: Option<u64>) -> Vec<LogEntry> {
-    let mut last_ns = 0;
-    let mut out = Vec::new();
-    for raw in text.lines() {
+    let mut parser = CapturedParser::default();
+    text.lines().filter_map(|raw| parser.parse(raw, source, format, run_start_unix_ns)).collect()
+}
+
+/// Parses captured lines one at a time, carrying the last time forward.
+#[derive(Debug, Default)]
+struct CapturedParser {
+    last_ns: u64,
+}
+
+impl CapturedParser {
+    fn parse(
+        &mut self,
+        raw: &str,
+        source: &str,
+        format: &LogFormat,
+        run_start_unix_ns: Option<u64>,
+    ) -> Option<LogEntry> {
         let mut parts = raw.trim_start().splitn(3, ' ');
         let (secs, stream, rest) = (parts.next(), parts.next(), parts.next());
         let parsed = secs.and_then(|s| s.parse::<f64>().ok()).filter(|s| s.is_finite() && *s >= 0.0);
         let (received_ns, stream, line) = match (parsed, stream) {
-            (Some(s), Some(stream)) => ((s * 1e9).round() as u64, stream, rest.unwrap_or("")),
-            _ => (last_ns, "out", raw),
+            (Some(s), Some(stream)) => (seconds_to_ns(s), stream, rest.unwrap_or("")),
+            _ => (self.last_ns, "out", raw),
         };
-        last_ns = received_ns;
-        if stream == "sys" {
+        self.last_ns = received_ns;
+        (stream != "sys").then(|| parse_line(format, source, line, received_ns, run_start_unix_ns))
+    }
+}
+
+/// Seconds as written in a captured log, as nanoseconds (saturating).
+fn seconds_to_ns(s: f64) -> u64 {
+    let ns = (s * 1e9).round();
+    if ns >= u64::MAX as f64 {
+        u64::MAX
+    } else {
+        ns as u64
+    }
+}
+
+/// The longest captured line read; the runner never writes longer ones, and
+/// a longer line in a hand-edited file is cut.
+pub const MAX_CAPTURED_LINE_BYTES: usize = 128 * 1024;
+
+/// What to keep of captured logs that may be far larger than memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Keep<'a> {
+    /// Entries matching any of these are kept (up to `max_matched`).
+    pub matching: &'a [LogMatch],
+    /// The last entries of each source, kept whatever they say, for context.
+    pub tail_per_source: usize,
+    /// The most matching entries kept in all; past it the logs say they were cut.
+    pub max_matched: usize,
+}
+
+/// Reads one captured log file line by line, keeping only what `keep` asks
+/// for: memory is bounded by `keep`, never by the file's size.
+pub fn read_captured(
+    input: impl std::io::BufRead,
+    source: &str,
+    format: &LogFormat,
+    keep: Keep<'_>,
+    logs: &mut Logs,
+) -> std::io::Result<()> {
+    use std::io::{BufRead, Read};
+    let mut parser = CapturedParser::default();
+    let mut tail: std::collections::VecDeque<LogEntry> = std::collections::VecDeque::new();
+    let limit = u64::try_from(MAX_CAPTURED_LINE_BYTES).unwrap_or(u64::MAX);
+    let mut input = input;
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        let n = (&mut input).take(limit).read_until(b'\n', &mut raw)?;
+        if n == 0 {
+            break;
+        }
+        if raw.last() != Some(&b'\n') && n as u64 == limit {
+            // Skip the rest of an overlong line.
+            let mut rest = Vec::new();
+            while input.read_until(b'\n', &mut rest)? > 0 && rest.last() != Some(&b'\n') {
+                rest.clear();
+            }
+        }
+        let text = String::from_utf8_lossy(&raw);
+        let Some(entry) = parser.parse(text.trim_end_matches(['\r', '\n']), source, format, None) else { continue };
+        logs.total += 1;
+        if keep.matching.iter().any(|m| m.matches(&entry)) {
+            if logs.matched < keep.max_matched {
+                logs.matched += 1;
+                logs.entries.push(entry);
+            } else {
+                logs.cut = true;
+            }
             continue;
         }
-        out.push(parse_line(format, source, line, received_ns, run_start_unix_ns));
+        if keep.tail_per_source > 0 {
+            if tail.len() == keep.tail_per_source {
+                tail.pop_front();
+            }
+            tail.push_back(entry);
+        }
     }
-    out
+    logs.entries.extend(tail);
+    Ok(())
 }
 
 /// What a query or check looks for in an entry: all given parts must hold.
@@ -204,16 +291,39 @@ impl LogMatch {
 }
 
 /// The queries on a run's entries, which are kept in time order.
+///
+/// Read with [`read_captured`], a run's logs hold only the entries some
+/// check looks for and the last lines of each source; [`Logs::total`] counts
+/// every entry read.
 #[derive(Debug, Clone, Default)]
 pub struct Logs {
     entries: Vec<LogEntry>,
+    total: usize,
+    matched: usize,
+    cut: bool,
 }
 
 impl Logs {
     /// Sorts by time (stable: lines of one source keep their order).
     pub fn new(mut entries: Vec<LogEntry>) -> Logs {
         entries.sort_by_key(|e| e.time_ns);
-        Logs { entries }
+        Logs { total: entries.len(), entries, matched: 0, cut: false }
+    }
+
+    /// Puts entries read by [`read_captured`] in time order.
+    pub fn sorted(mut self) -> Logs {
+        self.entries.sort_by_key(|e| e.time_ns);
+        self
+    }
+
+    /// Every entry read, kept or not.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Whether matching entries past the cap were left out.
+    pub fn is_cut(&self) -> bool {
+        self.cut
     }
 
     pub fn entries(&self) -> &[LogEntry] {
@@ -311,6 +421,27 @@ mod tests {
         let got: Vec<(u64, &str)> = entries.iter().map(|e| (e.time_ns, e.message.as_str())).collect();
         assert_eq!(got, [(7_000_000, "listening"), (1_500_000_000, "boom"), (1_500_000_000, "continued")]);
         assert!(entries.iter().all(|e| e.source == "kv"));
+    }
+
+    #[test]
+    fn reading_a_huge_log_keeps_only_matches_and_tails() {
+        let mut text = String::new();
+        for i in 0..50_000 {
+            text.push_str(&format!("{:>10.3} out line {i}\n", i as f64 / 1000.0));
+        }
+        text.push_str("     0.001 sys [shakedown] note\n");
+        let wanted = [LogMatch { message: Some(Regex::new("^line 4[0-9]$").unwrap()), ..LogMatch::default() }];
+        let keep = Keep { matching: &wanted, tail_per_source: 3, max_matched: 5 };
+        let mut logs = Logs::default();
+        read_captured(text.as_bytes(), "kv", &LogFormat::Plain, keep, &mut logs).unwrap();
+        let logs = logs.sorted();
+        let lines: Vec<&str> = logs.entries().iter().map(|e| e.line.as_str()).collect();
+        assert_eq!(
+            lines,
+            ["line 40", "line 41", "line 42", "line 43", "line 44", "line 49997", "line 49998", "line 49999"]
+        );
+        assert_eq!(logs.total(), 50_000);
+        assert!(logs.is_cut(), "ten lines matched and five were kept");
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub enum WellFormedError {
     MismatchedF { index: u64, expected: String, found: String },
     #[error("event {index}: fault {fault_id} {phase:?} without a matching start")]
     UnmatchedFault { index: u64, fault_id: u64, phase: FaultPhase },
+    #[error("event {index} comes after the run's end event")]
+    AfterEnd { index: u64 },
 }
 
 impl WellFormedError {
@@ -74,7 +76,8 @@ impl WellFormedError {
             | WellFormedError::RetiredProcess { index, .. }
             | WellFormedError::OrphanCompletion { index, .. }
             | WellFormedError::MismatchedF { index, .. }
-            | WellFormedError::UnmatchedFault { index, .. } => *index,
+            | WellFormedError::UnmatchedFault { index, .. }
+            | WellFormedError::AfterEnd { index } => *index,
         }
     }
 }
@@ -88,6 +91,7 @@ struct Rules {
     pending: BTreeMap<ProcessId, (String, String)>,
     retired: BTreeSet<ProcessId>,
     open_faults: BTreeSet<u64>,
+    ended: bool,
 }
 
 impl Rules {
@@ -95,6 +99,9 @@ impl Rules {
         let index = e.index;
         if index != self.next_index {
             return Err(WellFormedError::Index { expected: self.next_index, found: index });
+        }
+        if self.ended {
+            return Err(WellFormedError::AfterEnd { index });
         }
         if e.time_ns < self.last_time_ns {
             return Err(WellFormedError::TimeBackwards { index, time_ns: e.time_ns, previous_ns: self.last_time_ns });
@@ -129,6 +136,7 @@ impl Rules {
                     return Err(WellFormedError::UnmatchedFault { index, fault_id: fe.fault_id, phase: fe.phase });
                 }
             }
+            EventKind::End(_) => self.ended = true,
             EventKind::Skip(_) | EventKind::Service(_) => {}
         }
         self.next_index += 1;
@@ -198,6 +206,15 @@ impl History {
             }
         }
         windows
+    }
+
+    /// How the run ended, when the history records it; `None` means the
+    /// recording was cut short (the harness died) and this is a prefix.
+    pub fn end(&self) -> Option<&EndEvent> {
+        match self.events.last().map(|e| &e.kind) {
+            Some(EventKind::End(end)) => Some(end),
+            _ => None,
+        }
     }
 
     pub fn skips(&self) -> impl Iterator<Item = &Skip> {

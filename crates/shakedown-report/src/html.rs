@@ -36,7 +36,7 @@ pub fn html_report(report: &Report, history: &History) -> String {
 
 /// Writes `report.html`.
 pub fn write_html(report: &Report, history: &History, path: &std::path::Path) -> Result<(), crate::ReportError> {
-    crate::write_file(path, &html_report(report, history))
+    crate::write_file(path, &shakedown_history::redact::redact(&html_report(report, history)))
 }
 
 /// The time the charts cover, in nanoseconds since the run's start.

@@ -36,7 +36,7 @@ pub fn junit_xml(report: &Report) -> String {
 
 /// Writes `junit.xml`.
 pub fn write_junit(report: &Report, path: &Path) -> Result<(), ReportError> {
-    write_file(path, &junit_xml(report))
+    write_file(path, &shakedown_history::redact::redact(&junit_xml(report)))
 }
 
 fn suite_label(report: &Report) -> String {

@@ -58,7 +58,15 @@ pub enum ReportError {
     Parse { path: PathBuf, source: serde_json::Error },
 }
 
-/// Writes a whole file, naming the path in the error.
+/// Writes a whole file, owner-only, naming the path in the error. Callers
+/// mask secrets first (see [`shakedown_history::redact`]).
 fn write_file(path: &std::path::Path, text: &str) -> Result<(), ReportError> {
-    std::fs::write(path, text).map_err(|source| ReportError::Write { path: path.to_path_buf(), source })
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true).mode(0o600);
+    options
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|source| ReportError::Write { path: path.to_path_buf(), source })
 }

@@ -34,6 +34,10 @@ pub struct Report {
     pub services: Vec<ServiceRecord>,
     /// Harness errors (a service never became ready, a build failed); empty when none.
     pub errors: Vec<String>,
+    /// How the run ended: completed, interrupted, failed, unsupported, or
+    /// died (the harness was killed: the checks judged a prefix).
+    #[serde(default)]
+    pub end: String,
     /// Throughput, latency and services' resource use, by name (see
     /// [`shakedown_history::metrics`]); empty in reports written before metrics.
     #[serde(default)]
@@ -88,6 +92,8 @@ pub struct RunMeta {
     pub errors: Vec<String>,
     /// The run's metrics, as the runner measured them.
     pub metrics: Metrics,
+    /// How the run ended (see [`Report::end`]).
+    pub end: String,
 }
 
 impl RunMeta {
@@ -121,11 +127,16 @@ impl Report {
             services: services(meta.services, history),
             errors: meta.errors,
             metrics: meta.metrics,
+            end: meta.end,
         }
     }
 
+    /// The report as pretty JSON, with the process's secrets masked in its
+    /// strings (as values: a secret that looks like a number leaves numbers alone).
     pub fn to_json_pretty(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a report holds only strings, numbers and JSON values")
+        let mut value = serde_json::to_value(self).expect("a report holds only strings, numbers and JSON values");
+        shakedown_history::redact::current().redact_value(&mut value);
+        serde_json::to_string_pretty(&value).expect("a JSON value serializes")
     }
 
     /// Writes `report.json`, ending in a newline.

@@ -15,7 +15,7 @@
 //!     completed: Default::default(),
 //! };
 //! let out = run(&scenario, opts).await;
-//! println!("{} events", out.history.events.len());
+//! println!("{}: history in {}", out.record.end.status(), out.history.display());
 //! # }
 //! ```
 
@@ -28,6 +28,7 @@ pub mod disk;
 pub mod doctor;
 pub mod environment;
 pub mod faults;
+pub mod files;
 pub mod logs;
 pub mod metrics;
 pub mod netns;
@@ -43,5 +44,7 @@ pub mod triggers;
 pub mod workload;
 
 pub use client::{Client, Operation, Outcome, Rendered};
-pub use run::{run, RunEnd, RunOptions, RunOutput, ServiceOutput, DEFAULT_DURATION};
+pub use run::{
+    run, RunEnd, RunOptions, RunOutput, RunRecord, ServiceOutput, DEFAULT_DURATION, HISTORY, RUN_RECORD, STATES,
+};
 pub use supervisor::kill_all_groups;

@@ -1,5 +1,11 @@
 //! Captured output of services, drivers and builds: a timestamped file per
 //! process and a bounded in-memory ring that readiness probes and reports read.
+//!
+//! The file is written as output arrives (flushed after every read from the
+//! process), so a harness that dies leaves the output it saw on disk; the
+//! ring holds at most [`RING_LINES`] lines and [`RING_BYTES`] bytes, so memory
+//! does not grow with what a process prints. Secrets are masked before a
+//! line reaches either.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -11,7 +17,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::Notify;
 
 /// Lines kept in memory per log; older ones stay only in the file.
-const RING_LINES: usize = 10_000;
+pub const RING_LINES: usize = 10_000;
+/// Bytes of text kept in memory per log, whichever limit comes first.
+pub const RING_BYTES: usize = 1024 * 1024;
 /// Longest line kept; longer lines are cut so one runaway line cannot exhaust memory.
 const MAX_LINE_BYTES: usize = 64 * 1024;
 
@@ -30,30 +38,55 @@ pub struct LogSink {
     pub path: PathBuf,
     start: Instant,
     state: Mutex<SinkState>,
+    redactor: std::sync::Arc<shakedown_history::redact::Redactor>,
     pub notify: Notify,
 }
 
 struct SinkState {
     file: Option<BufWriter<File>>,
     ring: VecDeque<LogLine>,
+    ring_bytes: usize,
     next_seq: u64,
 }
 
 impl LogSink {
     pub fn create(name: &str, path: &Path, start: Instant) -> std::io::Result<LogSink> {
-        let file = File::options().create(true).append(true).open(path)?;
+        let file = crate::files::append_private(path)?;
+        let state = SinkState {
+            file: Some(BufWriter::with_capacity(64 * 1024, file)),
+            ring: VecDeque::new(),
+            ring_bytes: 0,
+            next_seq: 0,
+        };
         Ok(LogSink {
             name: name.to_string(),
             path: path.to_path_buf(),
             start,
-            state: Mutex::new(SinkState { file: Some(BufWriter::new(file)), ring: VecDeque::new(), next_seq: 0 }),
+            state: Mutex::new(state),
+            redactor: shakedown_history::redact::current(),
             notify: Notify::new(),
         })
     }
 
-    /// Appends a line to the file (with time and stream) and to the ring.
+    /// Appends a line to the file (with time and stream) and to the ring, and
+    /// flushes the file.
     pub fn push(&self, stream: &'static str, text: &str) {
-        let mut text = text.trim_end_matches(['\r', '\n']).to_string();
+        self.push_line(stream, text);
+        self.flush();
+    }
+
+    /// Writes what is buffered to the file.
+    pub fn flush(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = st.file.as_mut() {
+            // A full disk must not stop the run; the ring still has the lines.
+            let _ = f.flush();
+        }
+    }
+
+    /// [`LogSink::push`] without the flush, for a batch of lines.
+    fn push_line(&self, stream: &'static str, text: &str) {
+        let mut text = self.redactor.redact(text.trim_end_matches(['\r', '\n']));
         if text.len() > MAX_LINE_BYTES {
             let mut cut = MAX_LINE_BYTES;
             while !text.is_char_boundary(cut) {
@@ -65,14 +98,15 @@ impl LogSink {
         let elapsed_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = st.file.as_mut() {
-            // A full disk must not stop the run; the ring still has the line.
-            let _ = writeln!(f, "{:>10.3} {stream} {text}", elapsed_ms as f64 / 1000.0).and_then(|_| f.flush());
+            let _ = writeln!(f, "{:>10.3} {stream} {text}", elapsed_ms as f64 / 1000.0);
         }
         let seq = st.next_seq;
         st.next_seq += 1;
+        st.ring_bytes += text.len();
         st.ring.push_back(LogLine { seq, elapsed_ms, stream, text });
-        if st.ring.len() > RING_LINES {
-            st.ring.pop_front();
+        while st.ring.len() > RING_LINES || (st.ring_bytes > RING_BYTES && st.ring.len() > 1) {
+            let old = st.ring.pop_front().expect("the ring has more than one line");
+            st.ring_bytes -= old.text.len();
         }
         drop(st);
         self.notify.notify_waiters();
@@ -115,7 +149,7 @@ pub async fn pump_keep(
     reader: impl AsyncRead + Unpin,
     keep_bytes: usize,
 ) -> String {
-    let mut reader = BufReader::new(reader);
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut line: Vec<u8> = Vec::new();
     let mut kept = String::new();
     let mut push = |line: &[u8]| {
@@ -123,28 +157,36 @@ pub async fn pump_keep(
         if kept.len() < keep_bytes {
             kept.push_str(&text);
         }
-        sink.push(stream, &text);
+        sink.push_line(stream, &text);
     };
     loop {
         let chunk = match reader.fill_buf().await {
             Ok([]) | Err(_) => break,
             Ok(chunk) => chunk,
         };
-        let (take, ends_line) = match chunk.iter().position(|b| *b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (chunk.len(), false),
-        };
-        let n = take.min(MAX_LINE_BYTES - line.len());
-        line.extend_from_slice(&chunk[..n]);
-        reader.consume(n);
-        if (ends_line && n == take) || line.len() == MAX_LINE_BYTES {
-            push(&line);
-            line.clear();
+        // Every whole line of the chunk, then one flush for all of them.
+        let mut used = 0;
+        while used < chunk.len() {
+            let rest = &chunk[used..];
+            let (take, ends_line) = match rest.iter().position(|b| *b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (rest.len(), false),
+            };
+            let n = take.min(MAX_LINE_BYTES - line.len());
+            line.extend_from_slice(&rest[..n]);
+            used += n;
+            if (ends_line && n == take) || line.len() == MAX_LINE_BYTES {
+                push(&line);
+                line.clear();
+            }
         }
+        reader.consume(used);
+        sink.flush();
     }
     if !line.is_empty() {
         push(&line);
     }
+    sink.flush();
     kept
 }
 
@@ -170,5 +212,20 @@ mod tests {
         assert_eq!(xs, 3 * MAX_LINE_BYTES + 10, "no byte is dropped");
         let file = std::fs::read_to_string(dir.path().join("t.log")).unwrap();
         assert!(file.contains(" out one\n") && file.contains(" out last\n"));
+    }
+
+    #[tokio::test]
+    async fn the_ring_is_bounded_by_bytes_and_the_file_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Arc::new(LogSink::create("t", &dir.path().join("t.log"), Instant::now()).unwrap());
+        let line = "y".repeat(60 * 1024) + "\n";
+        let input = line.repeat(200);
+        pump(sink.clone(), "out", input.as_bytes()).await;
+        let ring: usize = sink.lines_from(0).iter().map(|l| l.text.len()).sum();
+        assert!(ring <= RING_BYTES, "the ring holds {ring} bytes");
+        assert!(sink.lines_from(0).len() >= 10, "the most recent lines are kept");
+        assert_eq!(sink.next_seq(), 200);
+        let file = std::fs::metadata(dir.path().join("t.log")).unwrap().len();
+        assert!(file > 200 * 60 * 1024, "the file has every line: {file} bytes");
     }
 }

@@ -33,8 +33,9 @@ pub enum PlanError {
     Client(String),
 }
 
+/// Creates `path` and its missing parents, owner-only.
 pub fn mkdir(path: &Path) -> Result<(), PlanError> {
-    std::fs::create_dir_all(path).map_err(|source| PlanError::Io { path: path.display().to_string(), source })
+    crate::files::create_dir_private(path).map_err(|source| PlanError::Io { path: path.display().to_string(), source })
 }
 
 /// Every port of a run: each service's named ports, then each link's.

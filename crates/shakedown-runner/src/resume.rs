@@ -225,20 +225,20 @@ impl ResumeRun<'_> {
         let spec = match self.proc_spec(template, dir) {
             Ok(s) => s,
             Err(e) => {
-                self.recorder.complete(process, &value, Outcome::fail(e));
+                self.recorder.complete(process, case, f, &value, Outcome::fail(e));
                 return Attempt::failed(Outcome::fail(""));
             }
         };
         let sink = match LogSink::create(case, &self.logs_dir.join(format!("{case}.log")), self.recorder.start()) {
             Ok(s) => Arc::new(s),
             Err(e) => {
-                self.recorder.complete(process, &value, Outcome::fail(format!("create the case log: {e}")));
+                self.recorder.complete(process, case, f, &value, Outcome::fail(format!("create the case log: {e}")));
                 return Attempt::failed(Outcome::fail(""));
             }
         };
         sink.push("sys", &format!("[shakedown] {f} attempt {no}: {}", spec.argv.join(" ")));
         let a = self.run_attempt(&spec, sink, moment, signal, case).await;
-        self.recorder.complete(process, &value, a.outcome.clone());
+        self.recorder.complete(process, case, f, &value, a.outcome.clone());
         a
     }
 

@@ -17,7 +17,7 @@ use crate::steps::Script;
 use crate::supervisor::{kill_run_groups, Service};
 use crate::triggers::{log_format, Triggers};
 use crate::workload::{Limits, Workload};
-use shakedown_history::{Header, History};
+use shakedown_history::Header;
 use shakedown_spec::Scenario;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -29,7 +29,6 @@ use tokio::sync::watch;
 
 /// Default workload length when the scenario sets neither `duration` nor `ops`.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
-const LOG_TAIL_LINES: usize = 20;
 
 pub struct RunOptions {
     pub run_dir: PathBuf,
@@ -44,7 +43,8 @@ pub struct RunOptions {
 }
 
 /// How the run ended, which decides the exit code.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "status", content = "detail", rename_all = "lowercase")]
 pub enum RunEnd {
     Completed,
     Interrupted,
@@ -53,29 +53,69 @@ pub enum RunEnd {
     /// The scenario needs a fault tier this machine lacks (namespaces,
     /// libfaketime, tmpfs mounts): nothing ran, and every verdict is unknown.
     Unsupported(String),
+    /// The harness stopped before the run finished (it was killed): only
+    /// known when a run directory is read back, from its history's missing end.
+    Died(String),
 }
 
-#[derive(Debug, Clone)]
+impl RunEnd {
+    /// The `status` word, as the history's end event and `run.json` write it.
+    pub fn status(&self) -> &'static str {
+        match self {
+            RunEnd::Completed => "completed",
+            RunEnd::Interrupted => "interrupted",
+            RunEnd::Failed(_) => "failed",
+            RunEnd::Unsupported(_) => "unsupported",
+            RunEnd::Died(_) => "died",
+        }
+    }
+
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            RunEnd::Completed | RunEnd::Interrupted => None,
+            RunEnd::Failed(d) | RunEnd::Unsupported(d) | RunEnd::Died(d) => Some(d),
+        }
+    }
+}
+
+/// A process whose output the run captured.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceOutput {
     pub name: String,
     /// Relative to the run directory.
     pub log: String,
-    pub tail: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
-pub struct RunOutput {
+/// What a run leaves besides its history and logs: `run.json` in the run
+/// directory, written when the run ends (a run whose harness died has none).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunRecord {
     pub end: RunEnd,
-    pub history: History,
     pub services: Vec<ServiceOutput>,
     /// Problems that did not stop the run (a failed heal, say).
     pub errors: Vec<String>,
-    pub elapsed: Duration,
-    /// The state checks' snapshots (final, and before/after idempotency rounds).
-    pub states: Vec<shakedown_history::state::Snapshot>,
-    /// Throughput and latency from the history, and each service's peak RSS
-    /// and CPU time from /proc samples (services never seen running have none).
+    pub elapsed_ms: u64,
+    /// Each service's peak RSS and CPU time from /proc samples (services
+    /// never seen running have none) and a resume scenario's job metrics;
+    /// throughput and latency come from the history.
     pub metrics: shakedown_history::metrics::Metrics,
+}
+
+/// The file name of a run's [`RunRecord`].
+pub const RUN_RECORD: &str = "run.json";
+/// The file name of a run's state snapshots.
+pub const STATES: &str = "states.json";
+/// The file name of a run's history.
+pub const HISTORY: &str = "history.jsonl";
+
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub record: RunRecord,
+    /// Where the history was streamed (`history.jsonl` in the run directory).
+    pub history: PathBuf,
+    /// The state checks' snapshots (final, and before/after idempotency rounds),
+    /// also written to `states.json`.
+    pub states: Vec<shakedown_history::state::Snapshot>,
 }
 
 /// Kills the process groups of its run on drop, whatever path leaves `run`;
@@ -104,11 +144,28 @@ struct Run<'a> {
     job_metrics: shakedown_history::metrics::Metrics,
 }
 
-/// Runs the scenario; never panics on a misbehaving system or environment.
+/// Runs the scenario, streaming its history into the run directory (which
+/// must exist); never panics on a misbehaving system or environment.
 pub async fn run(s: &Scenario, opts: RunOptions) -> RunOutput {
     let _guard = KillGuard(opts.run_dir.clone());
-    let header = Header::new(&s.name, opts.seed);
-    let recorder = Arc::new(Recorder::new(header, opts.completed.clone()));
+    shakedown_history::redact::add_secrets(secret_values(s));
+    let mut header = Header::new(&s.name, opts.seed);
+    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    header.meta.insert("started_at".into(), serde_json::Value::from(started_at));
+    if !s.cell.is_empty() {
+        let cell = s.cell.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone()))).collect();
+        header.meta.insert("matrix".into(), serde_json::Value::Object(cell));
+    }
+    let history = opts.run_dir.join(HISTORY);
+    let recorder = match Recorder::create(&history, header, opts.completed.clone()) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            let end = RunEnd::Failed(format!("create {}: {e}", history.display()));
+            let record =
+                RunRecord { end, services: Vec::new(), errors: Vec::new(), elapsed_ms: 0, metrics: Default::default() };
+            return RunOutput { record, history, states: Vec::new() };
+        }
+    };
     let start = recorder.start();
     let mut r = Run {
         s,
@@ -126,34 +183,46 @@ pub async fn run(s: &Scenario, opts: RunOptions) -> RunOutput {
     r.finish(end)
 }
 
+/// The values of the variables the scenario marks secret (`env_secret`), as set now.
+fn secret_values(s: &Scenario) -> Vec<String> {
+    s.env_secret.iter().filter_map(|v| std::env::var(v.get_ref()).ok()).collect()
+}
+
 impl Run<'_> {
-    fn finish(mut self, end: RunEnd) -> RunOutput {
+    /// Ends the run: every process gone, the history closed with its end
+    /// event, `run.json` and `states.json` written.
+    fn finish(mut self, mut end: RunEnd) -> RunOutput {
         let usage = self.sampler.take().map(crate::metrics::Sampler::stop).unwrap_or_default();
         kill_run_groups(&self.opts.run_dir);
+        self.logs.iter().for_each(|l| l.flush());
+        let recorded = self.recorder.finish(end.status(), end.detail().map(str::to_string));
+        if let Some(e) = recorded.error {
+            // A history that could not be written cannot be judged.
+            self.errors.push(e.clone());
+            if end == RunEnd::Completed {
+                end = RunEnd::Failed(e);
+            }
+        }
         let services = self
             .logs
             .iter()
-            .map(|l| ServiceOutput {
-                name: l.name.clone(),
-                log: format!("logs/{}", file_name(&l.path)),
-                tail: l.tail(LOG_TAIL_LINES),
-            })
+            .map(|l| ServiceOutput { name: l.name.clone(), log: format!("logs/{}", file_name(&l.path)) })
             .collect();
-        let history = self.recorder.snapshot();
-        let mut metrics = shakedown_history::metrics::Metrics::of_history(&history);
+        let mut metrics = shakedown_history::metrics::Metrics::default();
         for (name, u) in usage.iter().filter(|(_, u)| u.samples > 0) {
             metrics.add_service(name, u.rss_bytes, u.cpu_ms);
         }
         metrics.extend(std::mem::take(&mut self.job_metrics));
-        RunOutput {
-            end,
-            history,
-            services,
-            errors: self.errors,
-            elapsed: self.start.elapsed(),
-            states: self.states,
-            metrics,
+        let elapsed_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let record = RunRecord { end, services, errors: self.errors, elapsed_ms, metrics };
+        let mut out = RunOutput { record, history: recorded.path, states: self.states };
+        if let Err(e) = write_record(&self.opts.run_dir, &out) {
+            out.record.errors.push(e.clone());
+            if out.record.end == RunEnd::Completed {
+                out.record.end = RunEnd::Failed(e);
+            }
         }
+        out
     }
 
     /// Awaits `fut` unless the run is cancelled first.
@@ -202,7 +271,9 @@ impl Run<'_> {
             Err(end) => return end,
         };
         self.start_sampler(&services);
+        self.recorder.flush();
         let end = self.workload_phase(ctx, &logs_dir, &services, env.clone()).await;
+        self.recorder.flush();
         self.stop_services(&services).await;
         self.errors.extend(env.stop().await);
         end
@@ -400,6 +471,7 @@ impl Run<'_> {
             }
         };
         let completed = self.or_cancel(main).await.is_some();
+        self.recorder.flush();
         self.states.append(&mut resumed);
         self.job_metrics.extend(std::mem::take(&mut job_metrics));
         stop_flag.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -415,6 +487,7 @@ impl Run<'_> {
             None => return RunEnd::Interrupted,
             Some(problems) => self.errors.extend(problems.into_iter().map(|p| format!("heal: {p}"))),
         }
+        self.recorder.flush();
         if let Some(w) = &workload {
             let labels: Vec<String> = s.finally.iter().map(|f| f.get_ref().clone()).collect();
             if self.or_cancel(w.run_finally(&labels)).await.is_none() {
@@ -467,6 +540,27 @@ fn setup_end(e: SetupError) -> RunEnd {
         SetupError::Unsupported(why) => RunEnd::Unsupported(why),
         SetupError::Failed(why) => RunEnd::Failed(why),
     }
+}
+
+/// Writes `run.json`, and `states.json` when there are snapshots.
+fn write_record(run_dir: &std::path::Path, out: &RunOutput) -> Result<(), String> {
+    let write = |name: &str, text: String| {
+        let path = run_dir.join(name);
+        crate::files::write_private(&path, text.as_bytes()).map_err(|e| format!("write {}: {e}", path.display()))
+    };
+    let record = serde_json::to_value(&out.record).map_err(|e| format!("serialize {RUN_RECORD}: {e}"))?;
+    write(RUN_RECORD, masked_json(record))?;
+    if !out.states.is_empty() {
+        let states = serde_json::to_value(&out.states).map_err(|e| format!("serialize {STATES}: {e}"))?;
+        write(STATES, masked_json(states))?;
+    }
+    Ok(())
+}
+
+/// Pretty JSON text of `value` with the process's secrets masked.
+fn masked_json(mut value: serde_json::Value) -> String {
+    shakedown_history::redact::current().redact_value(&mut value);
+    serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
 }
 
 fn file_name(p: &std::path::Path) -> String {

@@ -270,7 +270,7 @@ impl Script {
             self.pools.add(pool, outcome.value.clone().unwrap_or_else(|| value.clone()));
         }
         let error = outcome.error.clone().unwrap_or_default();
-        self.recorder.complete(process, &value, outcome);
+        self.recorder.complete(process, &actor.name, &f, &value, outcome);
         if ok {
             Ok(())
         } else {

@@ -181,7 +181,7 @@ impl Workload {
             self.after_ok(action, &value, target.as_ref(), outcome.value.as_ref());
         }
         let retired = outcome.op_type == OpType::Info;
-        self.recorder.complete(w.process, &value, outcome);
+        self.recorder.complete(w.process, &actor.name, &action.f, &value, outcome);
         if retired {
             // Jepsen semantics: the op may still take effect, so this process is done.
             w.process = self.fresh_process();

@@ -52,6 +52,10 @@ pub struct Scenario {
     /// before the scenario may start.
     #[serde(default)]
     pub env_required: Vec<Spanned<String>>,
+    /// Environment variables whose values are secrets: masked as `***` in
+    /// every file of the run directory and every message shakedown prints.
+    #[serde(default)]
+    pub env_secret: Vec<Spanned<String>>,
     /// Dimensions the scenario runs over, once per combination (cell), e.g.
     /// `engine = ["memory", "sqlite"]`; `{matrix.engine}` in templates.
     #[serde(default)]

@@ -175,10 +175,12 @@ impl<'a> Validator<'a> {
                 self.err(f.span(), msg);
             }
         }
-        for var in &self.s.env_required {
-            if !is_env_name(var.get_ref()) {
-                let msg = format!("`env_required` names `{}`, which is not a variable name", var.get_ref());
-                self.err(var.span(), msg);
+        for (key, vars) in [("env_required", &self.s.env_required), ("env_secret", &self.s.env_secret)] {
+            for var in vars {
+                if !is_env_name(var.get_ref()) {
+                    let msg = format!("`{key}` names `{}`, which is not a variable name", var.get_ref());
+                    self.err(var.span(), msg);
+                }
             }
         }
         for tag in &self.s.tags {

@@ -158,21 +158,20 @@ impl Plan {
         Ok(Plan { save, compare })
     }
 
-    /// Compares a completed run with the baseline: a `baseline` check joins
-    /// its report (and its verdict), and report.json and junit.xml are rewritten.
-    pub fn compare_run(&self, f: &mut Finished) -> Result<(), String> {
-        let Some((name, path, baseline, max)) = &self.compare else { return Ok(()) };
-        if f.end != shakedown::RunEnd::Completed {
-            return Ok(());
-        }
-        let key = key(&f.report.scenario, &f.report.matrix);
-        let old = lookup(path, baseline, &key).map_err(|e| e.to_string())?;
-        let result = check_result(name, &compare(old, &f.report.metrics, *max), *max);
-        f.report.verdict = f.report.verdict.combine(result.verdict);
-        f.report.checks.push(result);
-        let write = |e: shakedown::crates::report::ReportError| e.to_string();
-        f.report.write_json(&f.run_dir.join("report.json")).map_err(write)?;
-        shakedown::crates::report::write_junit(&f.report, &f.run_dir.join("junit.xml")).map_err(write)
+    /// The comparison each completed run gets before its outputs are
+    /// written: a `baseline` check joining its report (and its verdict).
+    pub fn comparison(&self) -> Option<std::sync::Arc<shakedown::BaselineFn>> {
+        let (name, path, baseline, max) = self.compare.clone()?;
+        Some(std::sync::Arc::new(move |report: &shakedown::Report| {
+            if report.end != shakedown::RunEnd::Completed.status() {
+                return None;
+            }
+            let key = key(&report.scenario, &report.matrix);
+            Some(match lookup(&path, &baseline, &key) {
+                Ok(old) => check_result(&name, &compare(old, &report.metrics, max), max),
+                Err(e) => CheckResult::new("baseline", Verdict::Unknown, e.to_string(), serde_json::json!({})),
+            })
+        }))
     }
 
     /// Saves the completed runs' metrics; the file written, if any.

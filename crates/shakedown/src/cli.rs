@@ -39,6 +39,10 @@ enum Command {
     /// Run a finished run again from its run directory: its resolved
     /// scenario, seed and matrix cell, so the workload and faults repeat.
     Replay(ReplayArgs),
+    /// Check a run directory again from its files and write its reports anew:
+    /// after a change to shakedown, or for a run whose harness was killed
+    /// (its history is a prefix; the report says the harness died).
+    Report(ReportArgs),
     /// Make a failing run's scenario smaller while it still fails: shorter,
     /// fewer clients, faults and actions left out, each tried by a real run.
     Shrink(ShrinkArgs),
@@ -63,6 +67,15 @@ struct ReplayArgs {
     /// When to print the recent log entries of every service.
     #[arg(long, value_enum, default_value_t = LogSummary::OnFailure)]
     log_summary: LogSummary,
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// The run directory (.shakedown/runs/... or a run's --out).
+    run_dir: PathBuf,
+    /// Output on stdout: nothing (human summary on stderr) or the report as JSON.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
 }
 
 #[derive(clap::Args)]
@@ -209,6 +222,7 @@ pub fn main() -> u8 {
     match cli.command {
         Command::Run(args) => run_command(args),
         Command::Replay(args) => replay_command(args),
+        Command::Report(args) => report_command(args),
         Command::Shrink(args) => shrink_command(args),
         Command::Check(args) => check_command(args),
         Command::Proxy(args) => crate::proxy_cmd::proxy_command(args.listen, args.config, args.seed),
@@ -219,7 +233,7 @@ pub fn main() -> u8 {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHAKEDOWN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| crate::output::MaskedStderr).init();
 }
 
 fn color() -> bool {
@@ -232,7 +246,7 @@ fn run_command(args: RunArgs) -> u8 {
     let found = match crate::suite::discover(&args.paths) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("shakedown: failed to {e}");
+            say!("shakedown: failed to {e}");
             return EXIT_USAGE;
         }
     };
@@ -250,7 +264,7 @@ fn run_command(args: RunArgs) -> u8 {
     let (entries, mut skipped) = crate::suite::select(entries, &selection);
     skipped.extend(guarded);
     for s in &skipped {
-        eprintln!("SKIP         {} ({}): {}", s.name, s.path.display(), s.reason);
+        say!("SKIP         {} ({}): {}", s.name, s.path.display(), s.reason);
     }
     if let Err(code) = prepare_env(&entries, args.profile.as_deref()) {
         return code;
@@ -264,13 +278,13 @@ fn run_command(args: RunArgs) -> u8 {
     ) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("shakedown: failed to {e}; nothing was run");
+            say!("shakedown: failed to {e}; nothing was run");
             return EXIT_USAGE;
         }
     };
     match entries.len() {
         0 => {
-            eprintln!("shakedown: no scenario selected; nothing was run");
+            say!("shakedown: no scenario selected; nothing was run");
             if suite_mode {
                 write_suite(&args, &[], &skipped, 0)
             } else {
@@ -287,12 +301,12 @@ fn replay_command(args: ReplayArgs) -> u8 {
     let replay = match crate::replay::resolve(&args.run_dir) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("shakedown: failed to {e}");
+            say!("shakedown: failed to {e}");
             return EXIT_USAGE;
         }
     };
     if let Some(note) = &replay.note {
-        eprintln!("shakedown: {note}");
+        say!("shakedown: {note}");
     }
     run_command(RunArgs {
         paths: vec![replay.scenario],
@@ -314,17 +328,36 @@ fn replay_command(args: ReplayArgs) -> u8 {
     })
 }
 
+/// Checks a run directory again from its files and rewrites its reports.
+fn report_command(args: ReportArgs) -> u8 {
+    let (scenario, file) = match crate::replay::scenario_of(&args.run_dir) {
+        Ok(found) => found,
+        Err(e) => {
+            say!("shakedown: failed to {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let dir = args.run_dir.canonicalize().unwrap_or_else(|_| args.run_dir.clone());
+    match shakedown::finish(&scenario, &dir, &shakedown::FinishOptions::default()) {
+        Ok(f) => report(&f, args.format, &file),
+        Err(e) => {
+            say!("shakedown: failed to {e}");
+            EXIT_USAGE
+        }
+    }
+}
+
 /// Shrinks a failing run's scenario by real runs of smaller ones; exit 1 with
 /// the smallest that still fails, 3 when the run did not fail.
 fn shrink_command(args: ShrinkArgs) -> u8 {
     match crate::shrink::shrink_run(&args.run_dir, args.out, args.max_runs as usize) {
         Ok(()) => 1,
         Err(crate::shrink::Problem::Usage(e)) => {
-            eprintln!("shakedown: failed to {e}");
+            say!("shakedown: failed to {e}");
             EXIT_USAGE
         }
         Err(crate::shrink::Problem::Harness(e)) => {
-            eprintln!("shakedown: failed to {e}");
+            say!("shakedown: failed to {e}");
             EXIT_HARNESS
         }
     }
@@ -342,7 +375,7 @@ fn parse_entries(
         let text = match std::fs::read_to_string(&f.path) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("shakedown: cannot read scenario {}: {e}", f.path.display());
+                say!("shakedown: cannot read scenario {}: {e}", f.path.display());
                 failed = true;
                 continue;
             }
@@ -356,11 +389,11 @@ fn parse_entries(
                     match scenario.resume.as_mut() {
                         Some(r) if n <= r.n_points() => r.only_point = Some(n),
                         Some(r) => {
-                            eprintln!("shakedown: --point {n}: {} has {} points", f.path.display(), r.n_points());
+                            say!("shakedown: --point {n}: {} has {} points", f.path.display(), r.n_points());
                             failed = true;
                         }
                         None => {
-                            eprintln!("shakedown: --point {n}: {} is not a resume scenario", f.path.display());
+                            say!("shakedown: --point {n}: {} is not a resume scenario", f.path.display());
                             failed = true;
                         }
                     }
@@ -401,7 +434,7 @@ fn expand_cells(
     for (key, value) in filters {
         let known = entries.iter().any(|e| e.scenario.matrix.get(key).is_some_and(|vs| vs.contains(value)));
         if !known {
-            eprintln!("shakedown: --matrix {key}={value}: no scenario has a matrix dimension `{key}` with the value `{value}`");
+            say!("shakedown: --matrix {key}={value}: no scenario has a matrix dimension `{key}` with the value `{value}`");
             return Err(EXIT_USAGE);
         }
     }
@@ -422,7 +455,7 @@ fn expand_cells(
             match e.scenario.for_cell(&cell) {
                 Ok((mut scenario, notes)) => {
                     for note in notes {
-                        eprintln!("SKIP         {name}: {note}");
+                        say!("SKIP         {name}: {note}");
                     }
                     scenario.name = name;
                     out.push(crate::suite::Entry { scenario, ..e.clone() });
@@ -452,7 +485,7 @@ fn prepare_env(entries: &[crate::suite::Entry], profile: Option<&str>) -> Result
             match profile::load(name, &dir, &cwd) {
                 Ok(p) => _ = loaded.insert(dir.clone(), p),
                 Err(err) => {
-                    eprintln!("shakedown: failed to {err}");
+                    say!("shakedown: failed to {err}");
                     return Err(EXIT_USAGE);
                 }
             }
@@ -460,12 +493,12 @@ fn prepare_env(entries: &[crate::suite::Entry], profile: Option<&str>) -> Result
         let p = loaded.get(&dir);
         let missing = profile::missing_vars(&e.scenario, p, |v| std::env::var_os(v).is_some());
         if !missing.is_empty() {
-            eprintln!("shakedown: {}", profile::missing_help(&e.scenario.name, &e.path, &missing, p));
+            say!("shakedown: {}", profile::missing_help(&e.scenario.name, &e.path, &missing, p));
             failed = true;
         }
     }
     if failed {
-        eprintln!("shakedown: nothing was run");
+        say!("shakedown: nothing was run");
         return Err(EXIT_USAGE);
     }
     set_profile_vars(loaded.values())
@@ -479,7 +512,7 @@ fn set_profile_vars<'a>(profiles: impl Iterator<Item = &'a crate::profile::Profi
         for (k, v) in &p.vars {
             match chosen.get(k.as_str()) {
                 Some(other) if other.value != v.value => {
-                    eprintln!(
+                    say!(
                         "shakedown: failed to load profile `{}`: {k} differs between {} and {}; run the scenarios separately",
                         p.name,
                         other.source.display(),
@@ -491,13 +524,15 @@ fn set_profile_vars<'a>(profiles: impl Iterator<Item = &'a crate::profile::Profi
             }
         }
     }
+    // Profile values are secrets wherever they came from: masked in every output.
+    shakedown::redact::add_secrets(chosen.values().map(|v| v.value.clone()));
     let set: Vec<&str> = chosen.keys().copied().filter(|k| std::env::var_os(k).is_none()).collect();
     for k in &set {
         // Before any runtime or child exists: no other thread reads the environment yet.
         std::env::set_var(k, &chosen[k].value);
     }
     if !chosen.is_empty() {
-        eprintln!(
+        say!(
             "shakedown: profile set {} (values hidden)",
             if set.is_empty() { "nothing new".into() } else { set.join(", ") }
         );
@@ -509,11 +544,11 @@ fn set_profile_vars<'a>(profiles: impl Iterator<Item = &'a crate::profile::Profi
 fn run_single(entry: crate::suite::Entry, args: &RunArgs, plan: &crate::baseline::Plan) -> u8 {
     let crate::suite::Entry { path: file, text, scenario, .. } = entry;
     let seed = args.seed.or(scenario.seed).unwrap_or_else(rand::random);
-    eprintln!("shakedown {}: running {} (seed {seed})", env!("CARGO_PKG_VERSION"), scenario.name);
+    say!("shakedown {}: running {} (seed {seed})", env!("CARGO_PKG_VERSION"), scenario.name);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("shakedown: cannot start the async runtime: {e}");
+            say!("shakedown: cannot start the async runtime: {e}");
             return EXIT_HARNESS;
         }
     };
@@ -530,6 +565,7 @@ fn run_single(entry: crate::suite::Entry, args: &RunArgs, plan: &crate::baseline
             scenario_text: Some(text),
             cancel: Some(cancel),
             completed: Some(completed),
+            baseline: plan.comparison(),
             ..RunConfig::default()
         };
         let result = shakedown::run(&scenario, cfg).await;
@@ -541,19 +577,18 @@ fn run_single(entry: crate::suite::Entry, args: &RunArgs, plan: &crate::baseline
     shakedown_runner::kill_all_groups();
     rt.shutdown_timeout(Duration::from_secs(2));
     match finished {
-        Ok(mut f) => {
-            let compared = compare_with_baseline(plan, &mut f);
+        Ok(f) => {
             let code = report(&f, args.format, &file);
             log_summary(&scenario, &f, args.log_summary);
             let saved = save_baseline(plan, [&f]);
-            crate::suite::worst_exit([code, compared, saved])
+            crate::suite::worst_exit([code, saved])
         }
         Err(e @ shakedown::Error::RunDirInUse(_)) => {
-            eprintln!("shakedown: {e}");
+            say!("shakedown: {e}");
             EXIT_USAGE
         }
         Err(e) => {
-            eprintln!("shakedown: {e}");
+            say!("shakedown: {e}");
             EXIT_HARNESS
         }
     }
@@ -567,43 +602,35 @@ fn run_suite(
     args: &RunArgs,
     plan: &crate::baseline::Plan,
 ) -> u8 {
-    eprintln!(
-        "shakedown {}: running {} scenario(s), {} at a time",
-        env!("CARGO_PKG_VERSION"),
-        entries.len(),
-        args.jobs
-    );
+    say!("shakedown {}: running {} scenario(s), {} at a time", env!("CARGO_PKG_VERSION"), entries.len(), args.jobs);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("shakedown: cannot start the async runtime: {e}");
+            say!("shakedown: cannot start the async runtime: {e}");
             return EXIT_HARNESS;
         }
     };
     // Kept for the log summaries: the runs take the entries.
     let scenarios: Vec<shakedown::Scenario> = entries.iter().map(|e| e.scenario.clone()).collect();
-    let mut outcomes = rt.block_on(async {
+    let outcomes = rt.block_on(async {
         let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
         tokio::spawn(watch_signals(cancel_tx));
-        let cfg = crate::suite::SuiteConfig { jobs: args.jobs.get(), seed: args.seed, out: args.out.clone(), cancel };
+        let cfg = crate::suite::SuiteConfig {
+            jobs: args.jobs.get(),
+            seed: args.seed,
+            out: args.out.clone(),
+            cancel,
+            baseline: plan.comparison(),
+        };
         crate::suite::run_all(entries, cfg).await
     });
     // Only now: the runs share the process, so killing groups earlier would hit a neighbour's.
     shakedown_runner::kill_all_groups();
     rt.shutdown_timeout(Duration::from_secs(2));
-    let mut baseline_code = 0;
-    for o in &mut outcomes {
-        let Some(f) = o.finished.as_mut() else { continue };
-        baseline_code = crate::suite::worst_exit([baseline_code, compare_with_baseline(plan, f)]);
-        if f.end == RunEnd::Completed {
-            o.code = shakedown::exit_code(f);
-            o.verdict = f.report.verdict.as_str().to_string();
-        }
-    }
     for o in &outcomes {
         match (&o.finished, &o.error) {
-            (Some(f), _) if o.code != 0 => eprint!("{}", render_summary(&f.report, Style { color: color() })),
-            (_, Some(e)) => eprintln!("shakedown: {}: {e}", o.name),
+            (Some(f), _) if o.code != 0 => say_part!("{}", render_summary(&f.report, Style { color: color() })),
+            (_, Some(e)) => say!("shakedown: {}: {e}", o.name),
             _ => {}
         }
     }
@@ -613,46 +640,35 @@ fn run_suite(
         }
     }
     for o in &outcomes {
-        eprintln!("{}", crate::suite::summary_line(o));
+        say!("{}", crate::suite::summary_line(o));
     }
     for table in crate::suite::metrics_tables(&outcomes) {
-        eprint!("{}", table.render());
+        say_part!("{}", table.render());
     }
     let saved = save_baseline(plan, outcomes.iter().filter_map(|o| o.finished.as_ref()));
-    let code = crate::suite::worst_exit(outcomes.iter().map(|o| o.code).chain([baseline_code, saved]));
+    let code = crate::suite::worst_exit(outcomes.iter().map(|o| o.code).chain([saved]));
     if args.format == Format::Json {
         print_line(&crate::suite::suite_json(&outcomes, skipped, code).to_string());
     }
-    eprintln!("shakedown: {} run, {} skipped; exit code {code}", outcomes.len(), skipped.len());
+    say!("shakedown: {} run, {} skipped; exit code {code}", outcomes.len(), skipped.len());
     write_suite(args, &outcomes, skipped, code)
-}
-
-/// `--baseline`: compares a run with it; a report that cannot be rewritten is a harness failure.
-fn compare_with_baseline(plan: &crate::baseline::Plan, f: &mut Finished) -> u8 {
-    match plan.compare_run(f) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("shakedown: failed to record the baseline comparison: {e}");
-            EXIT_HARNESS
-        }
-    }
 }
 
 /// `--save-baseline`: stores the completed runs' metrics; failing to is a harness failure.
 fn save_baseline<'a>(plan: &crate::baseline::Plan, runs: impl IntoIterator<Item = &'a Finished>) -> u8 {
     match plan.save_runs(runs) {
         Ok(Some(path)) => {
-            eprintln!("baseline saved: {}", path.display());
+            say!("baseline saved: {}", path.display());
             0
         }
         Ok(None) => {
             if let Some(name) = &plan.save {
-                eprintln!("shakedown: no run completed; baseline {name} not saved");
+                say!("shakedown: no run completed; baseline {name} not saved");
             }
             0
         }
         Err(e) => {
-            eprintln!("shakedown: failed to {e}");
+            say!("shakedown: failed to {e}");
             EXIT_HARNESS
         }
     }
@@ -664,11 +680,11 @@ fn write_suite(args: &RunArgs, outcomes: &[crate::suite::Outcome], skipped: &[cr
     let Some(dir) = &args.out else { return code };
     match crate::suite::write_outputs(dir, outcomes, skipped, code) {
         Ok(()) => {
-            eprintln!("suite outputs: {} and {}", dir.join("suite.json").display(), dir.join("junit.xml").display());
+            say!("suite outputs: {} and {}", dir.join("suite.json").display(), dir.join("junit.xml").display());
             code
         }
         Err(e) => {
-            eprintln!("shakedown: failed to write the suite outputs in {}: {e}", dir.display());
+            say!("shakedown: failed to write the suite outputs in {}: {e}", dir.display());
             crate::suite::worst_exit([code, EXIT_HARNESS])
         }
     }
@@ -681,7 +697,7 @@ async fn watch_signals(cancel: tokio::sync::watch::Sender<bool>) {
         return;
     };
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-    eprintln!("\nshakedown: interrupted; stopping services (press Ctrl-C again to kill at once)");
+    say!("\nshakedown: interrupted; stopping services (press Ctrl-C again to kill at once)");
     let _ = cancel.send(true);
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
     shakedown_runner::kill_all_groups();
@@ -727,18 +743,18 @@ fn log_summary(s: &shakedown::Scenario, f: &Finished, when: LogSummary) {
     if !(when == LogSummary::Always || (when == LogSummary::OnFailure && failed)) {
         return;
     }
-    let logs = shakedown::read_logs(s, &f.run_dir);
+    let logs = shakedown::read_logs(s, &f.run_dir, &[]);
     let sources: std::collections::BTreeSet<&str> = logs.entries().iter().map(|e| e.source.as_str()).collect();
     let sources: Vec<&str> = sources.into_iter().collect();
     let width = sources.iter().map(|s| s.len()).max().unwrap_or(0);
     let cell = f.report.matrix_cell();
     let label = if cell.is_empty() { f.report.scenario.clone() } else { format!("{}[{cell}]", f.report.scenario) };
-    eprintln!("recent log entries of {label} ({LOG_SUMMARY_LINES} per source):");
+    say!("recent log entries of {label} ({LOG_SUMMARY_LINES} per source):");
     for e in logs.recent(&sources, u64::MAX, LOG_SUMMARY_LINES) {
         let level = e.level.as_deref().map(|l| format!("{l:<5} ")).unwrap_or_default();
         let text = if e.message.is_empty() { e.line.as_str() } else { e.message.as_str() };
         let fields: String = e.fields.iter().map(|(k, v)| format!(" {k}={v}")).collect();
-        eprintln!("  {:>10.3} {:<width$} {level}{text}{fields}", e.time_ns as f64 / 1e9, e.source);
+        say!("  {:>10.3} {:<width$} {level}{text}{fields}", e.time_ns as f64 / 1e9, e.source);
     }
 }
 
@@ -747,16 +763,17 @@ fn report(f: &Finished, format: Format, file: &std::path::Path) -> u8 {
     if format == Format::Json {
         print_line(&f.report.to_json_pretty());
     }
-    eprint!("{}", render_summary(&f.report, Style { color: color() }));
+    say_part!("{}", render_summary(&f.report, Style { color: color() }));
     match &f.end {
-        RunEnd::Failed(why) => eprintln!("shakedown: harness failure: {why}"),
-        RunEnd::Interrupted => eprintln!("shakedown: interrupted; partial run kept in {}", f.run_dir.display()),
-        RunEnd::Unsupported(why) => eprintln!(
-            "shakedown: unknown: this machine cannot run the scenario's faults: {why} (see `shakedown doctor`)"
-        ),
+        RunEnd::Failed(why) => say!("shakedown: harness failure: {why}"),
+        RunEnd::Interrupted => say!("shakedown: interrupted; partial run kept in {}", f.run_dir.display()),
+        RunEnd::Unsupported(why) => {
+            say!("shakedown: unknown: this machine cannot run the scenario's faults: {why} (see `shakedown doctor`)")
+        }
+        RunEnd::Died(why) => say!("shakedown: {why}"),
         RunEnd::Completed => {}
     }
-    eprintln!("run directory: {} (scenario file: {})", f.run_dir.display(), file.display());
+    say!("run directory: {} (scenario file: {})", f.run_dir.display(), file.display());
     code
 }
 
@@ -768,16 +785,16 @@ fn print_spec_errors(errors: &shakedown_spec::SpecErrors) {
     for e in &errors.errors {
         let (line, col) = errors.line_col(e.span.start);
         let (origin, text, span) = errors.source_of(e.span.clone());
-        eprintln!("error: {origin}:{line}:{col}: {}", e.message);
+        say!("error: {origin}:{line}:{col}: {}", e.message);
         let label = LabeledSpan::at(span, "here");
         let diag = MietteDiagnostic::new(e.message.clone()).with_label(label);
         let report = miette::Report::new(diag).with_source_code(NamedSource::new(origin, text.to_string()));
         let mut out = String::new();
         if handler.render_report(&mut out, report.as_ref()).is_ok() {
-            eprintln!("{out}");
+            say!("{out}");
         }
     }
-    eprintln!("shakedown: {} problem(s) in {}; nothing was run", errors.errors.len(), errors.origin);
+    say!("shakedown: {} problem(s) in {}; nothing was run", errors.errors.len(), errors.origin);
 }
 
 fn check_command(args: CheckArgs) -> u8 {
@@ -785,7 +802,7 @@ fn check_command(args: CheckArgs) -> u8 {
         match args.input_format.as_deref().map(str::parse::<shakedown_history::import::Format>).transpose() {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("shakedown check: {e}");
+                say!("shakedown check: {e}");
                 return EXIT_USAGE;
             }
         };
@@ -795,14 +812,14 @@ fn check_command(args: CheckArgs) -> u8 {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("shakedown check: {name}: cannot read: {e}");
+                say!("shakedown check: {name}: cannot read: {e}");
                 bad_input = true;
                 continue;
             }
         };
         match shakedown::check_history_text(&name, &text, input_format, &args.model, Some(args.timeout)) {
             Err(e) => {
-                eprintln!("shakedown check: {name}:{}: {}", e.line, e.message);
+                say!("shakedown check: {name}:{}: {}", e.line, e.message);
                 bad_input = true;
             }
             Ok(v) => {

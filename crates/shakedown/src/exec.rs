@@ -13,9 +13,9 @@ use shakedown_check::{
     BankCheck, Check, CheckInput, CheckResult, CounterCheck, Delivery, MonotonicCheck, ReadYourWritesCheck, SetCheck,
     SetFullCheck, StatsCheck, TotalQueueCheck, UnexpectedCheck, UniqueIdsCheck, Verdict,
 };
-use shakedown_history::logs::{parse_captured, Logs};
+use shakedown_history::logs::Logs;
 use shakedown_history::{EventKind, History};
-use shakedown_report::{Report, RunMeta};
+use shakedown_report::Report;
 use shakedown_runner::triggers::log_match;
 use shakedown_runner::{Client, RunEnd, RunOptions};
 use shakedown_spec::CheckSpec;
@@ -45,6 +45,11 @@ pub struct RunConfig {
     pub cancel: Option<watch::Receiver<bool>>,
     /// Completed operations, for progress displays.
     pub completed: Option<Arc<AtomicU64>>,
+    /// Values masked as `***` in every output (profile and `.env` values);
+    /// the scenario's `env_secret` variables are masked too.
+    pub secrets: Vec<String>,
+    /// Compares the run's metrics with a baseline before the outputs are written.
+    pub baseline: Option<Arc<crate::finish::BaselineFn>>,
 }
 
 /// A finished run: its report, history and where it was written.
@@ -66,6 +71,10 @@ pub enum Error {
     RunDirInUse(String),
     #[error("start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("read {path}: {why}")]
+    Stored { path: String, why: String },
+    #[error("check the run: {0}")]
+    Finish(String),
 }
 
 /// The checks a scenario asks for; `stats` and `unexpected` when it names none.
@@ -84,9 +93,8 @@ pub fn checks_for(s: &Scenario) -> Vec<(String, Box<dyn Check>)> {
                 CheckKind::Unexpected => Box::new(UnexpectedCheck::default()),
                 CheckKind::Set => Box::new(SetCheck::new(f(&c.add, "add"), f(&c.read, "read"))),
                 CheckKind::Linearizable => Box::new(LinearizableCheck {
-                    model: c.model.as_ref().map_or_else(String::new, |m| m.get_ref().clone()),
                     timeout: Some(c.timeout.map_or(Duration::from_secs(60), |t| t.0)),
-                    max_steps: None,
+                    ..LinearizableCheck::new(c.model.as_ref().map_or("", |m| m.get_ref().as_str()))
                 }),
                 CheckKind::SetFull => Box::new(SetFullCheck::new(f(&c.add, "add"), f(&c.read, "read"))),
                 CheckKind::TotalQueue => Box::new(TotalQueueCheck::new(
@@ -153,7 +161,7 @@ fn resume_check(r: &shakedown_spec::ResumeSpec) -> ResumeCheck {
 
 /// The results of `check` steps: each named check run on the history as it
 /// stood when the step ran, named `NAME@K` for the K-th checkpoint.
-fn checkpoints(s: &Scenario, history: &History, logs: &Logs) -> Vec<CheckResult> {
+pub(crate) fn checkpoints(s: &Scenario, history: &History, logs: &Logs) -> Vec<CheckResult> {
     let all = checks_for(s);
     let mut out = Vec::new();
     let marks = history.events.iter().filter_map(|e| match &e.kind {
@@ -223,26 +231,6 @@ fn pool_fs(s: &Scenario, c: &CheckSpec) -> Vec<String> {
     s.action.iter().filter(|a| a.capture.is_some() && a.capture.as_deref() == pool).map(|a| a.f.clone()).collect()
 }
 
-/// The run's captured output as log entries: each `logs/NAME.log`, parsed
-/// with its service's `log_format` (plain for drivers and builds).
-pub fn read_logs(s: &Scenario, run_dir: &std::path::Path) -> Logs {
-    let mut entries = Vec::new();
-    let Ok(dir) = std::fs::read_dir(run_dir.join("logs")) else { return Logs::default() };
-    let mut files: Vec<PathBuf> =
-        dir.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "log")).collect();
-    files.sort();
-    for path in files {
-        let Some(source) = path.file_stem().map(|n| n.to_string_lossy().into_owned()) else { continue };
-        let Ok(text) = std::fs::read_to_string(&path) else { continue };
-        let format = shakedown_runner::triggers::log_format(s, &source);
-        // Entries are placed by when shakedown received them, all on one clock:
-        // services' own timestamps (millisecond wall-clock text) reorder events
-        // a millisecond apart across sources.
-        entries.extend(parse_captured(&text, &source, &format, None));
-    }
-    Logs::new(entries)
-}
-
 /// An f name a check is configured with, or its default.
 fn f<'a>(name: &'a Option<Spanned<String>>, default: &'a str) -> &'a str {
     name.as_ref().map_or(default, |n| n.get_ref().as_str())
@@ -252,30 +240,36 @@ fn pointer(p: &Option<Spanned<String>>) -> Option<String> {
     p.as_ref().map(|p| p.get_ref().clone())
 }
 
-/// The documented exit code of a finished run.
+/// The documented exit code of a finished run. A run whose harness died is
+/// a harness failure (4) unless what it recorded already shows the system
+/// wrong (1): an anomaly observed stays an anomaly.
 pub fn exit_code(f: &Finished) -> u8 {
+    let verdict = match f.report.verdict {
+        Verdict::Valid => 0,
+        Verdict::Invalid => 1,
+        Verdict::Unknown => 2,
+    };
     match &f.end {
         RunEnd::Interrupted => 130,
         RunEnd::Failed(_) => 4,
         RunEnd::Unsupported(_) => 2,
-        RunEnd::Completed => match f.report.verdict {
-            Verdict::Valid => 0,
-            Verdict::Invalid => 1,
-            Verdict::Unknown => 2,
-        },
+        RunEnd::Died(_) if verdict == 1 => 1,
+        RunEnd::Died(_) => 4,
+        RunEnd::Completed => verdict,
     }
 }
 
 /// Runs a validated scenario, checks it and writes the run directory.
 pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
     s.validate()?;
+    shakedown_history::redact::add_secrets(cfg.secrets.iter().cloned());
     let seed = cfg.seed.or(s.seed).unwrap_or_else(rand::random);
     let run_dir = cfg.out.clone().unwrap_or_else(|| rundir::default_run_dir(&s.name, seed));
     // A run must not start from an earlier run's service data or logs.
     if std::fs::read_dir(&run_dir).is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(Error::RunDirInUse(run_dir.display().to_string()));
     }
-    std::fs::create_dir_all(&run_dir)
+    shakedown_runner::files::create_dir_private(&run_dir)
         .map_err(|source| Error::RunDir { path: run_dir.display().to_string(), source })?;
     let run_dir = run_dir.canonicalize().unwrap_or(run_dir);
     let file_dir = cfg.scenario_dir.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -283,7 +277,6 @@ pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
     let base_dir = base_dir.canonicalize().unwrap_or(base_dir);
     rundir::write_resolved_scenario(&run_dir, cfg.scenario_text.as_deref(), seed, &base_dir)
         .map_err(|source| Error::RunDir { path: run_dir.display().to_string(), source })?;
-    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let (_keep_open, idle) = watch::channel(false);
     let opts = RunOptions {
         run_dir: run_dir.clone(),
@@ -293,65 +286,13 @@ pub async fn run(s: &Scenario, cfg: RunConfig) -> Result<Finished, Error> {
         cancel: cfg.cancel.clone().unwrap_or(idle),
         completed: cfg.completed.clone().unwrap_or_default(),
     };
-    let out = shakedown_runner::run(s, opts).await;
-    let checks = match &out.end {
-        // A run that never finished its workload has no history worth judging.
-        RunEnd::Completed => {
-            let logs = read_logs(s, &run_dir);
-            let mut results = shakedown_check::run_checks(
-                &checks_for(s),
-                &CheckInput::new(&out.history).with_logs(&logs).with_states(&out.states).with_metrics(&out.metrics),
-            );
-            results.iter_mut().for_each(|r| shakedown_check::linear::explain(r, &out.history));
-            for (result, spec) in results.iter_mut().zip(&s.check) {
-                // Without faults (`--no-faults`, say) there are no windows to cover.
-                if let Some(min_ok) = spec.during_faults.filter(|_| !s.fault.is_empty()) {
-                    shakedown_check::vacuity::guard_during_faults(result, &out.history, min_ok);
-                }
-            }
-            results.extend(checkpoints(s, &out.history, &logs));
-            results
-        }
-        // A fault this machine cannot inject: every check is unknown, never passed.
-        RunEnd::Unsupported(why) => checks_for(s)
-            .iter()
-            .map(|(name, check)| {
-                let mut r = CheckResult::new(
-                    check.kind(),
-                    Verdict::Unknown,
-                    format!("not run: {why}"),
-                    serde_json::json!({ "unsupported": why }),
-                );
-                r.name = name.clone();
-                r
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let mut errors = out.errors.clone();
-    match &out.end {
-        RunEnd::Failed(why) => errors.push(why.clone()),
-        RunEnd::Interrupted => errors.push("interrupted".into()),
-        RunEnd::Unsupported(why) => errors.push(format!("unsupported on this machine: {why}")),
-        RunEnd::Completed => {}
-    }
-    let meta = RunMeta {
-        scenario: s.name.clone(),
-        seed,
-        matrix: s.cell.clone(),
-        started_at,
-        duration_ms: u64::try_from(out.elapsed.as_millis()).unwrap_or(u64::MAX),
-        run_dir: run_dir.display().to_string(),
-        services: out.services.iter().map(|s| (s.name.clone(), s.log.clone(), s.tail.clone())).collect(),
-        errors,
-        metrics: out.metrics.clone(),
-    };
-    let report = Report::build(meta, &out.history, checks);
-    rundir::write_outputs(&run_dir, &out.history, &report)
-        .map_err(|source| Error::RunDir { path: run_dir.display().to_string(), source })?;
-    rundir::write_states(&run_dir, &out.states)
-        .map_err(|source| Error::RunDir { path: run_dir.display().to_string(), source })?;
-    Ok(Finished { report, history: out.history, run_dir, end: out.end })
+    shakedown_runner::run(s, opts).await;
+    // Checking is CPU work: off the async runtime, so a long search never
+    // starves a neighbouring run's workload under `--jobs`.
+    let (s, finish) = (s.clone(), crate::finish::FinishOptions { baseline: cfg.baseline.clone() });
+    tokio::task::spawn_blocking(move || crate::finish::finish(&s, &run_dir, &finish))
+        .await
+        .map_err(|e| Error::Finish(e.to_string()))?
 }
 
 /// [`run`] on a fresh multi-threaded runtime, for tests and synchronous callers.

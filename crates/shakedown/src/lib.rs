@@ -23,14 +23,17 @@
 
 mod builder;
 mod exec;
+mod finish;
 mod offline;
 mod rundir;
 
 pub use builder::{Action, ScenarioBuilder};
-pub use exec::{checks_for, exit_code, read_logs, run, run_blocking, Error, Finished, RunConfig};
+pub use exec::{checks_for, exit_code, run, run_blocking, Error, Finished, RunConfig};
+pub use finish::{finish, log_tail, read_logs, BaselineFn, FinishOptions};
 pub use offline::{check_history_text, FileVerdict};
 pub use rundir::{default_run_dir, write_resolved_scenario};
 pub use shakedown_check::{CheckResult, Verdict};
+pub use shakedown_history::redact;
 pub use shakedown_report::Report;
 pub use shakedown_runner::{Client, Operation, Outcome, RunEnd};
 pub use shakedown_spec::Scenario;

@@ -1,5 +1,7 @@
 //! The `shakedown` command line.
 
+#[macro_use]
+mod output;
 mod baseline;
 mod cli;
 mod profile;

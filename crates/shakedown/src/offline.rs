@@ -49,7 +49,7 @@ pub fn check_history_text(
     timeout: Option<Duration>,
 ) -> Result<FileVerdict, ImportError> {
     let (history, format) = read_any(text, format, file)?;
-    let check = LinearizableCheck { model: model.to_string(), timeout, max_steps: None };
+    let check = LinearizableCheck { timeout, ..LinearizableCheck::new(model) };
     let start = Instant::now();
     let mut result = check.check(&CheckInput::new(&history));
     let elapsed = start.elapsed();

@@ -6,6 +6,7 @@
 //! schedule repeat.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// A run to repeat.
@@ -51,6 +52,40 @@ pub fn resolve(run_dir: &Path) -> Result<Replay, ReplayError> {
     };
     let facts = report_facts(&text).map_err(|message| ReplayError::Report { path: report, message })?;
     Ok(Replay { scenario, seed: Some(facts.seed), cell: facts.cell, invalid: facts.invalid, note: None })
+}
+
+/// The scenario a run directory ran, in the matrix cell it ran (named as a
+/// suite names it, `NAME[engine=a]`), with its `scenario.toml` path. The
+/// cell comes from the history's header, which even a killed run has.
+pub fn scenario_of(run_dir: &Path) -> Result<(shakedown::Scenario, PathBuf), ReplayError> {
+    let file = run_dir.join("scenario.toml");
+    let text = std::fs::read_to_string(&file).map_err(|_| ReplayError::NotARunDir(run_dir.to_path_buf()))?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let not_valid = |message: String| ReplayError::Report { path: file.clone(), message };
+    let (scenario, _) = shakedown::crates::spec::parse_file(&text, &file.display().to_string(), base)
+        .map_err(|e| not_valid(e.to_string()))?;
+    let cell = history_cell(&run_dir.join("history.jsonl"))?;
+    if cell.is_empty() {
+        return Ok((scenario, file));
+    }
+    let (mut scenario, _) = scenario.for_cell(&cell).map_err(not_valid)?;
+    scenario.name = format!("{}[{}]", scenario.name, shakedown::crates::spec::cell_name(&cell));
+    Ok((scenario, file))
+}
+
+/// The matrix cell in a history's header line (`meta.matrix`); empty when it has none.
+fn history_cell(path: &Path) -> Result<shakedown::crates::spec::Cell, ReplayError> {
+    use std::io::BufRead;
+    let bad = |message: String| ReplayError::Report { path: path.to_path_buf(), message };
+    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    let mut line = String::new();
+    std::io::BufReader::new(file).take(1 << 20).read_line(&mut line).map_err(|e| bad(e.to_string()))?;
+    let header: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| bad(format!("line 1: not a history header: {e}")))?;
+    let Some(matrix) = header.pointer("/meta/matrix").and_then(|m| m.as_object()) else {
+        return Ok(Default::default());
+    };
+    Ok(matrix.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
 }
 
 /// What a report.json says that replaying and shrinking need.

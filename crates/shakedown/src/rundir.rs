@@ -1,9 +1,6 @@
-//! The run directory: resolved scenario, history, logs, report.json, junit.xml,
-//! and states.json (the state checks' snapshots).
+//! The run directory's name and its resolved `scenario.toml`; the runner
+//! streams the history and logs into it, and `finish` writes the reports.
 
-use shakedown_history::History;
-use shakedown_report::Report;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// `.shakedown/runs/<scenario>-<UTC time>-<seed>`, made unique if it exists.
@@ -32,7 +29,8 @@ pub fn write_resolved_scenario(run_dir: &Path, text: Option<&str>, seed: u64, ba
     let base = toml::Value::String(base_dir.display().to_string()).to_string();
     let pinned = pin_top_level(&pin_top_level(text, "seed", &seed.to_string()), "base_dir", &base);
     let header = format!("# Resolved by shakedown {}: seed and base_dir are pinned.\n", env!("CARGO_PKG_VERSION"));
-    std::fs::write(run_dir.join("scenario.toml"), header + &pinned)
+    let text = shakedown_history::redact::redact(&(header + &pinned));
+    shakedown_runner::files::write_private(&run_dir.join("scenario.toml"), text.as_bytes())
 }
 
 /// Sets a top-level `key = value` line: replaced where the text has one before
@@ -45,26 +43,6 @@ fn pin_top_level(text: &str, key: &str, value: &str) -> String {
         Some(m) => format!("{}{key} = {value}{}", &text[..m.start()], &text[m.end()..]),
         None => format!("{key} = {value}\n{text}"),
     }
-}
-
-/// Writes `history.jsonl`, `report.json`, `junit.xml` and `report.html`.
-pub fn write_outputs(run_dir: &Path, history: &History, report: &Report) -> std::io::Result<()> {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(run_dir.join("history.jsonl"))?);
-    shakedown_history::write_jsonl(&mut out, history)?;
-    out.flush()?;
-    report.write_json(&run_dir.join("report.json")).map_err(std::io::Error::other)?;
-    shakedown_report::write_junit(report, &run_dir.join("junit.xml")).map_err(std::io::Error::other)?;
-    shakedown_report::write_html(report, history, &run_dir.join("report.html")).map_err(std::io::Error::other)?;
-    Ok(())
-}
-
-/// Writes `states.json`, the state checks' snapshots, when there are any.
-pub fn write_states(run_dir: &Path, states: &[shakedown_history::state::Snapshot]) -> std::io::Result<()> {
-    if states.is_empty() {
-        return Ok(());
-    }
-    let text = serde_json::to_string_pretty(states).map_err(std::io::Error::other)?;
-    std::fs::write(run_dir.join("states.json"), text + "\n")
 }
 
 #[cfg(test)]

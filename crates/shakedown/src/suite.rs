@@ -200,6 +200,8 @@ pub struct SuiteConfig {
     pub seed: Option<u64>,
     pub out: Option<PathBuf>,
     pub cancel: watch::Receiver<bool>,
+    /// `--baseline`: each completed run's comparison, a check in its report.
+    pub baseline: Option<Arc<shakedown::BaselineFn>>,
 }
 
 /// Runs the entries, at most `jobs` at once, each in its own run directory.
@@ -212,10 +214,10 @@ pub async fn run_all(entries: Vec<Entry>, cfg: SuiteConfig) -> Vec<Outcome> {
     for (idx, (entry, (seed, dir))) in entries.into_iter().zip(dirs).enumerate() {
         // Taken here, not in the task, so scenarios start in the suite's order.
         let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let cancel = cfg.cancel.clone();
+        let (cancel, baseline) = (cfg.cancel.clone(), cfg.baseline.clone());
         tasks.spawn(async move {
             let _permit = permit;
-            (idx, run_one(entry, seed, dir, cancel).await)
+            (idx, run_one(entry, seed, dir, cancel, baseline).await)
         });
     }
     let mut outcomes = Vec::new();
@@ -255,7 +257,13 @@ fn safe_name(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
-async fn run_one(entry: Entry, seed: u64, run_dir: PathBuf, cancel: watch::Receiver<bool>) -> Outcome {
+async fn run_one(
+    entry: Entry,
+    seed: u64,
+    run_dir: PathBuf,
+    cancel: watch::Receiver<bool>,
+    baseline: Option<Arc<shakedown::BaselineFn>>,
+) -> Outcome {
     let started_ms = now_ms();
     let mut outcome = Outcome {
         name: entry.scenario.name.clone(),
@@ -272,13 +280,14 @@ async fn run_one(entry: Entry, seed: u64, run_dir: PathBuf, cancel: watch::Recei
     if *cancel.borrow() {
         return outcome;
     }
-    eprintln!("shakedown: running {} (seed {seed})", entry.scenario.name);
+    say!("shakedown: running {} (seed {seed})", entry.scenario.name);
     let cfg = RunConfig {
         seed: Some(seed),
         out: Some(run_dir),
         scenario_dir: Some(parent_dir(&entry.path)),
         scenario_text: Some(entry.text),
         cancel: Some(cancel),
+        baseline,
         ..RunConfig::default()
     };
     let result = shakedown::run(&entry.scenario, cfg).await;

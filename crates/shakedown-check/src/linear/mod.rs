@@ -64,17 +64,31 @@ pub const MODELS: &[&str] =
 const PARALLEL_MIN_OPS: usize = 2_000;
 
 /// How much searching a check may do. Each partition gets `max_steps`; all
-/// share the deadline.
+/// share the deadline; the memory limit holds for all partitions together
+/// (each of the searches running at once gets its share).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Budget {
     pub deadline: Option<Instant>,
     pub max_steps: Option<u64>,
+    pub max_memory_bytes: Option<usize>,
 }
 
+/// The default memory budget of a linearizability check.
+pub const DEFAULT_MAX_MEMORY_BYTES: usize = 1 << 30;
+
 impl Budget {
-    /// A budget that ends `timeout` from now.
+    /// A budget that ends `timeout` from now, with the default memory limit.
     pub fn timeout(timeout: Duration) -> Budget {
-        Budget { deadline: Some(Instant::now() + timeout), max_steps: None }
+        Budget {
+            deadline: Instant::now().checked_add(timeout),
+            max_steps: None,
+            max_memory_bytes: Some(DEFAULT_MAX_MEMORY_BYTES),
+        }
+    }
+
+    /// This budget split between `n` searches running at once.
+    fn shared_by(self, n: usize) -> Budget {
+        Budget { max_memory_bytes: self.max_memory_bytes.map(|b| b / n.max(1)), ..self }
     }
 }
 
@@ -138,12 +152,19 @@ pub struct LinearizableCheck {
     pub timeout: Option<Duration>,
     /// Step limit per partition; `None` for none.
     pub max_steps: Option<u64>,
+    /// Memory limit of the search's caches; `None` for none.
+    pub max_memory_bytes: Option<usize>,
 }
 
 impl LinearizableCheck {
-    /// A check with a one-minute timeout.
+    /// A check with a one-minute timeout and the default memory limit.
     pub fn new(model: &str) -> LinearizableCheck {
-        LinearizableCheck { model: model.to_string(), timeout: Some(Duration::from_secs(60)), max_steps: None }
+        LinearizableCheck {
+            model: model.to_string(),
+            timeout: Some(Duration::from_secs(60)),
+            max_steps: None,
+            max_memory_bytes: Some(DEFAULT_MAX_MEMORY_BYTES),
+        }
     }
 }
 
@@ -157,7 +178,11 @@ impl Check for LinearizableCheck {
             let summary = format!("unknown model {:?}; known models: {}", self.model, MODELS.join(", "));
             return CheckResult::new("linearizable", Verdict::Unknown, summary, serde_json::json!({}));
         };
-        let budget = Budget { deadline: self.timeout.map(|t| Instant::now() + t), max_steps: self.max_steps };
+        let budget = Budget {
+            deadline: self.timeout.and_then(|t| Instant::now().checked_add(t)),
+            max_steps: self.max_steps,
+            max_memory_bytes: self.max_memory_bytes,
+        };
         check(input.history, model.as_ref(), &budget)
     }
 }
@@ -273,6 +298,7 @@ fn search_all<M: Model + ?Sized>(
     if n_threads <= 1 {
         return sequential();
     }
+    let budget = &budget.shared_by(n_threads);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Searched<M::State>>>> = Mutex::new((0..partitions.len()).map(|_| None).collect());
     std::thread::scope(|scope| {

@@ -42,9 +42,8 @@ pub(super) fn conclude<M: Model + ?Sized>(
         .iter()
         .zip(results)
         .filter_map(|(p, r)| match r {
-            Searched::Exhausted { timed_out, steps } => {
-                let why = if *timed_out { "time limit" } else { "step limit" };
-                Some(format!("{} ({why} after {steps} steps)", key_name(&p.key)))
+            Searched::Exhausted { spent, steps } => {
+                Some(format!("{} ({} after {steps} steps)", key_name(&p.key), spent.describe()))
             }
             _ => None,
         })

@@ -44,8 +44,29 @@ pub(crate) enum Searched<S> {
     },
     Exhausted {
         steps: u64,
-        timed_out: bool,
+        spent: Spent,
     },
+}
+
+/// Which part of the budget a search used up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Spent {
+    Time,
+    Steps,
+    /// The cache and stack grew past `Budget::max_memory_bytes`.
+    Memory {
+        bytes: usize,
+    },
+}
+
+impl Spent {
+    pub fn describe(self) -> String {
+        match self {
+            Spent::Time => "time limit".into(),
+            Spent::Steps => "step limit".into(),
+            Spent::Memory { bytes } => format!("memory limit of {} MiB", bytes >> 20),
+        }
+    }
 }
 
 const NIL: u32 = u32::MAX;
@@ -227,6 +248,12 @@ impl<'a, S: Hash + Eq + Clone> Cache<'a, S> {
         Cache { heads, entries: Vec::with_capacity(n.min(32)), words }
     }
 
+    /// What the cache holds, in bytes (states' own heap data not counted).
+    fn bytes(&self) -> usize {
+        let per_head = size_of::<(u64, u32)>() + 8;
+        self.entries.capacity() * size_of::<Entry<S>>() + self.words.capacity() * 8 + self.heads.capacity() * per_head
+    }
+
     /// Records the configuration; false when it was already there.
     fn insert(&mut self, linearized: &Linearized, max_op: usize, state: &S) -> bool {
         let mut h = FxHasher::default();
@@ -344,8 +371,10 @@ fn search_in<M: Model + ?Sized>(
             break true;
         }
         steps += 1;
-        if let Some(exhausted) = over_budget(budget, steps) {
-            return exhausted;
+        if let Some(spent) =
+            over_budget(budget, steps, || cache.bytes() + stack.capacity() * size_of::<Frame<M::State>>())
+        {
+            return Searched::Exhausted { steps, spent };
         }
         let i = op_of(cursor);
         let is_call = cursor % 2 == 1;
@@ -391,12 +420,20 @@ fn search_in<M: Model + ?Sized>(
     Searched::NotLinearizable { prefix, blocked, state, steps }
 }
 
-fn over_budget<S>(budget: Budget, steps: u64) -> Option<Searched<S>> {
+/// Which budget is spent, if any; time and memory are looked at every
+/// [`CLOCK_EVERY`] steps.
+fn over_budget(budget: Budget, steps: u64, bytes: impl FnOnce() -> usize) -> Option<Spent> {
     if budget.max_steps.is_some_and(|max| steps > max) {
-        return Some(Searched::Exhausted { steps, timed_out: false });
+        return Some(Spent::Steps);
     }
-    let late = steps & (CLOCK_EVERY - 1) == 0 && budget.deadline.is_some_and(|d| Instant::now() >= d);
-    late.then_some(Searched::Exhausted { steps, timed_out: true })
+    if steps & (CLOCK_EVERY - 1) != 0 {
+        return None;
+    }
+    if budget.deadline.is_some_and(|d| Instant::now() >= d) {
+        return Some(Spent::Time);
+    }
+    let limit = budget.max_memory_bytes?;
+    (bytes() > limit).then_some(Spent::Memory { bytes: limit })
 }
 
 /// The longest linearizable prefix seen, copied only when the search backs

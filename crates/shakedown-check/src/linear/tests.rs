@@ -269,14 +269,32 @@ fn counterexample_names_the_key() {
 #[test]
 fn spent_budget_is_unknown() {
     let h = build(&seq(&[("write", json!(1), NULL), ("read", NULL, json!(1))]));
-    let budget = Budget { deadline: None, max_steps: Some(1) };
+    let budget = Budget { max_steps: Some(1), ..Budget::default() };
     let result = check(&h, model_by_name("register").unwrap().as_ref(), &budget);
     assert_eq!(result.verdict, Verdict::Unknown, "{}", result.summary);
     assert!(result.summary.contains("step limit"), "{}", result.summary);
-    let past = Budget { deadline: Some(Instant::now()), max_steps: None };
+    let past = Budget { deadline: Some(Instant::now()), ..Budget::default() };
     let many: Vec<_> = (0..3000).map(|i| ("write", json!(i), NULL)).collect();
     let result = check(&build(&seq(&many)), model_by_name("register").unwrap().as_ref(), &past);
     assert_eq!(result.verdict, Verdict::Unknown, "{}", result.summary);
+}
+
+#[test]
+fn a_search_past_its_memory_budget_is_unknown_and_says_so() {
+    // 2,000 indeterminate writes of distinct values, all open when a read
+    // returns a value nobody wrote: every subset of them is a configuration.
+    let mut events: Vec<_> = (0..2000).map(|i| Inv(i, "write", json!(i))).collect();
+    events.push(Inv(5000, "read", NULL));
+    events.push(Ret(5000, json!(-1)));
+    let h = build(&events);
+    let budget = Budget {
+        deadline: Instant::now().checked_add(std::time::Duration::from_secs(60)),
+        max_steps: None,
+        max_memory_bytes: Some(4 << 20),
+    };
+    let result = check(&h, model_by_name("register").unwrap().as_ref(), &budget);
+    assert_eq!(result.verdict, Verdict::Unknown, "{}", result.summary);
+    assert!(result.summary.contains("memory limit of 4 MiB"), "{}", result.summary);
 }
 
 #[test]
