@@ -42,7 +42,9 @@ mod accept;
 mod api;
 mod error;
 pub mod http;
+mod limits;
 mod link;
+mod memory;
 mod pipe;
 mod registry;
 mod rule;
@@ -51,6 +53,7 @@ mod toxic;
 
 pub use api::{router, serve_api, ApiError};
 pub use error::ProxyError;
+pub use limits::raise_nofile_limit;
 pub use link::{ConnectFuture, Connector, Link, LinkConfig, Listen, PlainConnector, ToxicGuard};
 pub use registry::{ProxyInfo, ProxyPatch, ProxySpec, Registry};
 pub use toxic::{Stream, Toxic, ToxicJson, ToxicKind};

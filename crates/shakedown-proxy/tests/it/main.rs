@@ -1,6 +1,7 @@
 //! Integration tests of the fault proxy over real sockets.
 
 mod api;
+mod capacity;
 mod http;
 mod support;
 mod toxics;
