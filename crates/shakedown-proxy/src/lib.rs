@@ -51,7 +51,7 @@ mod rule;
 mod splice;
 mod toxic;
 
-pub use api::{router, serve_api, ApiError};
+pub use api::{router, serve_api, serve_api_with, ApiError, ApiLimits};
 pub use error::ProxyError;
 pub use limits::raise_nofile_limit;
 pub use link::{ConnectFuture, Connector, Link, LinkConfig, Listen, PlainConnector, ToxicGuard};
