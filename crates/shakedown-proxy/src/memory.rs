@@ -68,9 +68,11 @@ fn schedule_trim() {
     }
     let last = *LAST_TRIM.lock().expect("the trim clock lock is never poisoned");
     let wait = last.map_or(Duration::ZERO, |at| TRIM_INTERVAL.saturating_sub(at.elapsed()));
+    // Made out here and moved in, so `PENDING` clears even when a runtime
+    // that is shutting down drops the task before it first runs.
+    let pending = PendingGuard;
     runtime.spawn(async move {
-        // Clears `PENDING` even when the runtime drops this task unrun.
-        let _pending = PendingGuard;
+        let _pending = pending;
         tokio::time::sleep(wait).await;
         // Connections may have come back meanwhile; then a later close asks again.
         if burst_ended(LIVE.load(Ordering::SeqCst), PEAK.load(Ordering::SeqCst)) {

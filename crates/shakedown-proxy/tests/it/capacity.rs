@@ -1,7 +1,9 @@
 //! The proxy as a process of its own under load: from a soft open-file limit
-//! of 1,024 it carries 10,000 concurrent connections through one link, and
-//! once they close its resident memory (VmRSS) comes back to within twice
-//! what it was idle.
+//! of 1,024 it carries 10,000 concurrent connections through one link (or
+//! as many as the hard limit fits, two descriptors each, and no fewer than
+//! 9,900), and once they close its resident memory (VmRSS) comes back to
+//! within twice what it was idle. Running out of descriptors altogether
+//! stalls accepts but does not end them.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -145,7 +147,7 @@ async fn exchange_all(streams: Vec<TcpStream>) -> Vec<TcpStream> {
 #[test]
 fn ten_thousand_connections_from_a_soft_limit_of_1024_then_memory_comes_back() {
     let hard = raise_own_nofile();
-    let n = CONNECTIONS_GOAL.min(usize::try_from((hard - FD_MARGIN) / 2).unwrap());
+    let n = CONNECTIONS_GOAL.min(usize::try_from(hard.saturating_sub(FD_MARGIN) / 2).unwrap_or(usize::MAX));
     assert!(n >= CONNECTIONS_MIN, "a hard open-file limit of {hard} fits only {n} proxied connections");
     run(async {
         let echo = Harness::start(&["echo".into(), "127.0.0.1:0".into()], None).await;
