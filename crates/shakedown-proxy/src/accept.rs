@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::link::{LinkShared, Listen};
+use crate::memory;
 use crate::pipe::{Pipe, ToxicSet};
 use crate::rule::End;
 use crate::toxic::{Stream, ToxicKind};
@@ -166,13 +167,14 @@ struct Conn {
     _live: Live,
 }
 
-/// Counts a connection as live until dropped, even when its task is aborted.
-struct Live(Arc<LinkShared>);
+/// Counts a connection as live, in its link and in the process, until
+/// dropped, even when its task is aborted.
+struct Live(Arc<LinkShared>, memory::Tracked);
 
 impl Live {
     fn count(shared: &Arc<LinkShared>) -> Live {
         shared.live.fetch_add(1, Ordering::SeqCst);
-        Live(shared.clone())
+        Live(shared.clone(), memory::Tracked::new())
     }
 }
 

@@ -1,6 +1,11 @@
 //! The toxiproxy 2.x compatible control API over a `Registry`: the same
 //! routes, JSON shapes, status codes and `{"error", "status"}` bodies, so
-//! toxiproxy's client libraries drive shakedown's proxy unchanged.
+//! toxiproxy's client libraries drive shakedown's proxy unchanged. Requests
+//! pass a guard against web pages first (`guard.rs`), and the server limits
+//! slow and excess clients (`server.rs`).
+
+mod guard;
+mod server;
 
 use std::future::Future;
 use std::io;
@@ -19,15 +24,27 @@ use crate::registry::{ProxyPatch, ProxySpec, Registry};
 use crate::toxic::{Toxic, ToxicJson};
 use crate::ProxyError;
 
+pub use server::ApiLimits;
+
 type Reg = State<Arc<Registry>>;
 type ApiResult = Result<Response, ApiError>;
 
-/// Serves the API on `listener` until `shutdown` completes. The listener must
-/// be bound to loopback. Links stay up after it returns; call
-/// `Registry::shutdown` to stop them.
+/// Serves the API on `listener` with the default [`ApiLimits`] until
+/// `shutdown` completes. The listener must be bound to loopback. Links stay
+/// up after it returns; call `Registry::shutdown` to stop them.
 pub async fn serve_api(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    serve_api_with(listener, registry, ApiLimits::default(), shutdown).await
+}
+
+/// [`serve_api`] with other limits on slow and excess clients.
+pub async fn serve_api_with(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    limits: ApiLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let addr = listener.local_addr()?;
@@ -35,10 +52,17 @@ pub async fn serve_api(
         let reason = format!("the control API must listen on loopback, not {addr}");
         return Err(io::Error::new(io::ErrorKind::InvalidInput, reason));
     }
-    axum::serve(listener, router(registry)).with_graceful_shutdown(shutdown).await
+    if limits.max_connections == 0 {
+        let reason = "the control API needs max_connections of at least 1".to_string();
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, reason));
+    }
+    crate::limits::ensure_nofile_limit();
+    server::serve(listener, router(registry), limits, shutdown).await;
+    Ok(())
 }
 
-/// The API's routes, for embedding in another server.
+/// The API's routes behind the guard against web pages, for embedding in
+/// another server.
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/version", get(version))
@@ -49,6 +73,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/proxies/{proxy}/toxics", get(list_toxics).post(add_toxic))
         .route("/proxies/{proxy}/toxics/{toxic}", get(show_toxic).post(update_toxic).delete(remove_toxic))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "find route: no such route".into()) })
+        .layer(axum::middleware::from_fn(guard::guard))
         .with_state(registry)
 }
 

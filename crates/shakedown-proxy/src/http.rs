@@ -179,6 +179,7 @@ impl HttpFaultLayer {
     }
 
     fn serve_tokio(self, listener: TcpListener) -> Result<HttpFaultHandle, HttpFaultError> {
+        crate::limits::ensure_nofile_limit();
         let listen_addr = listener.local_addr().map_err(|source| listen_error(source, None))?;
         let shared = Arc::new(Shared {
             upstream: self.upstream,

@@ -148,8 +148,11 @@ pub struct Link {
 }
 
 impl Link {
-    /// Binds (or adopts) the listener and starts accepting. Needs a tokio runtime.
+    /// Binds (or adopts) the listener and starts accepting. Needs a tokio
+    /// runtime. The first link of a process raises its open-file limit (see
+    /// [`crate::raise_nofile_limit`]).
     pub fn start(config: LinkConfig) -> Result<Link, ProxyError> {
+        crate::limits::ensure_nofile_limit();
         let (port, listen_addr) = Port::open(config.listen, config.enabled)?;
         let shared = Arc::new(LinkShared {
             name: config.name,

@@ -87,6 +87,7 @@ impl Registry {
     }
 
     pub fn with_connector(connector: Arc<dyn Connector>, seed: u64) -> Registry {
+        crate::limits::ensure_nofile_limit();
         Registry { links: Mutex::new(BTreeMap::new()), connector, seed }
     }
 

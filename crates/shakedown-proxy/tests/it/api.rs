@@ -15,13 +15,13 @@ use tokio::time::timeout;
 use crate::support::*;
 
 /// A running API server; dropping it shuts the server down.
-struct Api {
-    addr: SocketAddr,
-    registry: Arc<Registry>,
+pub(crate) struct Api {
+    pub addr: SocketAddr,
+    pub registry: Arc<Registry>,
     _stop: oneshot::Sender<()>,
 }
 
-async fn start_api() -> Api {
+pub(crate) async fn start_api() -> Api {
     let listener = TcpListener::bind(any_port()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let registry = Arc::new(Registry::new(1));
@@ -34,9 +34,9 @@ async fn start_api() -> Api {
 
 /// One HTTP/1.1 request with `Connection: close`; the status and the body as
 /// JSON (`Null` when empty or not JSON).
-async fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
+pub(crate) async fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let raw = raw_exchange(addr, request.as_bytes(), false).await;
@@ -48,7 +48,7 @@ async fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, V
 
 /// Sends `bytes` and reads the answer to its end; `half_close` ends the
 /// request stream, for requests that promise more than they send.
-async fn raw_exchange(addr: SocketAddr, bytes: &[u8], half_close: bool) -> Vec<u8> {
+pub(crate) async fn raw_exchange(addr: SocketAddr, bytes: &[u8], half_close: bool) -> Vec<u8> {
     let mut stream = connect(addr).await;
     // The server may close before reading all of the junk; that is its right.
     let _ = stream.write_all(bytes).await;
@@ -60,7 +60,7 @@ async fn raw_exchange(addr: SocketAddr, bytes: &[u8], half_close: bool) -> Vec<u
     raw
 }
 
-async fn create(api: &Api, name: &str, upstream: SocketAddr) -> Value {
+pub(crate) async fn create(api: &Api, name: &str, upstream: SocketAddr) -> Value {
     let body = json!({ "name": name, "listen": "127.0.0.1:0", "upstream": upstream.to_string() }).to_string();
     let (status, proxy) = call(api.addr, "POST", "/proxies", &body).await;
     assert_eq!(status, 201, "{proxy}");
@@ -77,7 +77,7 @@ fn proxy_routes() {
         let api = start_api().await;
         let upstream = echo_server().await;
         let (status, version) =
-            raw_status(api.addr, "GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+            raw_status(api.addr, "GET /version HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await;
         assert_eq!(status, 200, "{version}");
         let proxy = create(&api, "echo", upstream).await;
         assert_eq!(proxy["name"], "echo");
@@ -244,8 +244,10 @@ fn garbage_does_not_bring_the_server_down() {
                 assert!((400..500).contains(&status), "junk to {path} answered {status}");
             }
         }
-        let huge =
-            format!("POST /proxies HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", 1 << 30);
+        let huge = format!(
+            "POST /proxies HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            1 << 30
+        );
         let _ = raw_exchange(api.addr, huge.as_bytes(), true).await;
         assert_eq!(call(api.addr, "GET", "/proxies/echo", "").await.0, 200, "still serving");
     });

@@ -1,6 +1,7 @@
 //! Compatibility with a real toxiproxy client: the npm package
-//! toxiproxy-node-client creates a proxy and a latency toxic through our API
-//! (tests/toxiproxy-node/latency.js), and the latency shows on the wire.
+//! toxiproxy-node-client resets, creates a proxy and adds a latency toxic
+//! through our API (tests/toxiproxy-node/latency.js), and the latency shows
+//! on the wire.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
-// Creates a proxy through shakedown's toxiproxy-compatible API with the real
-// toxiproxy-node-client library, adds a latency toxic to it, and prints the
-// proxy's listen address on stdout.
+// Resets, creates a proxy through shakedown's toxiproxy-compatible API with
+// the real toxiproxy-node-client library, adds a latency toxic to it, and
+// prints the proxy's listen address on stdout.
 //
 // Usage: node latency.js API_URL UPSTREAM [LATENCY_MS]
 "use strict";
@@ -14,6 +14,8 @@ async function main() {
   const latency = Number(latencyArg ?? "300");
   const toxiproxy = new Toxiproxy(apiUrl);
   await toxiproxy.getVersion();
+  // An empty POST (no body, no content type), which the API's guard must let through.
+  await toxiproxy.reset();
   const proxy = await toxiproxy.createProxy({ name: "echo", listen: "127.0.0.1:0", upstream });
   const toxic = await proxy.addToxic({
     name: "slow",
