@@ -1,9 +1,12 @@
 //! Workload engine throughput: operations recorded per second against an
 //! in-process no-op client, so the engine's own cost (drawing actions, filling
-//! templates, recording invocations and completions) is all that is measured.
+//! templates, recording invocations and completions, streaming every event to
+//! `history.jsonl` on disk) is all that is measured, with 1 worker and with 8
+//! side by side.
 //!
-//! Run with `cargo bench -p shakedown-runner --bench workload`. The bar is
-//! 100,000 ops/s; criterion prints the median throughput.
+//! Run with `cargo bench -p shakedown-runner --bench workload`. The bars are
+//! 100,000 ops/s with one worker and 1,000,000 with eight; criterion prints
+//! the median throughput of each.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use shakedown_history::Header;
@@ -43,16 +46,18 @@ command = ["unused"]
     shakedown_spec::parse(text, "bench.toml").expect("valid bench scenario").action
 }
 
-fn run_once(rt: &tokio::runtime::Runtime, clients: usize) -> usize {
+fn run_once(rt: &tokio::runtime::Runtime, clients: usize) -> u64 {
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let actors = (0..3).map(|i| ActorCtx { name: format!("a{i}"), home: "/tmp".into(), env: vec![] }).collect();
     let ctx = Arc::new(Context::new("/tmp".into(), "/tmp".into(), 7, Default::default(), actors));
-    let recorder = Arc::new(Recorder::new(Header::new("bench", 7), Default::default()));
+    let path = dir.path().join("history.jsonl");
+    let recorder = Arc::new(Recorder::create(&path, Header::new("bench", 7), Default::default()).expect("history"));
     let workload = Arc::new(Workload::new(ctx, recorder.clone(), Arc::new(Noop), actions(), Duration::from_secs(5)));
     let limits = Limits { clients, ops: Some(OPS), duration: None, rate: None };
     rt.block_on(workload.run(limits, Arc::new(AtomicBool::new(false))));
-    let events = recorder.snapshot().events.len();
-    assert_eq!(events as u64, 2 * OPS, "every op is invoked and completed");
-    events
+    let recorded = recorder.finish("completed", None);
+    assert_eq!(recorded.events, 2 * OPS + 1, "every op is invoked and completed, then the end");
+    recorded.events
 }
 
 fn bench(c: &mut Criterion) {

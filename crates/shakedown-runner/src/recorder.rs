@@ -3,73 +3,84 @@
 //!
 //! Invocations are stamped before the client is called and completions after it
 //! returns, so an operation's window in the history always contains its real
-//! window. Each event is serialized by the thread that records it; only the
-//! stamping (index and time) and the hand-off to the writer thread happen
-//! under one short lock, so index order is real-time order and the writer
-//! receives lines in index order. The writer appends them to the file and
-//! flushes at least every [`FLUSH_EVERY`] and whenever [`Recorder::flush`] is
+//! window. Each event is serialized by the thread that records it (into a
+//! reused per-thread buffer); only stamping it (index and time) and copying
+//! its line into a shared buffer happen under one short lock, so index order
+//! is real-time order and the lines are already in order. A writer thread
+//! swaps that buffer out and appends it to the file at least every
+//! [`FLUSH_EVERY`], sooner when it fills, and whenever [`Recorder::flush`] is
 //! called (at phase boundaries), so a harness killed mid-run leaves a readable
 //! prefix. [`Recorder::finish`] writes the closing `end` event.
 //!
-//! Nothing per operation stays in memory: the file is the record. The queue
-//! to the writer is bounded, so a disk slower than the workload slows the
-//! workload rather than growing memory.
+//! Nothing per operation stays in memory: the file is the record. The shared
+//! buffer is bounded ([`MAX_BUFFERED_BYTES`]): a disk slower than the
+//! workload makes recording threads wait rather than memory grow.
 
+use serde::Serialize;
 use serde_json::Value;
 use shakedown_history::redact::Redactor;
 use shakedown_history::{
     Completion, EndEvent, EventKind, FaultEvent, FaultPhase, Header, Invoke, OpType, ProcessId, ServiceEvent, Skip,
 };
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The longest a recorded event waits in memory before it reaches the file.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
-/// Events queued for the writer before recording threads wait for it.
-const QUEUE_EVENTS: usize = 16 * 1024;
-/// How long `flush` waits for the writer before giving up.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Buffered lines past which the writer is woken before its timer.
+const WAKE_WRITER_BYTES: usize = 256 * 1024;
+/// Buffered lines past which recording threads wait for the writer.
+pub const MAX_BUFFERED_BYTES: usize = 8 * 1024 * 1024;
+/// How long `flush` and `finish` wait for the writer before giving up.
+const WRITER_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Recorder {
     start: Instant,
     path: PathBuf,
-    order: Mutex<Order>,
+    shared: Arc<Shared>,
     next_fault_id: AtomicU64,
     redactor: Arc<Redactor>,
-    writer: Mutex<Option<JoinHandle<WriterEnd>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
     /// Completed operations, shared with progress displays.
     pub completed: Arc<AtomicU64>,
 }
 
-/// What only one recording thread at a time may touch: the next index, the
-/// last time stamped, and the sending end of the writer's queue.
-struct Order {
+/// What recording threads and the writer share.
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the writer: the buffer filled, a flush was asked for, or recording ended.
+    wake_writer: Condvar,
+    /// Wakes recording threads: the writer took the buffer, or finished a flush.
+    drained: Condvar,
+}
+
+struct State {
     next_index: u64,
     last_time_ns: u64,
-    /// `None` once the end event has been sent.
-    tx: Option<SyncSender<Message>>,
+    /// Whole lines, in index order, not yet handed to the writer.
+    buf: Vec<u8>,
+    /// The writer has been woken for the current buffer.
+    writer_woken: bool,
+    /// Flushes asked for and done, as generations.
+    flush_asked: u64,
+    flush_done: u64,
+    /// The end event is in: nothing more is recorded.
+    closed: bool,
+    /// The writer has written everything and stopped.
+    writer_done: bool,
+    /// The first write error; the file holds only what came before it.
+    error: Option<String>,
+    rules: Rules,
 }
 
-enum Message {
-    /// One event: its index and time, and the rest of its JSON object
-    /// (everything after the opening brace), already serialized.
-    Event {
-        index: u64,
-        time_ns: u64,
-        body: Vec<u8>,
-        shape: Shape,
-    },
-    Flush(SyncSender<()>),
-}
-
-/// What the writer needs to assert the history's rules as it writes.
+/// What the writer needs to assert the history's rules as events come in.
 #[derive(Debug, Clone, Copy)]
 enum Shape {
     Invoke(ProcessId),
@@ -77,12 +88,6 @@ enum Shape {
     FaultStart(u64),
     FaultEnd(u64),
     Other,
-}
-
-/// How the writer thread ended.
-struct WriterEnd {
-    events: u64,
-    error: Option<String>,
 }
 
 /// What recording left behind, from [`Recorder::finish`].
@@ -144,24 +149,42 @@ pub fn cap_text(mut text: String, max: usize) -> String {
     text
 }
 
+thread_local! {
+    /// Each recording thread serializes into its own buffer, reused.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 impl Recorder {
     /// Creates `path` (which must not exist) and starts streaming to it,
-    /// beginning with the header.
-    /// Secrets known to the process when it is created are masked in every event.
+    /// beginning with the header. Secrets known to the process when it is
+    /// created are masked in every event.
     pub fn create(path: &Path, header: Header, completed: Arc<AtomicU64>) -> std::io::Result<Recorder> {
-        let file = crate::files::create_private(path)?;
-        let mut out = BufWriter::with_capacity(256 * 1024, file);
-        serde_json::to_writer(&mut out, &header)?;
-        out.write_all(b"\n")?;
-        out.flush()?;
-        let (tx, rx) = sync_channel(QUEUE_EVENTS);
+        let mut file = crate::files::create_private(path)?;
+        let mut line = serde_json::to_vec(&header)?;
+        line.push(b'\n');
+        file.write_all(&line)?;
+        let state = State {
+            next_index: 0,
+            last_time_ns: 0,
+            buf: Vec::with_capacity(WAKE_WRITER_BYTES),
+            writer_woken: false,
+            flush_asked: 0,
+            flush_done: 0,
+            closed: false,
+            writer_done: false,
+            error: None,
+            rules: Rules::default(),
+        };
+        let shared =
+            Arc::new(Shared { state: Mutex::new(state), wake_writer: Condvar::new(), drained: Condvar::new() });
+        let for_writer = shared.clone();
         let writer = std::thread::Builder::new()
             .name("shakedown-history".into())
-            .spawn(move || write_events(out, rx, FLUSH_EVERY))?;
+            .spawn(move || write_events(file, &for_writer, FLUSH_EVERY))?;
         Ok(Recorder {
             start: Instant::now(),
             path: path.to_path_buf(),
-            order: Mutex::new(Order { next_index: 0, last_time_ns: 0, tx: Some(tx) }),
+            shared,
             next_fault_id: AtomicU64::new(0),
             redactor: shakedown_history::redact::current(),
             writer: Mutex::new(Some(writer)),
@@ -183,48 +206,81 @@ impl Recorder {
         u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Serializes `kind` here, then stamps and queues it in order.
-    fn push(&self, mut kind: EventKind, shape: Shape) {
-        kind.redact(&self.redactor);
-        let mut body = serde_json::to_vec(&kind).expect("history events serialize");
-        assert_eq!(body.first(), Some(&b'{'), "an event kind is a JSON object");
-        body.remove(0);
-        let time_ns = self.elapsed_ns();
-        let mut order = self.order.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(tx) = order.tx.clone() else {
-            // The run has ended: a straggler (a service exiting as it is killed) is not recorded.
-            return;
-        };
-        // Stamped under the lock so times never go backwards between events.
-        let time_ns = time_ns.max(order.last_time_ns);
-        let index = order.next_index;
-        order.next_index += 1;
-        order.last_time_ns = time_ns;
-        // Sent under the lock too, so the writer receives events in index order.
-        if tx.send(Message::Event { index, time_ns, body, shape }).is_err() {
-            tracing::error!("the history writer stopped; event {index} is lost");
-        }
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn invoke(&self, process: ProcessId, actor: &str, f: &str, value: Value) {
-        let inv = Invoke { process, actor: actor.to_string(), f: f.to_string(), value };
-        self.push(EventKind::Invoke(inv), Shape::Invoke(process));
+    /// Masks secrets in `kind`, then records it.
+    fn push(&self, mut kind: EventKind, shape: Shape) {
+        kind.redact(&self.redactor);
+        self.push_serialized(&kind, shape);
+    }
+
+    /// Serializes `kind` on this thread, then stamps it and appends its line in order.
+    fn push_serialized(&self, kind: &impl Serialize, shape: Shape) {
+        SCRATCH.with_borrow_mut(|body| {
+            body.clear();
+            serde_json::to_writer(&mut *body, kind).expect("history events serialize");
+            assert_eq!(body.first(), Some(&b'{'), "an event kind is a JSON object");
+            let time_ns = self.elapsed_ns();
+            let mut st = self.lock();
+            while st.buf.len() >= MAX_BUFFERED_BYTES && !st.writer_done {
+                // The disk is behind: wait for the writer rather than grow.
+                st = self.shared.drained.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+            if st.closed {
+                // The run has ended: a straggler (a service exiting as it is killed) is not recorded.
+                return;
+            }
+            // Stamped under the lock so times never go backwards between events.
+            let time_ns = time_ns.max(st.last_time_ns);
+            let index = st.next_index;
+            st.next_index += 1;
+            st.last_time_ns = time_ns;
+            st.rules.admit(shape);
+            let (mut i, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
+            st.buf.extend_from_slice(b"{\"index\":");
+            st.buf.extend_from_slice(i.format(index).as_bytes());
+            st.buf.extend_from_slice(b",\"time_ns\":");
+            st.buf.extend_from_slice(t.format(time_ns).as_bytes());
+            st.buf.push(b',');
+            st.buf.extend_from_slice(&body[1..]);
+            st.buf.push(b'\n');
+            if st.buf.len() >= WAKE_WRITER_BYTES && !st.writer_woken {
+                st.writer_woken = true;
+                self.shared.wake_writer.notify_one();
+            }
+        });
+    }
+
+    pub fn invoke(&self, process: ProcessId, actor: &str, f: &str, value: &Value) {
+        if !self.redactor.is_empty() {
+            let inv = Invoke { process, actor: actor.to_string(), f: f.to_string(), value: value.clone() };
+            return self.push(EventKind::Invoke(inv), Shape::Invoke(process));
+        }
+        // The hot path: serialized from borrows, the same JSON as `EventKind::Invoke`.
+        self.push_serialized(&Hot::Invoke { process, actor, f, value }, Shape::Invoke(process));
     }
 
     /// Completes the pending op of `process`, which invoked `f` as `actor`
     /// with `invoked`.
     pub fn complete(&self, process: ProcessId, actor: &str, f: &str, invoked: &Value, outcome: Outcome) {
-        let value = outcome.value.unwrap_or_else(|| invoked.clone());
         let error = outcome.error.map(|e| cap_text(e, MAX_ERROR_BYTES));
-        let c = Completion {
-            process,
-            actor: actor.to_string(),
-            f: f.to_string(),
-            value,
-            error,
-            unexpected: outcome.unexpected,
-        };
-        self.push(EventKind::completion_of(outcome.op_type, c), Shape::Complete(process));
+        if !self.redactor.is_empty() {
+            let value = outcome.value.unwrap_or_else(|| invoked.clone());
+            let (actor, f) = (actor.to_string(), f.to_string());
+            let c = Completion { process, actor, f, value, error, unexpected: outcome.unexpected };
+            self.push(EventKind::completion_of(outcome.op_type, c), Shape::Complete(process));
+        } else {
+            let value = outcome.value.as_ref().unwrap_or(invoked);
+            let c = HotCompletion { process, actor, f, value, error: error.as_deref(), unexpected: outcome.unexpected };
+            let hot = match outcome.op_type {
+                OpType::Ok => Hot::Ok(c),
+                OpType::Fail => Hot::Fail(c),
+                OpType::Info => Hot::Info(c),
+            };
+            self.push_serialized(&hot, Shape::Complete(process));
+        }
         self.completed.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -258,7 +314,7 @@ impl Recorder {
 
     /// Events recorded so far.
     pub fn len(&self) -> u64 {
-        self.order.lock().unwrap_or_else(|p| p.into_inner()).next_index
+        self.lock().next_index
     }
 
     pub fn is_empty(&self) -> bool {
@@ -268,11 +324,17 @@ impl Recorder {
     /// Waits (bounded) until everything recorded so far is in the file: at
     /// phase boundaries, and before anything reads the file.
     pub fn flush(&self) {
-        let (ack_tx, ack_rx) = sync_channel(1);
-        let tx = self.order.lock().unwrap_or_else(|p| p.into_inner()).tx.clone();
-        let Some(tx) = tx else { return };
-        if tx.send(Message::Flush(ack_tx)).is_ok() && ack_rx.recv_timeout(FLUSH_TIMEOUT).is_err() {
-            tracing::warn!("the history writer did not flush within {FLUSH_TIMEOUT:?}");
+        let mut st = self.lock();
+        st.flush_asked += 1;
+        let want = st.flush_asked;
+        self.shared.wake_writer.notify_one();
+        let deadline = Instant::now() + WRITER_TIMEOUT;
+        while st.flush_done < want && !st.writer_done {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                tracing::warn!("the history writer did not flush within {WRITER_TIMEOUT:?}");
+                return;
+            };
+            st = self.shared.drained.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 
@@ -280,96 +342,109 @@ impl Recorder {
     /// unsupported), closes the file and says what was written. Later events
     /// are dropped. A second call returns what the first wrote.
     pub fn finish(&self, status: &str, detail: Option<String>) -> Recorded {
-        let end = EndEvent { status: status.to_string(), detail };
-        self.push(EventKind::End(end), Shape::Other);
-        self.order.lock().unwrap_or_else(|p| p.into_inner()).tx = None;
+        self.push(EventKind::End(EndEvent { status: status.to_string(), detail }), Shape::Other);
+        self.close();
+        let st = self.lock();
+        Recorded { path: self.path.clone(), events: st.next_index, error: st.error.clone() }
+    }
+
+    /// Stops recording and waits for the writer to put everything in the file.
+    fn close(&self) {
+        self.lock().closed = true;
+        self.shared.wake_writer.notify_one();
         let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let end = match handle.map(JoinHandle::join) {
-            Some(Ok(end)) => end,
-            Some(Err(_)) => WriterEnd { events: 0, error: Some("the history writer panicked".into()) },
-            None => WriterEnd { events: self.len(), error: None },
-        };
-        Recorded { path: self.path.clone(), events: end.events, error: end.error }
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                self.lock().error.get_or_insert_with(|| "the history writer panicked".into());
+            }
+        }
     }
 }
 
 impl Drop for Recorder {
     /// A recorder dropped without `finish` (a panic unwinding the run) still
-    /// gets its queued events into the file, without an end event.
+    /// gets what it recorded into the file, without an end event.
     fn drop(&mut self) {
-        self.order.get_mut().unwrap_or_else(|p| p.into_inner()).tx = None;
-        if let Some(handle) = self.writer.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = handle.join();
-        }
+        self.close();
     }
 }
 
-/// The writer thread: appends events in order, asserting the history's
-/// rules, and flushes at least every `every`.
-fn write_events(mut out: BufWriter<File>, rx: Receiver<Message>, every: Duration) -> WriterEnd {
-    let mut rules = Rules::default();
-    let mut error: Option<String> = None;
-    let mut dirty_since: Option<Instant> = None;
+/// Invocations and completions as borrows: serialized exactly as
+/// [`EventKind`] serializes its owned events, without copying strings and
+/// values first.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Hot<'a> {
+    Invoke { process: ProcessId, actor: &'a str, f: &'a str, value: &'a Value },
+    Ok(HotCompletion<'a>),
+    Fail(HotCompletion<'a>),
+    Info(HotCompletion<'a>),
+}
+
+#[derive(Serialize)]
+struct HotCompletion<'a> {
+    process: ProcessId,
+    actor: &'a str,
+    f: &'a str,
+    value: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    unexpected: bool,
+}
+
+/// The writer thread: takes the buffered lines whenever they pass
+/// [`WAKE_WRITER_BYTES`], a flush is asked for, or `every` has passed, and
+/// appends them to the file; ends once recording is closed and all is written.
+fn write_events(mut file: File, shared: &Shared, every: Duration) {
+    let mut spare: Vec<u8> = Vec::with_capacity(WAKE_WRITER_BYTES);
     loop {
-        let wait = dirty_since.map_or(Duration::from_secs(3600), |t| every.saturating_sub(t.elapsed()));
-        let message = match rx.recv_timeout(wait) {
-            Ok(m) => Some(m),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        match message {
-            Some(Message::Event { index, time_ns, body, shape }) => {
-                rules.admit(index, time_ns, shape);
-                if error.is_none() {
-                    if let Err(e) = write_line(&mut out, index, time_ns, &body) {
-                        error = Some(format!("write the history: {e}"));
-                    }
-                }
-                dirty_since.get_or_insert_with(Instant::now);
-                if dirty_since.is_some_and(|t| t.elapsed() >= every) {
-                    flush(&mut out, &mut error, &mut dirty_since);
-                }
-            }
-            Some(Message::Flush(ack)) => {
-                flush(&mut out, &mut error, &mut dirty_since);
-                let _ = ack.send(());
-            }
-            None => flush(&mut out, &mut error, &mut dirty_since),
+        let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        let timer = Instant::now() + every;
+        loop {
+            let asked = st.flush_asked > st.flush_done || st.closed || st.buf.len() >= WAKE_WRITER_BYTES;
+            let Some(left) = timer.checked_duration_since(Instant::now()).filter(|_| !asked) else { break };
+            st = shared.wake_writer.wait_timeout(st, left).unwrap_or_else(|p| p.into_inner()).0;
         }
-    }
-    flush(&mut out, &mut error, &mut dirty_since);
-    WriterEnd { events: rules.next_index, error }
-}
-
-fn write_line(out: &mut impl Write, index: u64, time_ns: u64, body: &[u8]) -> std::io::Result<()> {
-    write!(out, "{{\"index\":{index},\"time_ns\":{time_ns},")?;
-    out.write_all(body)?;
-    out.write_all(b"\n")
-}
-
-fn flush(out: &mut BufWriter<File>, error: &mut Option<String>, dirty_since: &mut Option<Instant>) {
-    *dirty_since = None;
-    if error.is_none() {
-        if let Err(e) = out.flush() {
-            *error = Some(format!("write the history: {e}"));
+        std::mem::swap(&mut st.buf, &mut spare);
+        st.writer_woken = false;
+        let (flush_asked, closed) = (st.flush_asked, st.closed);
+        let failed = st.error.is_some();
+        drop(st);
+        shared.drained.notify_all();
+        let written = if failed || spare.is_empty() { Ok(()) } else { file.write_all(&spare) };
+        spare.clear();
+        if spare.capacity() > 2 * WAKE_WRITER_BYTES {
+            // A burst grew it; give the memory back.
+            spare = Vec::with_capacity(WAKE_WRITER_BYTES);
+        }
+        let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = written {
+            st.error.get_or_insert_with(|| format!("write the history: {e}"));
+        }
+        st.flush_done = flush_asked;
+        let done = closed && st.buf.is_empty();
+        st.writer_done = done;
+        drop(st);
+        shared.drained.notify_all();
+        if done {
+            return;
         }
     }
 }
 
-/// The structural rules, asserted as events are written (and checked again,
-/// as errors, when the file is read): dense indexes, one pending op per
-/// process, completions only of pending ops, matched fault windows.
+/// The structural rules, asserted as events are recorded (and checked again,
+/// as errors, when the file is read): one pending op per process,
+/// completions only of pending ops, matched fault windows. Indexes are dense
+/// and times monotonic by construction.
 #[derive(Default)]
 struct Rules {
-    next_index: u64,
     pending: HashSet<ProcessId>,
     open_faults: BTreeSet<u64>,
 }
 
 impl Rules {
-    fn admit(&mut self, index: u64, _time_ns: u64, shape: Shape) {
-        assert_eq!(index, self.next_index, "history events reach the writer in index order");
-        self.next_index += 1;
+    fn admit(&mut self, shape: Shape) {
         match shape {
             Shape::Invoke(p) => assert!(self.pending.insert(p), "process {p} invokes while an op is pending"),
             Shape::Complete(p) => assert!(self.pending.remove(&p), "process {p} completes with nothing pending"),
@@ -394,7 +469,7 @@ mod tests {
     fn streams_a_readable_prefix_then_an_end() {
         let dir = tempfile::tempdir().unwrap();
         let r = recorder(dir.path());
-        r.invoke(ProcessId(0), "a", "add", json!(1));
+        r.invoke(ProcessId(0), "a", "add", &json!(1));
         r.fault_start("kill", "kv", None);
         r.flush();
         // Before the end: a prefix whose pending op and open fault are fine.
@@ -439,7 +514,7 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..2000u64 {
                         let p = ProcessId(t);
-                        r.invoke(p, "a", "w", json!(i));
+                        r.invoke(p, "a", "w", &json!(i));
                         r.complete(p, "a", "w", &json!(i), Outcome::ok(None));
                     }
                 })
@@ -452,10 +527,30 @@ mod tests {
     }
 
     #[test]
+    fn the_hot_path_writes_what_the_event_types_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = recorder(dir.path());
+        r.invoke(ProcessId(3), "al\"ice", "cas", &json!({"from": 1, "to": [2]}));
+        r.complete(ProcessId(3), "al\"ice", "cas", &json!(null), Outcome { unexpected: true, ..Outcome::info("odd") });
+        r.invoke(ProcessId(4), "bob", "read", &json!(null));
+        r.complete(ProcessId(4), "bob", "read", &json!(null), Outcome::ok(Some(json!(7))));
+        r.finish("completed", None);
+        let h = shakedown_history::read_jsonl(&std::fs::read(r.path()).unwrap()[..]).unwrap();
+        let ops = h.ops();
+        assert_eq!((ops[0].actor.as_str(), &ops[0].invoke_value), ("al\"ice", &json!({"from": 1, "to": [2]})));
+        let c = ops[0].completion.as_ref().unwrap();
+        assert_eq!(
+            (c.op_type, c.unexpected, c.error.as_deref(), &c.value),
+            (OpType::Info, true, Some("odd"), &json!(null))
+        );
+        assert_eq!(ops[1].value(), &json!(7));
+    }
+
+    #[test]
     fn long_errors_are_capped_once() {
         let dir = tempfile::tempdir().unwrap();
         let r = recorder(dir.path());
-        r.invoke(ProcessId(0), "a", "get", json!(null));
+        r.invoke(ProcessId(0), "a", "get", &json!(null));
         let reply = "x".repeat(10 * 1024 * 1024);
         r.complete(ProcessId(0), "a", "get", &json!(null), Outcome::unexpected(reply));
         r.finish("completed", None);

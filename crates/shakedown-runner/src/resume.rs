@@ -221,7 +221,7 @@ impl ResumeRun<'_> {
         };
         let process = ProcessId(u64::from(no) + 1000 * case_number(case));
         let value = json!({ "case": case, "attempt": no });
-        self.recorder.invoke(process, case, f, value.clone());
+        self.recorder.invoke(process, case, f, &value);
         let spec = match self.proc_spec(template, dir) {
             Ok(s) => s,
             Err(e) => {

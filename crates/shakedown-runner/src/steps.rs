@@ -262,7 +262,7 @@ impl Script {
         let f = step.f.clone().unwrap_or_else(|| "exec".into());
         let process = ProcessId(self.next_process.fetch_add(1, Ordering::Relaxed));
         let value = json!(spec.argv.join(" "));
-        self.recorder.invoke(process, &actor.name, &f, value.clone());
+        self.recorder.invoke(process, &actor.name, &f, &value);
         let timeout = step.timeout.map(|d| d.0).or(self.op_timeout).unwrap_or(DEFAULT_EXEC_TIMEOUT);
         let outcome = run_command(&spec, stdin, timeout, &exec_action(step, &f), Some(sink)).await;
         let ok = outcome.op_type == OpType::Ok;

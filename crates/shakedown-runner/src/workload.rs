@@ -163,7 +163,7 @@ impl Workload {
                 return false;
             }
         };
-        self.recorder.invoke(w.process, &actor.name, &action.f, value.clone());
+        self.recorder.invoke(w.process, &actor.name, &action.f, &value);
         let op = Operation {
             actor,
             actor_index: w.actor_index,
