@@ -29,6 +29,7 @@ pub mod doctor;
 pub mod environment;
 pub mod faults;
 pub mod files;
+pub mod harness;
 pub mod logs;
 pub mod metrics;
 pub mod netns;

@@ -192,6 +192,12 @@ impl Run<'_> {
     /// Ends the run: every process gone, the history closed with its end
     /// event, `run.json` and `states.json` written.
     fn finish(mut self, mut end: RunEnd) -> RunOutput {
+        if let Some(why) = crate::harness::take(&self.opts.run_dir.display().to_string()) {
+            // A program the machine lacks: whatever else happened, that is how the run ended.
+            if !matches!(end, RunEnd::Failed(_)) {
+                end = RunEnd::Failed(why);
+            }
+        }
         let usage = self.sampler.take().map(crate::metrics::Sampler::stop).unwrap_or_default();
         kill_run_groups(&self.opts.run_dir);
         self.logs.iter().for_each(|l| l.flush());
@@ -225,15 +231,18 @@ impl Run<'_> {
         out
     }
 
-    /// Awaits `fut` unless the run is cancelled first.
+    /// Awaits `fut` unless the run is cancelled first, or stopped by a
+    /// harness failure (which `finish` turns into the run's end).
     async fn or_cancel<T>(&self, fut: impl Future<Output = T>) -> Option<T> {
         let mut cancel = self.opts.cancel.clone();
         if *cancel.borrow() {
             return None;
         }
+        let tag = self.opts.run_dir.display().to_string();
         tokio::select! {
             v = fut => Some(v),
             _ = cancel.wait_for(|c| *c) => None,
+            _ = crate::harness::failed(&tag) => None,
         }
     }
 

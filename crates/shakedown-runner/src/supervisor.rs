@@ -52,6 +52,16 @@ fn kill_group(pgid: i32) {
     let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
 }
 
+/// Records a spawn failure that is the machine's fault against the command's run.
+fn report_spawn_problem(cmd: &Command, e: &std::io::Error) {
+    let std_cmd = cmd.as_std();
+    let program = std_cmd.get_program().to_string_lossy().into_owned();
+    let tag = std_cmd.get_envs().find(|(k, _)| *k == RUN_DIR_VAR).and_then(|(_, v)| v);
+    if let (Some(tag), Some(why)) = (tag, crate::harness::spawn_problem(&program, e, &format!("`{program}`"))) {
+        crate::harness::fail(&tag.to_string_lossy(), why);
+    }
+}
+
 fn register(pgid: i32, cmd: &Command) {
     let tag = cmd
         .as_std()
@@ -75,9 +85,11 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Spawns `cmd` (made by [`ProcSpec::command`]) and tracks its group until the guard drops.
+/// Spawns `cmd` (made by [`ProcSpec::command`]) and tracks its group until
+/// the guard drops. A program the machine lacks also fails its run (see
+/// [`crate::harness`]): no op should be judged on it.
 pub fn spawn_tracked(cmd: &mut Command) -> std::io::Result<(tokio::process::Child, GroupGuard)> {
-    let child = cmd.spawn()?;
+    let child = cmd.spawn().inspect_err(|e| report_spawn_problem(cmd, e))?;
     let pgid = child.id().map_or(0, |id| id as i32);
     assert!(pgid > 0, "a freshly spawned child has a pid");
     register(pgid, cmd);
@@ -168,8 +180,8 @@ pub enum Probe {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("start service {service} ({program}): {source}")]
-    Spawn { service: String, program: String, source: std::io::Error },
+    #[error("start service {service} ({program}): {why}")]
+    Spawn { service: String, program: String, why: String },
     #[error("service {service} did not become ready within {timeout:?}: {reason}")]
     NotReady { service: String, timeout: Duration, reason: String },
     #[error("service {service} exited before it was ready ({exit})")]
@@ -255,8 +267,10 @@ impl Service {
         let mut cmd = spec.command();
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let program = spec.argv[0].clone();
-        let mut child =
-            cmd.spawn().map_err(|source| ServiceError::Spawn { service: self.name.clone(), program, source })?;
+        let mut child = cmd.spawn().map_err(|source| {
+            let why = crate::harness::spawn_problem(&program, &source, &format!("service {}", self.name));
+            ServiceError::Spawn { service: self.name.clone(), program, why: why.unwrap_or_else(|| source.to_string()) }
+        })?;
         let pgid = child.id().map_or(0, |id| id as i32);
         assert!(pgid > 0, "a freshly spawned child has a pid");
         register(pgid, &cmd);

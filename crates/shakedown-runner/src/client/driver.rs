@@ -7,7 +7,10 @@
 //! `{"id":1,"type":"ok","value":5}` (or `"fail"`/`"info"` with `"error"`).
 //! Replies may come in any order. Stderr goes to `logs/driver-<actor>.log`.
 //! A driver that exits is restarted on the next operation; its pending
-//! operations complete as `info`.
+//! operations complete as `info`. A driver that keeps exiting before it
+//! answers anything is restarted with a growing pause, and after
+//! [`MAX_FAILED_STARTS`] such starts in a row the run ends as a harness
+//! failure naming it: a driver that cannot run is not a finding.
 
 use super::{Client, Operation, Outcome};
 use crate::logs::{pump, LogSink};
@@ -24,10 +27,20 @@ use tokio::sync::oneshot;
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Outcome>>>>;
 
+/// Starts in a row that ended before the driver answered anything, after
+/// which the run fails.
+pub const MAX_FAILED_STARTS: u32 = 5;
+/// The pause before the second start of a failing driver; it doubles each time.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
 struct Running {
     stdin: tokio::sync::Mutex<ChildStdin>,
     pending: Pending,
     alive: Arc<AtomicBool>,
+    /// The driver has answered at least one request.
+    answered: Arc<AtomicBool>,
+    /// How it exited, once it has.
+    exit: Arc<Mutex<Option<String>>>,
     _group: GroupGuard,
 }
 
@@ -35,6 +48,8 @@ struct Slot {
     spec: ProcSpec,
     log: Arc<LogSink>,
     running: tokio::sync::Mutex<Option<Arc<Running>>>,
+    /// Starts in a row whose driver exited without answering.
+    failed_starts: std::sync::atomic::AtomicU32,
 }
 
 pub struct DriverClient {
@@ -49,7 +64,7 @@ impl DriverClient {
     pub fn new(per_actor: Vec<(ProcSpec, Arc<LogSink>)>, timeouts: Vec<Duration>) -> DriverClient {
         let slots = per_actor
             .into_iter()
-            .map(|(spec, log)| Slot { spec, log, running: tokio::sync::Mutex::new(None) })
+            .map(|(spec, log)| Slot { spec, log, running: tokio::sync::Mutex::new(None), failed_starts: 0.into() })
             .collect();
         DriverClient { slots, next_id: AtomicU64::new(1), timeouts }
     }
@@ -60,9 +75,40 @@ impl DriverClient {
         if let Some(r) = guard.as_ref().filter(|r| r.alive.load(Ordering::SeqCst)) {
             return Ok(r.clone());
         }
+        if let Some(dead) = guard.take() {
+            slot.restart_after(&dead).await?;
+        }
         let running = Arc::new(start(slot)?);
         *guard = Some(running.clone());
         Ok(running)
+    }
+}
+
+impl Slot {
+    /// Before restarting after `dead` exited: pauses if it never answered,
+    /// longer each time, and fails the run once that has happened
+    /// [`MAX_FAILED_STARTS`] times in a row.
+    async fn restart_after(&self, dead: &Running) -> Result<(), String> {
+        if dead.answered.load(Ordering::SeqCst) {
+            self.failed_starts.store(0, Ordering::SeqCst);
+            return Ok(());
+        }
+        let failed = self.failed_starts.fetch_add(1, Ordering::SeqCst) + 1;
+        let exit = dead.exit.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_else(|| "exited".into());
+        if failed >= MAX_FAILED_STARTS {
+            let why = format!(
+                "driver `{}` exited {failed} times in a row before answering a request (last: {exit}); \
+                 its output is in {}",
+                self.spec.argv.join(" "),
+                self.log.path.display()
+            );
+            if let Some(run) = crate::harness::tag_of(&self.spec.env) {
+                crate::harness::fail(run, why.clone());
+            }
+            return Err(why);
+        }
+        tokio::time::sleep(FIRST_BACKOFF * 2u32.saturating_pow(failed - 1)).await;
+        Ok(())
     }
 }
 
@@ -78,20 +124,23 @@ fn start(slot: &Slot) -> Result<Running, String> {
     }
     let pending: Pending = Arc::default();
     let alive = Arc::new(AtomicBool::new(true));
-    let (p, a, log) = (pending.clone(), alive.clone(), slot.log.clone());
+    let answered = Arc::new(AtomicBool::new(false));
+    let exit: Arc<Mutex<Option<String>>> = Arc::default();
+    let (p, a, said, e, log) = (pending.clone(), alive.clone(), answered.clone(), exit.clone(), slot.log.clone());
     tokio::spawn(async move {
-        read_replies(stdout, &p, &log).await;
-        a.store(false, Ordering::SeqCst);
+        read_replies(stdout, &p, &said, &log).await;
         let how = child.wait().await.map_or_else(|e| e.to_string(), crate::supervisor::describe_exit);
+        *e.lock().unwrap_or_else(|e| e.into_inner()) = Some(how.clone());
+        a.store(false, Ordering::SeqCst);
         log.push("sys", &format!("[shakedown] driver exited: {how}"));
         for (_, tx) in p.lock().unwrap_or_else(|e| e.into_inner()).drain() {
             let _ = tx.send(Outcome::info(format!("driver exited ({how})")));
         }
     });
-    Ok(Running { stdin: tokio::sync::Mutex::new(stdin), pending, alive, _group: group })
+    Ok(Running { stdin: tokio::sync::Mutex::new(stdin), pending, alive, answered, exit, _group: group })
 }
 
-async fn read_replies(stdout: tokio::process::ChildStdout, pending: &Pending, log: &LogSink) {
+async fn read_replies(stdout: tokio::process::ChildStdout, pending: &Pending, answered: &AtomicBool, log: &LogSink) {
     let mut lines = BufReader::new(stdout).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if line.trim().is_empty() {
@@ -99,6 +148,7 @@ async fn read_replies(stdout: tokio::process::ChildStdout, pending: &Pending, lo
         }
         match parse_reply(&line) {
             Ok((id, outcome)) => {
+                answered.store(true, Ordering::SeqCst);
                 let tx = pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
                 match tx {
                     Some(tx) => drop(tx.send(outcome)),

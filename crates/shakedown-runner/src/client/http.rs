@@ -8,6 +8,8 @@ use std::time::Duration;
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// How long a worker waits after a refused connection before its next op.
 const CONNECT_FAIL_PAUSE: Duration = Duration::from_millis(20);
+/// The longest pause between two attempts, however often the backoff doubled.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The longest wait a `Retry-After` header can ask for.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
 
@@ -40,6 +42,9 @@ impl Retry {
 enum Attempt {
     Replied { status: u16, retry_after: Option<Duration>, body: Result<String, String> },
     Refused(String),
+    /// The request could not even be built (a URL or header that is not
+    /// valid): it never left, so it cannot have taken effect.
+    NotSent(String),
     TimedOut,
     Broken(String),
 }
@@ -85,6 +90,9 @@ impl Client for HttpClient {
             self.bases[op.actor_index].trim_end_matches('/'),
             op.rendered.path.as_deref().unwrap_or("")
         );
+        if let Err(e) = reqwest::Url::parse(&url) {
+            return Outcome::fail(format!("not sent: {url:?} is not a valid URL ({e})"));
+        }
         let mut backoff = self.retry.backoff;
         for attempt in 1..=self.retry.attempts {
             let last = attempt == self.retry.attempts;
@@ -92,12 +100,13 @@ impl Client for HttpClient {
             let retry_after = match &outcome {
                 Attempt::Replied { status, retry_after, .. } if self.retry.on.contains(status) => Some(*retry_after),
                 Attempt::Refused(_) | Attempt::TimedOut | Attempt::Broken(_) if self.retry.on_error => Some(None),
+                Attempt::NotSent(_) => None,
                 _ => None,
             };
             match retry_after {
                 Some(after) if !last => {
                     tokio::time::sleep(after.unwrap_or(backoff)).await;
-                    backoff *= 2;
+                    backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
                 }
                 _ => return self.outcome(action, outcome, &url, timeout).await,
             }
@@ -127,6 +136,7 @@ impl HttpClient {
                 Attempt::Replied { status, retry_after, body }
             }
             Err(e) if e.is_connect() => Attempt::Refused(error_chain(&e)),
+            Err(e) if e.is_builder() => Attempt::NotSent(error_chain(&e)),
             Err(e) if e.is_timeout() => Attempt::TimedOut,
             Err(e) => Attempt::Broken(error_chain(&e)),
         }
@@ -147,6 +157,7 @@ impl HttpClient {
                 tokio::time::sleep(CONNECT_FAIL_PAUSE).await;
                 Outcome::fail(format!("connect {url}: {e}"))
             }
+            Attempt::NotSent(e) => Outcome::fail(format!("not sent: {url}: {e}")),
             Attempt::TimedOut => Outcome::info(format!("timed out after {timeout:?}: {url}")),
             Attempt::Broken(e) => Outcome::info(format!("{url}: {e}")),
         }
