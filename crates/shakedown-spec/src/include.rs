@@ -8,6 +8,8 @@
 //! and line they come from, through the text's segments.
 
 use crate::error::{SpecError, SpecErrors};
+use crate::limits::{describe_bytes, MAX_COMBINED_BYTES, MAX_INCLUDES, MAX_SCENARIO_BYTES};
+use crate::read::read_text_file;
 use serde::Deserialize;
 use std::path::Path;
 use std::sync::Arc;
@@ -38,13 +40,19 @@ pub fn expand(text: &str, origin: &str, dir: &Path) -> Result<(String, Vec<Segme
     let Ok(Includes { include: Some(list) }) = toml::from_str::<Includes>(text) else {
         return Ok((text.to_string(), Vec::new()));
     };
+    if list.get_ref().len() > MAX_INCLUDES {
+        let msg = format!("`include` names {} files; the most is {MAX_INCLUDES}", list.get_ref().len());
+        return Err(fail(list.span(), msg));
+    }
     let mut combined = comment_out(text, list.span());
     let mut segments = vec![Segment { start: 0, origin: origin.to_string() }];
     for item in list.get_ref() {
         let rel = item.get_ref();
         let path = dir.join(rel);
-        let included = std::fs::read_to_string(&path)
-            .map_err(|e| fail(item.span(), format!("cannot read include `{rel}` ({}): {e}", path.display())))?;
+        // The same rule as for the scenario file itself: a regular file of
+        // bounded size, so `include = ["/dev/zero"]` is refused, not read.
+        let included = read_text_file(&path, MAX_SCENARIO_BYTES)
+            .map_err(|e| fail(item.span(), format!("cannot read include `{rel}`: {e}")))?;
         let inc_origin = path.display().to_string();
         if let Err(msg) = tables_only(&included) {
             return Err(fail(item.span(), format!("include `{rel}`: {msg}")));
@@ -54,6 +62,13 @@ pub fn expand(text: &str, origin: &str, dir: &Path) -> Result<(String, Vec<Segme
         combined.push_str(&included);
         if !combined.ends_with('\n') {
             combined.push('\n');
+        }
+        if u64::try_from(combined.len()).map_or(true, |n| n > MAX_COMBINED_BYTES) {
+            let max = describe_bytes(MAX_COMBINED_BYTES);
+            return Err(fail(
+                item.span(),
+                format!("with include `{rel}` the scenario is larger than the maximum of {max}"),
+            ));
         }
     }
     Ok((combined, segments))
