@@ -289,6 +289,11 @@ fn simulated_history_is_rich() {
     assert!(!h.fault_windows().is_empty());
 }
 
+/// The `history` fuzz target's body, compiled here so it keeps building
+/// against this crate; `cargo fuzz` runs it deeper.
+#[path = "../../../fuzz/fuzz_targets/history_check.rs"]
+mod history_target;
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -299,6 +304,16 @@ proptest! {
             Ok(_) | Err(DecodeError::Io(_)) => {}
             Err(e) => check_names_line(&String::from_utf8_lossy(&input), &e)?,
         }
+    }
+
+    #[test]
+    fn the_fuzz_target_body_holds(input in any_input()) {
+        history_target::check(&input);
+    }
+
+    #[test]
+    fn the_fuzz_target_body_holds_on_mutated_histories(h in history(), m in mutation()) {
+        history_target::check(apply(&to_text(&h), &m).as_bytes());
     }
 
     #[test]

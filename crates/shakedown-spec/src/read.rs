@@ -38,12 +38,17 @@ impl ReadError {
 
 /// Reads `path` as UTF-8 text if it is a regular file of at most `max_bytes`.
 pub fn read_text_file(path: &Path, max_bytes: u64) -> Result<String, ReadError> {
-    let bytes = read_file(path, max_bytes)?;
+    utf8_text(read_file(path, max_bytes)?, &path.display().to_string())
+}
+
+/// `bytes` as text; `origin` names them in the error, which gives the line
+/// and column of the first byte that is not UTF-8.
+pub fn utf8_text(bytes: Vec<u8>, origin: &str) -> Result<String, ReadError> {
     String::from_utf8(bytes).map_err(|e| {
         let bytes = e.as_bytes();
         let at = e.utf8_error().valid_up_to();
         let (line, col) = line_col(&bytes[..at]);
-        ReadError::InvalidUtf8 { path: path.display().to_string(), line, col, byte: bytes[at] }
+        ReadError::InvalidUtf8 { path: origin.to_string(), line, col, byte: bytes[at] }
     })
 }
 

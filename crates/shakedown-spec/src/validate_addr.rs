@@ -18,17 +18,16 @@ impl Validator<'_> {
     /// An http or https URL with a host, once its placeholders are filled.
     pub(super) fn url(&mut self, at: Vec<Key>, what: &str, t: &Template) {
         let Some(text) = stand_in(t) else { return };
+        let like = "expected a URL like \"http://127.0.0.1:{port}\"";
         let problem = match url::Url::parse(&text) {
-            Err(e) => Some(format!("is not a URL ({e})")),
+            Err(e) => format!("is not a URL ({e}); {like}"),
             Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-                Some(format!("has scheme `{}`; expected http or https", u.scheme()))
+                format!("has scheme `{}`; expected http or https", u.scheme())
             }
-            Ok(u) if u.host_str().is_none_or(str::is_empty) => Some("has no host".to_string()),
-            Ok(_) => None,
+            Ok(u) if u.host_str().is_none_or(str::is_empty) => format!("has no host; {like}"),
+            Ok(_) => return,
         };
-        if let Some(p) = problem {
-            self.err_at(at, format!("{what} {:?} {p}; expected a URL like \"http://127.0.0.1:{{port}}\"", t.source()));
-        }
+        self.err_at(at, format!("{what} {:?} {problem}", t.source()));
     }
 
     /// `host:port`, or a lone port when `port_alone` is allowed, once its

@@ -70,6 +70,7 @@ impl Validator<'_> {
         }
         if let Some(rate) = s.rate.filter(|r| !(RATE_RANGE.0..=RATE_RANGE.1).contains(r)) {
             let (lo, hi) = RATE_RANGE;
+            let rate = show_f64(rate);
             self.err_at(key!["rate"], format!("`rate` = {rate} is outside {lo} to {hi} operations per second"));
         }
         for (i, tag) in s.tags.iter().enumerate() {
@@ -136,13 +137,14 @@ impl Validator<'_> {
                 }
             }
             cells = cells.saturating_mul(values.len() as u64);
-            run_name += dim.chars().count() + 3 + values.iter().map(|v| v.chars().count()).max().unwrap_or(0);
+            run_name += dim.chars().count() + 1 + values.iter().map(|v| v.chars().count()).max().unwrap_or(0);
         }
         if cells > MAX_MATRIX_CELLS as u64 {
             let msg = format!("`matrix` makes {cells} cells; the most is {MAX_MATRIX_CELLS}");
             self.err_at(key!["matrix"], msg);
         }
-        let run_name = if s.matrix.is_empty() { s.name.chars().count() } else { run_name };
+        // Dimensions are joined by ", ".
+        let run_name = if s.matrix.is_empty() { s.name.chars().count() } else { run_name + 2 * (s.matrix.len() - 1) };
         if run_name > MAX_RUN_NAME_CHARS {
             let what = if s.matrix.is_empty() { "`name`" } else { "`name` with its longest matrix cell" };
             let msg = format!(
@@ -257,7 +259,7 @@ impl Validator<'_> {
             if let Some(r) = f.rate.as_ref().map(|r| *r.get_ref()).filter(|r| r.is_finite() && *r > 0.0) {
                 let (lo, hi) = CLOCK_RATE_RANGE;
                 if !(lo..=hi).contains(&r) {
-                    self.err_at(at("rate"), format!("{ctx}clock `rate` = {r} is outside {lo} to {hi}"));
+                    self.err_at(at("rate"), format!("{ctx}clock `rate` = {} is outside {lo} to {hi}", show_f64(r)));
                 }
             }
             if let Some(leave) = f.leave.filter(|l| l.0 > MAX_DISK_BYTES) {
@@ -379,9 +381,11 @@ impl Validator<'_> {
         if let Some(expect) = &st.expect {
             self.outcome(sub("expect"), &ctx, expect);
         }
-        let repeat = st.repeat.map_or(1, |r| r.get());
+        let mut repeat = st.repeat.map_or(1, |r| r.get());
         if repeat > MAX_REPEAT {
             self.err_at(sub("repeat"), format!("{ctx}`repeat` = {repeat} is above the maximum of {MAX_REPEAT}"));
+            // Counted at the maximum below, so one bad number is one error.
+            repeat = MAX_REPEAT;
         }
         let mut inner: u64 = 0;
         for (k, list) in [("parallel", &st.parallel), ("steps", &st.steps)] {
@@ -545,6 +549,15 @@ fn last_name(at: &[Key]) -> String {
         .unwrap_or_default()
 }
 
+/// A number as a person writes it: `1e300` rather than 301 digits.
+fn show_f64(x: f64) -> String {
+    if x != 0.0 && !(1e-3..1e7).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        x.to_string()
+    }
+}
+
 /// The first 40 characters of a long name, for messages.
 fn shorten(name: &str) -> String {
     if name.chars().count() <= 40 {
@@ -553,3 +566,7 @@ fn shorten(name: &str) -> String {
         format!("{}…", name.chars().take(40).collect::<String>())
     }
 }
+
+#[cfg(test)]
+#[path = "validate_limits_tests.rs"]
+mod tests;
