@@ -116,7 +116,8 @@ pub(crate) fn describe(d: Duration) -> String {
 pub fn describe_bytes(n: u64) -> String {
     const UNITS: [(u64, &str); 4] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     for (size, unit) in UNITS {
-        if n >= size && n % size == 0 {
+        // The units are powers of two, so a multiple has no bits below the unit's.
+        if n >= size && n & (size - 1) == 0 {
             return format!("{} {unit}", n / size);
         }
     }

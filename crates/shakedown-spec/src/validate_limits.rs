@@ -213,7 +213,7 @@ impl Validator<'_> {
 
     fn action_limits(&mut self, s: &Scenario) {
         for (i, a) in s.action.iter().enumerate() {
-            let ctx = format!("action `{}`: ", a.label());
+            let ctx = format!("action `{}`: ", shorten(a.label()));
             let at = |k: &str| key!["action", i, k];
             self.name_len(at("f"), &ctx, "`f`", &a.f);
             if a.f.chars().any(char::is_control) {
@@ -241,7 +241,8 @@ impl Validator<'_> {
 
     fn fault_limits(&mut self, s: &Scenario) {
         for (i, f) in s.fault.iter().enumerate() {
-            let ctx = format!("fault `{}`: ", f.name.as_ref().map_or(f.kind.as_str(), |n| n.get_ref().as_str()));
+            let ctx =
+                format!("fault `{}`: ", shorten(f.name.as_ref().map_or(f.kind.as_str(), |n| n.get_ref().as_str())));
             let at = |k: &str| key!["fault", i, k];
             if let Some(n) = &f.name {
                 self.name_len(at("name"), &ctx, "`name`", n.get_ref());
@@ -281,7 +282,7 @@ impl Validator<'_> {
 
     fn check_limits(&mut self, s: &Scenario) {
         for (i, c) in s.check.iter().enumerate() {
-            let ctx = format!("check `{}`: ", c.label());
+            let ctx = format!("check `{}`: ", shorten(c.label()));
             let at = |k: &str| key!["check", i, k];
             if let Some(n) = &c.name {
                 self.name_len(at("name"), &ctx, "`name`", n);
@@ -352,7 +353,7 @@ impl Validator<'_> {
     /// Checks one step and those nested in it, at `depth` (1 at the top);
     /// returns how many steps it runs with repeats unrolled.
     fn step_limit(&mut self, at: Vec<Key>, st: &StepSpec, depth: usize) -> u64 {
-        let ctx = format!("step `{}`: ", st.label());
+        let ctx = format!("step `{}`: ", shorten(&st.label()));
         if depth > MAX_STEP_DEPTH {
             self.err_at(at, format!("{ctx}steps are nested {depth} deep; the most is {MAX_STEP_DEPTH}"));
             return 1;

@@ -111,8 +111,12 @@ struct CheckArgs {
     #[arg(long)]
     input_format: Option<String>,
     /// Search budget per file; past it the verdict is unknown (default 60s).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    #[arg(long, value_parser = crate::input::parse_duration, default_value = "60s")]
     timeout: Duration,
+    /// The largest history file read (bytes, or with a unit: 512MiB, 4GiB);
+    /// a larger one is refused (exit 3) before it is read.
+    #[arg(long, value_name = "SIZE", value_parser = crate::input::parse_size, default_value = crate::input::DEFAULT_MAX_HISTORY_BYTES)]
+    max_history_bytes: u64,
     /// Output on stdout: a line per file for people, or one JSON object per file.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
@@ -339,10 +343,11 @@ fn parse_entries(
     let mut entries = Vec::new();
     let mut failed = false;
     for f in found {
-        let text = match std::fs::read_to_string(&f.path) {
+        let text = match crate::input::read_scenario(&f.path) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("shakedown: cannot read scenario {}: {e}", f.path.display());
+                eprintln!("error: {e}");
+                eprintln!("shakedown: cannot read scenario {}; nothing was run", f.path.display());
                 failed = true;
                 continue;
             }
@@ -792,10 +797,10 @@ fn check_command(args: CheckArgs) -> u8 {
     let (mut invalid, mut unknown, mut bad_input) = (false, false, false);
     for path in &args.files {
         let name = path.display().to_string();
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::input::read_history(path, args.max_history_bytes) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("shakedown check: {name}: cannot read: {e}");
+                eprintln!("shakedown check: cannot read history {e}");
                 bad_input = true;
                 continue;
             }

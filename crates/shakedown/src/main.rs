@@ -1,5 +1,9 @@
 //! The `shakedown` command line.
 
+// First, so that its print macros replace std's in every module below.
+#[macro_use]
+mod input;
+
 mod baseline;
 mod cli;
 mod profile;

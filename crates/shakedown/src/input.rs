@@ -1,0 +1,114 @@
+//! The binary's edges with the outside: scenario and history files are read
+//! only when they are regular files of bounded size, and terminal output to a
+//! closed pipe is dropped instead of panicking.
+//!
+//! The print macros here shadow std's in every module of the binary (main.rs
+//! declares this module first, with `#[macro_use]`): std's `println!` and
+//! `eprintln!` panic when the reader of a pipe has gone, as in
+//! `shakedown run ... 2>&1 | head -1`, which would end a run with exit 101
+//! and its services unstopped.
+
+use shakedown_spec::limits::MAX_SCENARIO_BYTES;
+use shakedown_spec::ReadError;
+use std::path::Path;
+use std::time::Duration;
+
+/// The largest history file `shakedown check` reads unless
+/// `--max-history-bytes` says otherwise.
+pub const DEFAULT_MAX_HISTORY_BYTES: &str = "2GiB";
+
+/// A scenario file's text: a regular file of at most [`MAX_SCENARIO_BYTES`] of UTF-8.
+pub fn read_scenario(path: &Path) -> Result<String, ReadError> {
+    shakedown_spec::read_text_file(path, MAX_SCENARIO_BYTES)
+}
+
+/// A history file's text: a regular file of at most `max_bytes` of UTF-8.
+pub fn read_history(path: &Path, max_bytes: u64) -> Result<String, ReadError> {
+    shakedown_spec::read_text_file(path, max_bytes)
+}
+
+/// A size for a flag: bytes, or with a unit (`512MiB`, `4GiB`).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    shakedown_spec::ByteSize::parse(text).map(|b| b.0)
+}
+
+/// A duration for a flag, at most the longest duration a scenario may hold,
+/// so that adding it to the clock cannot overflow.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    shakedown_spec::Dur::parse(text).map(|d| d.0)
+}
+
+/// Writes to stderr, dropping the text when stderr is closed.
+pub fn write_stderr(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_fmt(args);
+}
+
+/// Writes to stdout, dropping the text when stdout is closed; results that
+/// must stop once nobody reads use `cli::print_line`, which says so.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(args).and_then(|()| out.flush());
+}
+
+/// `eprintln!` that drops its line when stderr is a closed pipe.
+macro_rules! eprintln {
+    () => {
+        $crate::input::write_stderr(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::input::write_stderr(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `eprint!` that drops its text when stderr is a closed pipe.
+macro_rules! eprint {
+    ($($arg:tt)*) => {
+        $crate::input::write_stderr(format_args!($($arg)*))
+    };
+}
+
+/// `println!` that drops its line when stdout is a closed pipe.
+macro_rules! println {
+    () => {
+        $crate::input::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::input::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` that drops its text when stdout is a closed pipe.
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::input::write_stdout(format_args!($($arg)*))
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_take_sizes_with_units_and_bounded_durations() {
+        assert_eq!(parse_size(DEFAULT_MAX_HISTORY_BYTES), Ok(2 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        let err = parse_duration("18446744073709551615s").unwrap_err();
+        assert!(err.contains("above the maximum of 30days"), "{err}");
+    }
+
+    #[test]
+    fn scenario_files_are_capped_and_regular() {
+        let err = read_scenario(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert_eq!(err, "/dev/zero: is a character device, not a regular file");
+        let big = tempfile::NamedTempFile::new().unwrap();
+        big.as_file().set_len(MAX_SCENARIO_BYTES + 1).unwrap();
+        let err = read_scenario(big.path()).unwrap_err().to_string();
+        assert!(err.ends_with("is larger than the maximum of 4 MiB (4194305 bytes)"), "{err}");
+        let err = read_history(big.path(), 1024).unwrap_err().to_string();
+        assert!(err.contains("larger than the maximum of 1 KiB"), "{err}");
+    }
+}
