@@ -156,8 +156,8 @@ struct RunArgs {
     /// Run the k-th of n shards of the selected scenarios (1-based, e.g. 1/2).
     #[arg(long)]
     partition: Option<crate::suite::Partition>,
-    /// Scenarios run at once, each with its own run directory and ports.
-    #[arg(long, default_value = "1")]
+    /// Scenarios run at once, each with its own run directory and ports (at most 256).
+    #[arg(long, default_value = "1", value_parser = crate::input::parse_jobs)]
     jobs: std::num::NonZeroUsize,
     /// Load `[profile.NAME]` from .config/shakedown.toml and `.env.NAME` files
     /// into the environment; variables already set in the shell win.

@@ -38,6 +38,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     shakedown_spec::Dur::parse(text).map(|d| d.0)
 }
 
+/// The most scenarios `--jobs` runs at once.
+pub const MAX_JOBS: usize = 256;
+
+/// `--jobs`: 1 to [`MAX_JOBS`]; a larger count would only overflow the
+/// suite's semaphore (it panics past `usize::MAX >> 3` permits).
+pub fn parse_jobs(text: &str) -> Result<std::num::NonZeroUsize, String> {
+    let n: usize = text.trim().parse().map_err(|_| format!("`{text}` is not a number of scenarios"))?;
+    match std::num::NonZeroUsize::new(n) {
+        Some(jobs) if n <= MAX_JOBS => Ok(jobs),
+        _ => Err(format!("{n} is not 1 to {MAX_JOBS}")),
+    }
+}
+
 /// Writes to stderr, dropping the text when stderr is closed.
 pub fn write_stderr(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
@@ -91,13 +104,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn flags_take_sizes_with_units_and_bounded_durations() {
+    fn flags_take_sizes_with_units_and_bounded_durations_and_jobs() {
         assert_eq!(parse_size(DEFAULT_MAX_HISTORY_BYTES), Ok(2 << 30));
         assert_eq!(parse_size("4096"), Ok(4096));
         assert!(parse_size("lots").is_err());
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         let err = parse_duration("18446744073709551615s").unwrap_err();
         assert!(err.contains("above the maximum of 30days"), "{err}");
+        assert_eq!(parse_jobs("256").map(|n| n.get()), Ok(MAX_JOBS));
+        assert!(parse_jobs("0").is_err() && parse_jobs("18446744073709551615").is_err() && parse_jobs("x").is_err());
     }
 
     #[test]

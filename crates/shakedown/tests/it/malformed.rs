@@ -305,6 +305,13 @@ fn output_to_a_closed_pipe_never_panics() {
             0,
         ),
         (vec!["--help".into()], closed_pipe(), closed_pipe(), 0),
+        // A usage error, printed by clap to a stderr nobody reads.
+        (
+            vec!["run".into(), "x.toml".into(), "--jobs".into(), "18446744073709551615".into()],
+            Stdio::null(),
+            closed_pipe(),
+            3,
+        ),
     ];
     for (args, stdout, stderr, want) in cases {
         let f = run_measured(&args, stdout, stderr);
