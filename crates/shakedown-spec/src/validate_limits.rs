@@ -63,7 +63,7 @@ impl Validator<'_> {
         }
         self.dur(key!["duration"], "", s.duration, Zero::Refused, MAX_DURATION);
         if let Some(n) = s.clients {
-            self.at_most(key!["clients"], "", "clients", n.get() as u64, MAX_CLIENTS as u64);
+            self.at_most(key!["clients"], "", "clients", count(n.get()), count(MAX_CLIENTS));
         }
         if let Some(n) = s.ops {
             self.at_most(key!["ops"], "", "ops", n.get(), MAX_OPS);
@@ -136,10 +136,10 @@ impl Validator<'_> {
                     );
                 }
             }
-            cells = cells.saturating_mul(values.len() as u64);
+            cells = cells.saturating_mul(count(values.len()));
             run_name += dim.chars().count() + 1 + values.iter().map(|v| v.chars().count()).max().unwrap_or(0);
         }
-        if cells > MAX_MATRIX_CELLS as u64 {
+        if cells > count(MAX_MATRIX_CELLS) {
             let msg = format!("`matrix` makes {cells} cells; the most is {MAX_MATRIX_CELLS}");
             self.err_at(key!["matrix"], msg);
         }
@@ -532,6 +532,11 @@ impl Validator<'_> {
         self.list_len(with(&at, [Key::from("status")]), ctx, "status", o.status.len(), 1000);
         self.list_len(with(&at, [Key::from("exit")]), ctx, "exit", o.exit.len(), 1000);
     }
+}
+
+/// A count of things as a `u64`, saturating (a `usize` always fits on the targets shakedown runs on).
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 /// `at` with `more` steps appended.
