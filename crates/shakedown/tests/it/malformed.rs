@@ -127,6 +127,32 @@ fn run_case(args: &[OsString]) -> Finished {
     run_measured(args, Stdio::piped(), Stdio::piped())
 }
 
+/// The slowest and the largest run of a test, printed for the record
+/// (`--nocapture` shows them).
+#[derive(Default)]
+struct Worst {
+    wall: (Duration, String),
+    rss_kb: (i64, String),
+}
+
+impl Worst {
+    fn note(&mut self, what: &str, f: &Finished) {
+        if f.wall > self.wall.0 {
+            self.wall = (f.wall, what.to_string());
+        }
+        if f.max_rss_kb > self.rss_kb.0 {
+            self.rss_kb = (f.max_rss_kb, what.to_string());
+        }
+    }
+
+    fn print(&self, n: usize) {
+        println!(
+            "{n} cases; slowest {} in {:?}; largest {} at {} KB peak RSS",
+            self.wall.1, self.wall.0, self.rss_kb.1, self.rss_kb.0
+        );
+    }
+}
+
 /// The limits every run holds to, whatever its input.
 fn assert_bounded(what: &str, f: &Finished) {
     assert_ne!(f.code, Some(101), "{what}: a panic\n{}", f.describe());
@@ -166,7 +192,7 @@ fn malformed_scenarios_are_refused_before_anything_runs() {
     let files = check_manifest_covers(&dir, &m);
     assert!(files.len() >= 60, "only {} scenario cases", files.len());
     let tmp = tempfile::tempdir().unwrap();
-    let mut failures = Vec::new();
+    let (mut failures, mut worst) = (Vec::new(), Worst::default());
     for name in &files {
         let want = &m.case[name];
         assert_names_file_and_line(name, &want.message);
@@ -175,6 +201,7 @@ fn malformed_scenarios_are_refused_before_anything_runs() {
         args.extend(want.args.iter().flatten().map(OsString::from));
         let f = run_case(&args);
         assert_bounded(name, &f);
+        worst.note(name, &f);
         if !want.matches(&f) {
             failures.push(format!("{name}: wanted exit {} and {:?}; got {}", want.exit, want.message, f.describe()));
         }
@@ -183,6 +210,7 @@ fn malformed_scenarios_are_refused_before_anything_runs() {
             failures.push(format!("{name}: it was not refused before running:\n{}", f.describe()));
         }
     }
+    worst.print(files.len());
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), files.len(), failures.join("\n\n"));
 }
 
@@ -192,7 +220,7 @@ fn malformed_histories_are_refused_naming_file_and_line() {
     let m = manifest(&dir);
     let files = check_manifest_covers(&dir, &m);
     assert!(files.len() >= 40, "only {} history cases", files.len());
-    let mut failures = Vec::new();
+    let (mut failures, mut worst) = (Vec::new(), Worst::default());
     for name in &files {
         let want = &m.case[name];
         assert_names_file_and_line(name, &want.message);
@@ -202,10 +230,12 @@ fn malformed_histories_are_refused_naming_file_and_line() {
         args.push(dir.join(name).into());
         let f = run_case(&args);
         assert_bounded(name, &f);
+        worst.note(name, &f);
         if !want.matches(&f) {
             failures.push(format!("{name}: wanted exit {} and {:?}; got {}", want.exit, want.message, f.describe()));
         }
     }
+    worst.print(files.len());
     assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), files.len(), failures.join("\n\n"));
 }
 
