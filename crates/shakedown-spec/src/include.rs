@@ -142,6 +142,23 @@ mod tests {
     }
 
     #[test]
+    fn includes_are_read_as_capped_regular_files_and_counted() {
+        let dir = dir_with(&[("_kv.toml", COMMON)]);
+        let list = |n: usize| vec!["\"_kv.toml\""; n].join(", ");
+        let err = crate::parse_file(&format!("name = \"a\"\ninclude = [{}]\n", list(65)), "a.toml", dir.path());
+        let err = err.unwrap_err().to_string();
+        assert!(err.starts_with("a.toml:2:11: `include` names 65 files; the most is 64"), "{err}");
+        let err = crate::parse_file("name = \"a\"\ninclude = [\"/dev/zero\"]\n", "a.toml", dir.path()).unwrap_err();
+        let want = "a.toml:2:12: cannot read include `/dev/zero`: /dev/zero: is a character device, not a regular file";
+        assert_eq!(err.to_string(), want);
+        let big = "# padding\n".repeat(200_000);
+        std::fs::write(dir.path().join("_big.toml"), &big).unwrap();
+        let text = "name = \"a\"\ninclude = [\"_big.toml\", \"_big.toml\", \"_big.toml\"]\n";
+        let err = crate::parse_file(text, "a.toml", dir.path()).unwrap_err().to_string();
+        assert!(err.contains("with include `_big.toml` the scenario is larger than the maximum of 4 MiB"), "{err}");
+    }
+
+    #[test]
     fn missing_includes_and_top_level_keys_in_includes_are_refused() {
         let dir = dir_with(&[("_bad.toml", "duration = \"1s\"\n[service.x]\ncommand = [\"x\"]\n")]);
         let err = crate::parse_file("name = \"a\"\ninclude = [\"_nope.toml\"]\n", "a.toml", dir.path()).unwrap_err();

@@ -270,3 +270,55 @@ fn code_built_scenarios_get_the_same_limits() {
     assert!(err.contains("<code>:1:1: `duration` = "), "{err}");
     assert!(err.contains("`clients` = 5000 is above the maximum of 1024"), "{err}");
 }
+
+#[test]
+fn entry_counts_and_list_lengths_are_capped() {
+    let actions = |n: usize| {
+        let list: String =
+            (0..n).map(|i| format!("[[action]]\nf = \"a{i}\"\nrequest = {{ path = \"/\" }}\n")).collect();
+        format!("name = \"t\"\n[client]\nkind = \"http\"\nbase = \"http://127.0.0.1:1\"\n{list}")
+    };
+    let at = |n: usize| {
+        let list = vec!["\"1s\""; n].join(", ");
+        scenario("", &format!("[[fault]]\nkind = \"kill\"\ntarget = \"kv\"\nat = [{list}]\n"))
+    };
+    let ports = |n: usize| {
+        let list: Vec<String> = (0..n).map(|i| format!("\"p{i}\"")).collect();
+        scenario("", &format!("[service.db]\ncommand = [\"db\"]\nports = [{}]\n", list.join(", ")))
+    };
+    accepted(&[actions(MAX_ITEMS), at(MAX_LIST), ports(MAX_PORTS)]);
+    refused(&[
+        (actions(MAX_ITEMS + 1), "t.toml:5:1: the scenario has 1001 `action` entries; the most is 1000"),
+        (at(MAX_LIST + 1), "fault `kill`: `at` has 10001 entries; the most is 10000"),
+        (ports(MAX_PORTS + 1), "service `db`: `ports` has 65 entries; the most is 64"),
+    ]);
+}
+
+#[test]
+fn http_faults_and_disk_faults_are_capped() {
+    let http = |h: &str| {
+        let link = "[link.web]\nupstream = \"127.0.0.1:{service.kv.port}\"\nkind = \"http\"\n";
+        scenario("", &format!("{link}[[fault]]\nkind = \"http\"\ntarget = \"web\"\nevery = \"1s\"\nhttp = {h}\n"))
+    };
+    let disk = |leave: &str| {
+        let svc = "[service.db]\ncommand = [\"db\"]\ndisk = { path = \"{dir}/d\", size = \"1MiB\" }\n";
+        scenario(
+            "",
+            &format!("{svc}[[fault]]\nkind = \"disk-full\"\ntarget = \"db\"\nat = [\"1s\"]\nleave = \"{leave}\"\n"),
+        )
+    };
+    accepted(&[
+        http("{ status = 503, retry_after = 3600 }"),
+        http("{ delay = \"1h\", method = \"POST\" }"),
+        disk("16GiB"),
+    ]);
+    refused(&[
+        (
+            http("{ status = 503, retry_after = 3601 }"),
+            "fault `http`: `retry_after` = 3601 is above the maximum of 3600",
+        ),
+        (http("{ delay = \"0s\" }"), "fault `http`: `delay` is 0s; expected a duration above 0"),
+        (http("{ abort = \"before\", method = \"G T\" }"), "fault `http`: method \"G T\" is not an HTTP method"),
+        (disk("17GiB"), "fault `disk-full`: `leave` is 17 GiB; the most is 16 GiB"),
+    ]);
+}
