@@ -72,7 +72,9 @@ fn read_lines(mut input: impl BufRead, allow_cut: bool) -> Result<Recorded, Deco
             break;
         }
         let complete = raw.last() == Some(&b'\n');
-        let line = match std::str::from_utf8(&raw) {
+        let text = raw.strip_suffix(b"\n").unwrap_or(&raw);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let line = match std::str::from_utf8(text) {
             Ok(line) => line,
             Err(_) if allow_cut && !complete => {
                 cut_line = Some(line_no);

@@ -289,6 +289,11 @@ fn simulated_history_is_rich() {
     assert!(!h.fault_windows().is_empty());
 }
 
+/// The `history` fuzz target's body, compiled here so it keeps building
+/// against this crate; `cargo fuzz` runs it deeper.
+#[path = "../../../fuzz/fuzz_targets/history_check.rs"]
+mod history_target;
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -299,6 +304,11 @@ proptest! {
             Ok(_) | Err(DecodeError::Io(_)) => {}
             Err(e) => check_names_line(&String::from_utf8_lossy(&input), &e)?,
         }
+    }
+
+    #[test]
+    fn the_fuzz_target_body_holds(input in any_input()) {
+        history_target::check(&input);
     }
 
     #[test]
@@ -315,6 +325,7 @@ proptest! {
         if let Err(e) = read_jsonl(text.as_bytes()) {
             check_names_line(&text, &e)?;
         }
+        history_target::check(text.as_bytes());
     }
 }
 

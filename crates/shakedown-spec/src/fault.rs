@@ -2,6 +2,7 @@
 //! faults, partitions, clock and disk faults; and the links, network and disks
 //! they act on.
 
+use crate::limits::MAX_CLOCK_OFFSET;
 use crate::template::Template;
 use crate::values::{Dur, Names};
 use serde::{Deserialize, Deserializer};
@@ -337,11 +338,18 @@ impl<'de> Deserialize<'de> for SignedDur {
             Some(rest) => (true, rest),
             None => (false, trimmed.strip_prefix('+').unwrap_or(trimmed)),
         };
-        humantime::parse_duration(rest.trim()).map(|magnitude| SignedDur { negative, magnitude }).map_err(|e| {
+        let magnitude = humantime::parse_duration(rest.trim()).map_err(|e| {
             serde::de::Error::custom(format!(
                 "invalid offset {text:?} ({e}); expected a signed duration like \"-5s\" or \"+2m\""
             ))
-        })
+        })?;
+        if magnitude > MAX_CLOCK_OFFSET {
+            return Err(serde::de::Error::custom(format!(
+                "offset {text:?} is above the maximum of {} either way",
+                crate::limits::describe(MAX_CLOCK_OFFSET)
+            )));
+        }
+        Ok(SignedDur { negative, magnitude })
     }
 }
 

@@ -8,6 +8,8 @@
 //! and line they come from, through the text's segments.
 
 use crate::error::{SpecError, SpecErrors};
+use crate::limits::{describe_bytes, MAX_COMBINED_BYTES, MAX_INCLUDES, MAX_SCENARIO_BYTES};
+use crate::read::read_text_file;
 use serde::Deserialize;
 use std::path::Path;
 use std::sync::Arc;
@@ -38,13 +40,19 @@ pub fn expand(text: &str, origin: &str, dir: &Path) -> Result<(String, Vec<Segme
     let Ok(Includes { include: Some(list) }) = toml::from_str::<Includes>(text) else {
         return Ok((text.to_string(), Vec::new()));
     };
+    if list.get_ref().len() > MAX_INCLUDES {
+        let msg = format!("`include` names {} files; the most is {MAX_INCLUDES}", list.get_ref().len());
+        return Err(fail(list.span(), msg));
+    }
     let mut combined = comment_out(text, list.span());
     let mut segments = vec![Segment { start: 0, origin: origin.to_string() }];
     for item in list.get_ref() {
         let rel = item.get_ref();
         let path = dir.join(rel);
-        let included = std::fs::read_to_string(&path)
-            .map_err(|e| fail(item.span(), format!("cannot read include `{rel}` ({}): {e}", path.display())))?;
+        // The same rule as for the scenario file itself: a regular file of
+        // bounded size, so `include = ["/dev/zero"]` is refused, not read.
+        let included = read_text_file(&path, MAX_SCENARIO_BYTES)
+            .map_err(|e| fail(item.span(), format!("cannot read include `{rel}`: {e}")))?;
         let inc_origin = path.display().to_string();
         if let Err(msg) = tables_only(&included) {
             return Err(fail(item.span(), format!("include `{rel}`: {msg}")));
@@ -54,6 +62,13 @@ pub fn expand(text: &str, origin: &str, dir: &Path) -> Result<(String, Vec<Segme
         combined.push_str(&included);
         if !combined.ends_with('\n') {
             combined.push('\n');
+        }
+        if u64::try_from(combined.len()).map_or(true, |n| n > MAX_COMBINED_BYTES) {
+            let max = describe_bytes(MAX_COMBINED_BYTES);
+            return Err(fail(
+                item.span(),
+                format!("with include `{rel}` the scenario is larger than the maximum of {max}"),
+            ));
         }
     }
     Ok((combined, segments))
@@ -124,6 +139,23 @@ mod tests {
         let inc = dir.path().join("_kv.toml").display().to_string();
         assert!(err.contains(&format!("{inc}:6:9: check `stats`: `model` does not apply")), "{err}");
         assert!(err.contains("a.toml:3:1: actions are defined but there is no `[client]`"), "{err}");
+    }
+
+    #[test]
+    fn includes_are_read_as_capped_regular_files_and_counted() {
+        let dir = dir_with(&[("_kv.toml", COMMON)]);
+        let list = |n: usize| vec!["\"_kv.toml\""; n].join(", ");
+        let err = crate::parse_file(&format!("name = \"a\"\ninclude = [{}]\n", list(65)), "a.toml", dir.path());
+        let err = err.unwrap_err().to_string();
+        assert!(err.starts_with("a.toml:2:11: `include` names 65 files; the most is 64"), "{err}");
+        let err = crate::parse_file("name = \"a\"\ninclude = [\"/dev/zero\"]\n", "a.toml", dir.path()).unwrap_err();
+        let want = "a.toml:2:12: cannot read include `/dev/zero`: /dev/zero: is a character device, not a regular file";
+        assert_eq!(err.to_string(), want);
+        let big = "# padding\n".repeat(200_000);
+        std::fs::write(dir.path().join("_big.toml"), &big).unwrap();
+        let text = "name = \"a\"\ninclude = [\"_big.toml\", \"_big.toml\", \"_big.toml\"]\n";
+        let err = crate::parse_file(text, "a.toml", dir.path()).unwrap_err().to_string();
+        assert!(err.contains("with include `_big.toml` the scenario is larger than the maximum of 4 MiB"), "{err}");
     }
 
     #[test]

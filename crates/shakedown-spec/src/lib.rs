@@ -18,8 +18,10 @@
 mod error;
 mod fault;
 mod include;
+pub mod limits;
 mod matrix;
 mod model;
+mod read;
 mod resume;
 mod state;
 mod step;
@@ -27,11 +29,12 @@ mod template;
 mod validate;
 mod values;
 
-pub use error::{LoadError, SpecError, SpecErrors};
+pub use error::{Key, LoadError, SpecError, SpecErrors};
 pub use fault::*;
 pub use include::Segment;
 pub use matrix::{cell_name, Cell, Guard};
 pub use model::*;
+pub use read::{read_file, read_text_file, utf8_text, ReadError};
 pub use resume::{
     parse_size_range, CorruptExpect, CorruptHow, CorruptSpec, Count, DatasetKind, DatasetSpec, ResumeAt, ResumeSpec,
 };
@@ -66,18 +69,20 @@ fn parse_segments(text: &str, origin: &str, segments: Vec<Segment>) -> Result<Sc
         fail(vec![SpecError::new(span, toml_message(&e))])
     })?;
     scenario.add_version_dimension();
-    let errors: Vec<SpecError> = validate::validate(&scenario).into_iter().map(|e| e.locate(text)).collect();
+    let errors = validate::validate(&scenario);
     if errors.is_empty() {
-        Ok(scenario)
-    } else {
-        Err(fail(errors))
+        return Ok(scenario);
     }
+    // Parsed again only now, for the spans of the keys that errors name.
+    let doc = toml::de::DeTable::parse(text).ok();
+    let doc = doc.as_ref().map(|d| d.get_ref());
+    Err(fail(errors.into_iter().map(|e| e.locate(text, doc)).collect()))
 }
 
-/// Reads, parses and validates a scenario file.
+/// Reads, parses and validates a scenario file: a regular file of at most
+/// [`limits::MAX_SCENARIO_BYTES`] of UTF-8 text.
 pub fn load(path: &Path) -> Result<Scenario, LoadError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
+    let text = read_text_file(path, limits::MAX_SCENARIO_BYTES)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     Ok(parse_file(&text, &path.display().to_string(), dir)?.0)
 }

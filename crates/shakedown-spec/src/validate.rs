@@ -14,6 +14,10 @@ pub const MODELS: &[&str] =
     &["register", "cas-register", "kv", "mutex", "set", "fifo-queue", "unordered-queue", "counter"];
 use std::ops::Range;
 
+#[path = "validate_addr.rs"]
+mod addr;
+#[path = "validate_limits.rs"]
+mod limits_check;
 #[path = "validate_resume.rs"]
 mod resume;
 #[path = "validate_steps.rs"]
@@ -70,6 +74,7 @@ fn run_validator(s: &Scenario) -> Validator<'_> {
     s.check.iter().for_each(|c| v.check(c));
     v.steps();
     v.resume();
+    v.limits();
     v
 }
 
@@ -414,9 +419,12 @@ impl<'a> Validator<'a> {
         }
         let upstream = l.upstream.get_ref();
         self.template(upstream, Ctx::Actor);
-        if !upstream.source().contains(':') {
-            self.err(l.upstream.span(), format!("link `{name}`: upstream {:?} is not `host:port`", upstream.source()));
-        }
+        self.host_port(
+            crate::error::key!["link", name, "upstream"],
+            &format!("link `{name}`: `upstream`"),
+            upstream,
+            false,
+        );
     }
 
     fn fault(&mut self, f: &'a FaultSpec) {
@@ -751,8 +759,9 @@ impl<'a> Validator<'a> {
     }
 
     fn idempotent_keys(&mut self, c: &CheckSpec, label: &str, near: &str) {
-        if let Some(r) = c.rounds.as_ref().filter(|r| *r.get_ref() == 0 || *r.get_ref() > 100) {
-            self.err(r.span(), format!("check `{label}`: `rounds` is {}; expected 1 to 100", r.get_ref()));
+        if let Some(r) = c.rounds.as_ref().filter(|r| *r.get_ref() == 0 || *r.get_ref() > crate::limits::MAX_ROUNDS) {
+            let max = crate::limits::MAX_ROUNDS;
+            self.err(r.span(), format!("check `{label}`: `rounds` is {}; expected 1 to {max}", r.get_ref()));
         }
         let labels: BTreeSet<&str> = self.s.action.iter().map(|a| a.label()).collect();
         match &c.round {

@@ -1,5 +1,6 @@
 //! Small value types read from scenario files: durations, regex patterns, value templates.
 
+use crate::limits::MAX_DURATION;
 use crate::template::{Template, Var};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
@@ -29,14 +30,27 @@ impl From<Duration> for Dur {
     }
 }
 
+impl Dur {
+    /// Parses humantime text of at most [`MAX_DURATION`]; the error reads
+    /// after "failed to" in no context, as "invalid duration ...".
+    pub fn parse(text: &str) -> Result<Dur, String> {
+        let d = humantime::parse_duration(text.trim()).map_err(|e| {
+            format!("invalid duration {text:?} ({e}); expected a duration like \"500ms\", \"2s\" or \"1m 30s\"")
+        })?;
+        if d > MAX_DURATION {
+            return Err(format!(
+                "duration {text:?} is above the maximum of {} for any duration in a scenario",
+                crate::limits::describe(MAX_DURATION)
+            ));
+        }
+        Ok(Dur(d))
+    }
+}
+
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(text.trim()).map(Dur).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "invalid duration {text:?} ({e}); expected a duration like \"500ms\", \"2s\" or \"1m 30s\""
-            ))
-        })
+        Dur::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

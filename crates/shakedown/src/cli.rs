@@ -124,8 +124,12 @@ struct CheckArgs {
     #[arg(long)]
     input_format: Option<String>,
     /// Search budget per file; past it the verdict is unknown (default 60s).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    #[arg(long, value_parser = crate::input::parse_duration, default_value = "60s")]
     timeout: Duration,
+    /// The largest history file read (bytes, or with a unit: 512MiB, 4GiB);
+    /// a larger one is refused (exit 3) before it is read.
+    #[arg(long, value_name = "SIZE", value_parser = crate::input::parse_size, default_value = crate::input::DEFAULT_MAX_HISTORY_BYTES)]
+    max_history_bytes: u64,
     /// Output on stdout: a line per file for people, or one JSON object per file.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
@@ -165,8 +169,8 @@ struct RunArgs {
     /// Run the k-th of n shards of the selected scenarios (1-based, e.g. 1/2).
     #[arg(long)]
     partition: Option<crate::suite::Partition>,
-    /// Scenarios run at once, each with its own run directory and ports.
-    #[arg(long, default_value = "1")]
+    /// Scenarios run at once, each with its own run directory and ports (at most 256).
+    #[arg(long, default_value = "1", value_parser = crate::input::parse_jobs)]
     jobs: std::num::NonZeroUsize,
     /// Load `[profile.NAME]` from .config/shakedown.toml and `.env.NAME` files
     /// into the environment; variables already set in the shell win.
@@ -246,7 +250,7 @@ fn run_command(args: RunArgs) -> u8 {
     let found = match crate::suite::discover(&args.paths) {
         Ok(f) => f,
         Err(e) => {
-            say!("shakedown: failed to {e}");
+            eprintln!("shakedown: failed to {e}");
             return EXIT_USAGE;
         }
     };
@@ -264,7 +268,7 @@ fn run_command(args: RunArgs) -> u8 {
     let (entries, mut skipped) = crate::suite::select(entries, &selection);
     skipped.extend(guarded);
     for s in &skipped {
-        say!("SKIP         {} ({}): {}", s.name, s.path.display(), s.reason);
+        eprintln!("SKIP         {} ({}): {}", s.name, s.path.display(), s.reason);
     }
     if let Err(code) = prepare_env(&entries, args.profile.as_deref()) {
         return code;
@@ -278,13 +282,13 @@ fn run_command(args: RunArgs) -> u8 {
     ) {
         Ok(p) => p,
         Err(e) => {
-            say!("shakedown: failed to {e}; nothing was run");
+            eprintln!("shakedown: failed to {e}; nothing was run");
             return EXIT_USAGE;
         }
     };
     match entries.len() {
         0 => {
-            say!("shakedown: no scenario selected; nothing was run");
+            eprintln!("shakedown: no scenario selected; nothing was run");
             if suite_mode {
                 write_suite(&args, &[], &skipped, 0)
             } else {
@@ -301,12 +305,12 @@ fn replay_command(args: ReplayArgs) -> u8 {
     let replay = match crate::replay::resolve(&args.run_dir) {
         Ok(r) => r,
         Err(e) => {
-            say!("shakedown: failed to {e}");
+            eprintln!("shakedown: failed to {e}");
             return EXIT_USAGE;
         }
     };
     if let Some(note) = &replay.note {
-        say!("shakedown: {note}");
+        eprintln!("shakedown: {note}");
     }
     run_command(RunArgs {
         paths: vec![replay.scenario],
@@ -333,7 +337,7 @@ fn report_command(args: ReportArgs) -> u8 {
     let (scenario, file) = match crate::replay::scenario_of(&args.run_dir) {
         Ok(found) => found,
         Err(e) => {
-            say!("shakedown: failed to {e}");
+            eprintln!("shakedown: failed to {e}");
             return EXIT_USAGE;
         }
     };
@@ -341,7 +345,7 @@ fn report_command(args: ReportArgs) -> u8 {
     match shakedown::finish(&scenario, &dir, &shakedown::FinishOptions::default()) {
         Ok(f) => report(&f, args.format, &file),
         Err(e) => {
-            say!("shakedown: failed to {e}");
+            eprintln!("shakedown: failed to {e}");
             EXIT_USAGE
         }
     }
@@ -353,11 +357,11 @@ fn shrink_command(args: ShrinkArgs) -> u8 {
     match crate::shrink::shrink_run(&args.run_dir, args.out, args.max_runs as usize) {
         Ok(()) => 1,
         Err(crate::shrink::Problem::Usage(e)) => {
-            say!("shakedown: failed to {e}");
+            eprintln!("shakedown: failed to {e}");
             EXIT_USAGE
         }
         Err(crate::shrink::Problem::Harness(e)) => {
-            say!("shakedown: failed to {e}");
+            eprintln!("shakedown: failed to {e}");
             EXIT_HARNESS
         }
     }
@@ -372,10 +376,11 @@ fn parse_entries(
     let mut entries = Vec::new();
     let mut failed = false;
     for f in found {
-        let text = match std::fs::read_to_string(&f.path) {
+        let text = match crate::input::read_scenario(&f.path) {
             Ok(t) => t,
             Err(e) => {
-                say!("shakedown: cannot read scenario {}: {e}", f.path.display());
+                eprintln!("error: {e}");
+                eprintln!("shakedown: cannot read scenario {}; nothing was run", f.path.display());
                 failed = true;
                 continue;
             }
@@ -389,11 +394,11 @@ fn parse_entries(
                     match scenario.resume.as_mut() {
                         Some(r) if n <= r.n_points() => r.only_point = Some(n),
                         Some(r) => {
-                            say!("shakedown: --point {n}: {} has {} points", f.path.display(), r.n_points());
+                            eprintln!("shakedown: --point {n}: {} has {} points", f.path.display(), r.n_points());
                             failed = true;
                         }
                         None => {
-                            say!("shakedown: --point {n}: {} is not a resume scenario", f.path.display());
+                            eprintln!("shakedown: --point {n}: {} is not a resume scenario", f.path.display());
                             failed = true;
                         }
                     }
@@ -434,7 +439,7 @@ fn expand_cells(
     for (key, value) in filters {
         let known = entries.iter().any(|e| e.scenario.matrix.get(key).is_some_and(|vs| vs.contains(value)));
         if !known {
-            say!("shakedown: --matrix {key}={value}: no scenario has a matrix dimension `{key}` with the value `{value}`");
+            eprintln!("shakedown: --matrix {key}={value}: no scenario has a matrix dimension `{key}` with the value `{value}`");
             return Err(EXIT_USAGE);
         }
     }
@@ -455,7 +460,7 @@ fn expand_cells(
             match e.scenario.for_cell(&cell) {
                 Ok((mut scenario, notes)) => {
                     for note in notes {
-                        say!("SKIP         {name}: {note}");
+                        eprintln!("SKIP         {name}: {note}");
                     }
                     scenario.name = name;
                     out.push(crate::suite::Entry { scenario, ..e.clone() });
@@ -485,7 +490,7 @@ fn prepare_env(entries: &[crate::suite::Entry], profile: Option<&str>) -> Result
             match profile::load(name, &dir, &cwd) {
                 Ok(p) => _ = loaded.insert(dir.clone(), p),
                 Err(err) => {
-                    say!("shakedown: failed to {err}");
+                    eprintln!("shakedown: failed to {err}");
                     return Err(EXIT_USAGE);
                 }
             }
@@ -493,12 +498,12 @@ fn prepare_env(entries: &[crate::suite::Entry], profile: Option<&str>) -> Result
         let p = loaded.get(&dir);
         let missing = profile::missing_vars(&e.scenario, p, |v| std::env::var_os(v).is_some());
         if !missing.is_empty() {
-            say!("shakedown: {}", profile::missing_help(&e.scenario.name, &e.path, &missing, p));
+            eprintln!("shakedown: {}", profile::missing_help(&e.scenario.name, &e.path, &missing, p));
             failed = true;
         }
     }
     if failed {
-        say!("shakedown: nothing was run");
+        eprintln!("shakedown: nothing was run");
         return Err(EXIT_USAGE);
     }
     set_profile_vars(loaded.values())
@@ -512,7 +517,7 @@ fn set_profile_vars<'a>(profiles: impl Iterator<Item = &'a crate::profile::Profi
         for (k, v) in &p.vars {
             match chosen.get(k.as_str()) {
                 Some(other) if other.value != v.value => {
-                    say!(
+                    eprintln!(
                         "shakedown: failed to load profile `{}`: {k} differs between {} and {}; run the scenarios separately",
                         p.name,
                         other.source.display(),
@@ -532,7 +537,7 @@ fn set_profile_vars<'a>(profiles: impl Iterator<Item = &'a crate::profile::Profi
         std::env::set_var(k, &chosen[k].value);
     }
     if !chosen.is_empty() {
-        say!(
+        eprintln!(
             "shakedown: profile set {} (values hidden)",
             if set.is_empty() { "nothing new".into() } else { set.join(", ") }
         );
@@ -544,11 +549,11 @@ fn set_profile_vars<'a>(profiles: impl Iterator<Item = &'a crate::profile::Profi
 fn run_single(entry: crate::suite::Entry, args: &RunArgs, plan: &crate::baseline::Plan) -> u8 {
     let crate::suite::Entry { path: file, text, scenario, .. } = entry;
     let seed = args.seed.or(scenario.seed).unwrap_or_else(rand::random);
-    say!("shakedown {}: running {} (seed {seed})", env!("CARGO_PKG_VERSION"), scenario.name);
+    eprintln!("shakedown {}: running {} (seed {seed})", env!("CARGO_PKG_VERSION"), scenario.name);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            say!("shakedown: cannot start the async runtime: {e}");
+            eprintln!("shakedown: cannot start the async runtime: {e}");
             return EXIT_HARNESS;
         }
     };
@@ -584,11 +589,11 @@ fn run_single(entry: crate::suite::Entry, args: &RunArgs, plan: &crate::baseline
             crate::suite::worst_exit([code, saved])
         }
         Err(e @ shakedown::Error::RunDirInUse(_)) => {
-            say!("shakedown: {e}");
+            eprintln!("shakedown: {e}");
             EXIT_USAGE
         }
         Err(e) => {
-            say!("shakedown: {e}");
+            eprintln!("shakedown: {e}");
             EXIT_HARNESS
         }
     }
@@ -602,11 +607,16 @@ fn run_suite(
     args: &RunArgs,
     plan: &crate::baseline::Plan,
 ) -> u8 {
-    say!("shakedown {}: running {} scenario(s), {} at a time", env!("CARGO_PKG_VERSION"), entries.len(), args.jobs);
+    eprintln!(
+        "shakedown {}: running {} scenario(s), {} at a time",
+        env!("CARGO_PKG_VERSION"),
+        entries.len(),
+        args.jobs
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            say!("shakedown: cannot start the async runtime: {e}");
+            eprintln!("shakedown: cannot start the async runtime: {e}");
             return EXIT_HARNESS;
         }
     };
@@ -629,8 +639,8 @@ fn run_suite(
     rt.shutdown_timeout(Duration::from_secs(2));
     for o in &outcomes {
         match (&o.finished, &o.error) {
-            (Some(f), _) if o.code != 0 => say_part!("{}", render_summary(&f.report, Style { color: color() })),
-            (_, Some(e)) => say!("shakedown: {}: {e}", o.name),
+            (Some(f), _) if o.code != 0 => eprint!("{}", render_summary(&f.report, Style { color: color() })),
+            (_, Some(e)) => eprintln!("shakedown: {}: {e}", o.name),
             _ => {}
         }
     }
@@ -640,17 +650,17 @@ fn run_suite(
         }
     }
     for o in &outcomes {
-        say!("{}", crate::suite::summary_line(o));
+        eprintln!("{}", crate::suite::summary_line(o));
     }
     for table in crate::suite::metrics_tables(&outcomes) {
-        say_part!("{}", table.render());
+        eprint!("{}", table.render());
     }
     let saved = save_baseline(plan, outcomes.iter().filter_map(|o| o.finished.as_ref()));
     let code = crate::suite::worst_exit(outcomes.iter().map(|o| o.code).chain([saved]));
     if args.format == Format::Json {
         print_line(&crate::suite::suite_json(&outcomes, skipped, code).to_string());
     }
-    say!("shakedown: {} run, {} skipped; exit code {code}", outcomes.len(), skipped.len());
+    eprintln!("shakedown: {} run, {} skipped; exit code {code}", outcomes.len(), skipped.len());
     write_suite(args, &outcomes, skipped, code)
 }
 
@@ -658,17 +668,17 @@ fn run_suite(
 fn save_baseline<'a>(plan: &crate::baseline::Plan, runs: impl IntoIterator<Item = &'a Finished>) -> u8 {
     match plan.save_runs(runs) {
         Ok(Some(path)) => {
-            say!("baseline saved: {}", path.display());
+            eprintln!("baseline saved: {}", path.display());
             0
         }
         Ok(None) => {
             if let Some(name) = &plan.save {
-                say!("shakedown: no run completed; baseline {name} not saved");
+                eprintln!("shakedown: no run completed; baseline {name} not saved");
             }
             0
         }
         Err(e) => {
-            say!("shakedown: failed to {e}");
+            eprintln!("shakedown: failed to {e}");
             EXIT_HARNESS
         }
     }
@@ -680,11 +690,11 @@ fn write_suite(args: &RunArgs, outcomes: &[crate::suite::Outcome], skipped: &[cr
     let Some(dir) = &args.out else { return code };
     match crate::suite::write_outputs(dir, outcomes, skipped, code) {
         Ok(()) => {
-            say!("suite outputs: {} and {}", dir.join("suite.json").display(), dir.join("junit.xml").display());
+            eprintln!("suite outputs: {} and {}", dir.join("suite.json").display(), dir.join("junit.xml").display());
             code
         }
         Err(e) => {
-            say!("shakedown: failed to write the suite outputs in {}: {e}", dir.display());
+            eprintln!("shakedown: failed to write the suite outputs in {}: {e}", dir.display());
             crate::suite::worst_exit([code, EXIT_HARNESS])
         }
     }
@@ -697,7 +707,7 @@ async fn watch_signals(cancel: tokio::sync::watch::Sender<bool>) {
         return;
     };
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-    say!("\nshakedown: interrupted; stopping services (press Ctrl-C again to kill at once)");
+    eprintln!("\nshakedown: interrupted; stopping services (press Ctrl-C again to kill at once)");
     let _ = cancel.send(true);
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
     shakedown_runner::kill_all_groups();
@@ -749,12 +759,12 @@ fn log_summary(s: &shakedown::Scenario, f: &Finished, when: LogSummary) {
     let width = sources.iter().map(|s| s.len()).max().unwrap_or(0);
     let cell = f.report.matrix_cell();
     let label = if cell.is_empty() { f.report.scenario.clone() } else { format!("{}[{cell}]", f.report.scenario) };
-    say!("recent log entries of {label} ({LOG_SUMMARY_LINES} per source):");
+    eprintln!("recent log entries of {label} ({LOG_SUMMARY_LINES} per source):");
     for e in logs.recent(&sources, u64::MAX, LOG_SUMMARY_LINES) {
         let level = e.level.as_deref().map(|l| format!("{l:<5} ")).unwrap_or_default();
         let text = if e.message.is_empty() { e.line.as_str() } else { e.message.as_str() };
         let fields: String = e.fields.iter().map(|(k, v)| format!(" {k}={v}")).collect();
-        say!("  {:>10.3} {:<width$} {level}{text}{fields}", e.time_ns as f64 / 1e9, e.source);
+        eprintln!("  {:>10.3} {:<width$} {level}{text}{fields}", e.time_ns as f64 / 1e9, e.source);
     }
 }
 
@@ -763,17 +773,19 @@ fn report(f: &Finished, format: Format, file: &std::path::Path) -> u8 {
     if format == Format::Json {
         print_line(&f.report.to_json_pretty());
     }
-    say_part!("{}", render_summary(&f.report, Style { color: color() }));
+    eprint!("{}", render_summary(&f.report, Style { color: color() }));
     match &f.end {
-        RunEnd::Failed(why) => say!("shakedown: harness failure: {why}"),
-        RunEnd::Interrupted => say!("shakedown: interrupted; partial run kept in {}", f.run_dir.display()),
+        RunEnd::Failed(why) => eprintln!("shakedown: harness failure: {why}"),
+        RunEnd::Interrupted => eprintln!("shakedown: interrupted; partial run kept in {}", f.run_dir.display()),
         RunEnd::Unsupported(why) => {
-            say!("shakedown: unknown: this machine cannot run the scenario's faults: {why} (see `shakedown doctor`)")
+            eprintln!(
+                "shakedown: unknown: this machine cannot run the scenario's faults: {why} (see `shakedown doctor`)"
+            )
         }
-        RunEnd::Died(why) => say!("shakedown: {why}"),
+        RunEnd::Died(why) => eprintln!("shakedown: {why}"),
         RunEnd::Completed => {}
     }
-    say!("run directory: {} (scenario file: {})", f.run_dir.display(), file.display());
+    eprintln!("run directory: {} (scenario file: {})", f.run_dir.display(), file.display());
     code
 }
 
@@ -785,16 +797,16 @@ fn print_spec_errors(errors: &shakedown_spec::SpecErrors) {
     for e in &errors.errors {
         let (line, col) = errors.line_col(e.span.start);
         let (origin, text, span) = errors.source_of(e.span.clone());
-        say!("error: {origin}:{line}:{col}: {}", e.message);
+        eprintln!("error: {origin}:{line}:{col}: {}", e.message);
         let label = LabeledSpan::at(span, "here");
         let diag = MietteDiagnostic::new(e.message.clone()).with_label(label);
         let report = miette::Report::new(diag).with_source_code(NamedSource::new(origin, text.to_string()));
         let mut out = String::new();
         if handler.render_report(&mut out, report.as_ref()).is_ok() {
-            say!("{out}");
+            eprintln!("{out}");
         }
     }
-    say!("shakedown: {} problem(s) in {}; nothing was run", errors.errors.len(), errors.origin);
+    eprintln!("shakedown: {} problem(s) in {}; nothing was run", errors.errors.len(), errors.origin);
 }
 
 fn check_command(args: CheckArgs) -> u8 {
@@ -802,24 +814,24 @@ fn check_command(args: CheckArgs) -> u8 {
         match args.input_format.as_deref().map(str::parse::<shakedown_history::import::Format>).transpose() {
             Ok(f) => f,
             Err(e) => {
-                say!("shakedown check: {e}");
+                eprintln!("shakedown check: {e}");
                 return EXIT_USAGE;
             }
         };
     let (mut invalid, mut unknown, mut bad_input) = (false, false, false);
     for path in &args.files {
         let name = path.display().to_string();
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::input::read_history(path, args.max_history_bytes) {
             Ok(t) => t,
             Err(e) => {
-                say!("shakedown check: {name}: cannot read: {e}");
+                eprintln!("shakedown check: cannot read history {e}");
                 bad_input = true;
                 continue;
             }
         };
         match shakedown::check_history_text(&name, &text, input_format, &args.model, Some(args.timeout)) {
             Err(e) => {
-                say!("shakedown check: {name}:{}: {}", e.line, e.message);
+                eprintln!("shakedown check: {name}:{}: {}", e.line, e.message);
                 bad_input = true;
             }
             Ok(v) => {

@@ -1,7 +1,10 @@
 //! The `shakedown` command line.
 
+// First, so that its print macros replace std's in every module below.
 #[macro_use]
 mod output;
+mod input;
+
 mod baseline;
 mod cli;
 mod profile;

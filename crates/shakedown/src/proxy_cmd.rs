@@ -12,13 +12,13 @@ const EXIT_HARNESS: u8 = 4;
 /// Serves the API on `listen` until SIGINT or SIGTERM, then stops every link.
 pub fn proxy_command(listen: SocketAddr, config: Option<PathBuf>, seed: Option<u64>) -> u8 {
     if !listen.ip().is_loopback() {
-        say!("shakedown proxy: --listen {listen} is not a loopback address; the control API only listens on loopback (127.0.0.0/8 or ::1)");
+        eprintln!("shakedown proxy: --listen {listen} is not a loopback address; the control API only listens on loopback (127.0.0.0/8 or ::1)");
         return EXIT_USAGE;
     }
     let specs: Vec<ProxySpec> = match config.as_ref().map(read_config).transpose() {
         Ok(specs) => specs.unwrap_or_default(),
         Err(e) => {
-            say!("shakedown proxy: {e}");
+            eprintln!("shakedown proxy: {e}");
             return EXIT_USAGE;
         }
     };
@@ -26,24 +26,24 @@ pub fn proxy_command(listen: SocketAddr, config: Option<PathBuf>, seed: Option<u
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            say!("shakedown proxy: cannot start the async runtime: {e}");
+            eprintln!("shakedown proxy: cannot start the async runtime: {e}");
             return EXIT_HARNESS;
         }
     };
     rt.block_on(async move {
         let registry = Arc::new(Registry::new(seed));
         if let Err(e) = registry.populate(specs).await {
-            say!("shakedown proxy: create the proxies of the config file: {e}");
+            eprintln!("shakedown proxy: create the proxies of the config file: {e}");
             return EXIT_USAGE;
         }
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
             Err(e) => {
-                say!("shakedown proxy: listen on {listen}: {e}");
+                eprintln!("shakedown proxy: listen on {listen}: {e}");
                 return EXIT_HARNESS;
             }
         };
-        say!(
+        eprintln!(
             "shakedown proxy {}: API on http://{listen} (toxiproxy-compatible), seed {seed}",
             env!("CARGO_PKG_VERSION")
         );
@@ -52,7 +52,7 @@ pub fn proxy_command(listen: SocketAddr, config: Option<PathBuf>, seed: Option<u
         match served {
             Ok(()) => 0,
             Err(e) => {
-                say!("shakedown proxy: {e}");
+                eprintln!("shakedown proxy: {e}");
                 EXIT_HARNESS
             }
         }
@@ -77,7 +77,7 @@ async fn shutdown_signal() {
         return;
     };
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-    say!("shakedown proxy: stopping");
+    eprintln!("shakedown proxy: stopping");
 }
 
 /// Prints every capability; exits 0 (a missing tier is information, not an error).

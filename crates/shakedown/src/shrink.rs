@@ -159,7 +159,7 @@ pub fn shrink_run(run_dir: &Path, out: Option<PathBuf>, max_runs: usize) -> Resu
         .map_err(|e| Problem::Usage(format!("read {}: {e}", replay.scenario.display())))?;
     let failing: Vec<&str> = replay.invalid.iter().map(String::as_str).collect();
     let scenario = replay.scenario.display();
-    say!("shakedown: shrinking {scenario} (failing: {}), at most {max_runs} runs", failing.join(", "));
+    eprintln!("shakedown: shrinking {scenario} (failing: {}), at most {max_runs} runs", failing.join(", "));
     let seed = seed.to_string();
     let mut attempt = 0;
     let (small, kept, runs) = shrink(&without_seed(&text), max_runs, |candidate| {
@@ -167,7 +167,7 @@ pub fn shrink_run(run_dir: &Path, out: Option<PathBuf>, max_runs: usize) -> Resu
         let run = out.join(format!("run-{attempt:02}"));
         let fails = attempt_fails(&candidate.text, &run, &seed, &replay.cell, &replay.invalid);
         let result = if fails { "still fails: kept" } else { "does not fail the same way" };
-        say!("  run {attempt:>2}: {}: {result}", candidate.what);
+        eprintln!("  run {attempt:>2}: {}: {result}", candidate.what);
         fails
     });
     let shrunk = out.join("shrunk.toml");
@@ -175,11 +175,11 @@ pub fn shrink_run(run_dir: &Path, out: Option<PathBuf>, max_runs: usize) -> Resu
         .and_then(|()| std::fs::write(&shrunk, format!("seed = {seed}\n{small}")))
         .map_err(|e| Problem::Harness(format!("write {}: {e}", shrunk.display())))?;
     match kept.is_empty() {
-        true => say!("shakedown: no smaller scenario failed the same way in {runs} runs"),
-        false => say!("shakedown: kept {} of {runs} edits: {}", kept.len(), kept.join("; ")),
+        true => eprintln!("shakedown: no smaller scenario failed the same way in {runs} runs"),
+        false => eprintln!("shakedown: kept {} of {runs} edits: {}", kept.len(), kept.join("; ")),
     }
     let cell: String = replay.cell.iter().map(|(k, v)| format!(" --matrix {k}={v}")).collect();
-    say!("shrunk scenario: {}\nrun it: shakedown run {} --seed {seed}{cell}", shrunk.display(), shrunk.display());
+    eprintln!("shrunk scenario: {}\nrun it: shakedown run {} --seed {seed}{cell}", shrunk.display(), shrunk.display());
     Ok(())
 }
 

@@ -280,7 +280,7 @@ async fn run_one(
     if *cancel.borrow() {
         return outcome;
     }
-    say!("shakedown: running {} (seed {seed})", entry.scenario.name);
+    eprintln!("shakedown: running {} (seed {seed})", entry.scenario.name);
     let cfg = RunConfig {
         seed: Some(seed),
         out: Some(run_dir),

@@ -231,12 +231,18 @@ impl<'a> Reader<'a> {
 
     /// Reads an opening bracket, then forms up to `close`.
     fn read_seq(&mut self, close: char) -> Result<Vec<Edn>, EdnError> {
+        let start = self.line;
         self.bump();
         let mut items = Vec::new();
         loop {
             self.skip_ws()?;
             match self.peek() {
-                None => return Err(self.error(format!("expected '{close}', found the end of the input"))),
+                None => {
+                    let message = format!(
+                        "expected '{close}' closing the one opened on line {start}, found the end of the input"
+                    );
+                    return Err(self.error(message));
+                }
                 Some(c) if c == close => {
                     self.bump();
                     return Ok(items);
@@ -260,11 +266,21 @@ impl<'a> Reader<'a> {
     }
 
     fn read_string(&mut self) -> Result<String, EdnError> {
+        let start = self.line;
         self.bump();
         let mut out = String::new();
         loop {
             match self.bump() {
-                None => return Err(self.error("expected a closing '\"', found the end of the input")),
+                // Named at its opening quote: an unclosed string swallows the rest of the input.
+                None => {
+                    return Err(EdnError {
+                        line: start,
+                        message: format!(
+                            "expected a closing '\"' for the string opened here, found the end of the input at line {}",
+                            self.line
+                        ),
+                    })
+                }
                 Some('"') => return Ok(out),
                 Some('\\') => out.push(self.read_escape()?),
                 Some(c) => out.push(c),
@@ -391,6 +407,11 @@ mod tests {
             ("[1 2", "line 1: expected ']'"),
             ("\n\n{:a}", "line 3: expected a map with an even number"),
             ("\"abc", "expected a closing"),
+            (
+                "[1\n \"abc\n\n",
+                "line 2: expected a closing '\"' for the string opened here, found the end of the input at line 4",
+            ),
+            ("{:a\n[1 2", "line 2: expected ']' closing the one opened on line 2"),
             (r#""\q""#, "expected a known string escape"),
             ("1.2.3", "expected a number"),
             ("12abc", "expected a number"),

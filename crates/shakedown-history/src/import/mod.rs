@@ -213,16 +213,16 @@ fn build(header: Header, records: Vec<Record>) -> Result<History, ImportError> {
         same_line = if i > 0 && lines.last() == Some(&r.line) { same_line + 1 } else { 0 };
         let time_ns = match r.time_ns {
             Some(t) if use_source_time => t,
-            _ => (r.line as u64).saturating_mul(1000).saturating_add(same_line.min(999)),
+            _ => u64::try_from(r.line).unwrap_or(u64::MAX).saturating_mul(1000).saturating_add(same_line.min(999)),
         };
         let kind = convert(&mut procs, &r)?;
-        events.push(Event { index: i as u64, time_ns, kind });
+        events.push(Event { index: u64::try_from(i).unwrap_or(u64::MAX), time_ns, kind });
         lines.push(r.line);
     }
     let history = History { header, events };
     // Postcondition: the checks above are meant to cover every rule.
     if let Err(e) = history.validate() {
-        let line = lines.get(e.event_index() as usize).copied().unwrap_or(1);
+        let line = usize::try_from(e.event_index()).ok().and_then(|i| lines.get(i)).copied().unwrap_or(1);
         return Err(ImportError::new(line, e.to_string()));
     }
     Ok(history)

@@ -19,8 +19,10 @@ fn parse_op(line: usize, form: &Edn) -> Result<Record, ImportError> {
         return Err(err(format!("expected an op map, found {}", form.kind())));
     }
     let process = match form.get("process") {
-        Some(Edn::Int(p)) if *p >= 0 => *p as u64,
-        Some(Edn::Int(p)) => return Err(err(format!("expected a non-negative integer :process, found {p}"))),
+        Some(Edn::Int(p)) => {
+            u64::try_from(*p).map_err(|_| err(format!("expected a non-negative integer :process, found {p}")))?
+        }
+        Some(Edn::BigInt(p)) => return Err(err(format!("expected a process that fits 64 bits, found {p}"))),
         Some(other) => return Err(err(format!("expected an integer :process, found {}", other.kind()))),
         None => return Err(err("expected a :process entry".to_string())),
     };
@@ -69,6 +71,10 @@ mod tests {
             (r#"{:process 0, :type :ok, :f :get, :key "0"}"#, "line 1: completion for process 0 has no pending"),
             (r#"{:process 0, :type :invoke, :f :get}"#, "line 1: expected a :key"),
             ("[1]", "line 1: expected an op map"),
+            (
+                "{:process 99999999999999999999, :type :invoke, :f :get, :key \"0\"}",
+                "line 1: expected a process that fits 64 bits, found 99999999999999999999",
+            ),
         ];
         for (text, want) in cases {
             let err = import(text, Format::PorcupineKv, "t").expect_err(text).to_string();

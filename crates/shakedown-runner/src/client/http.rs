@@ -40,7 +40,11 @@ impl Retry {
 
 /// What one attempt came to, before classification.
 enum Attempt {
-    Replied { status: u16, retry_after: Option<Duration>, body: Result<String, String> },
+    Replied {
+        status: u16,
+        retry_after: Option<Duration>,
+        body: Result<String, String>,
+    },
     Refused(String),
     /// The request could not even be built (a URL or header that is not
     /// valid): it never left, so it cannot have taken effect.

@@ -131,6 +131,9 @@ const TOKENS: &[&str] = &[
     "\"{port}\"", "\"{int 0..9}\"", "\"{int -9223372036854775808..=9223372036854775807}\"", "\"{seq}\"",
     "\"{pick ids}\"", "\"body:json\"", "\"stdout:regex:(\"", "\"http\"", "\"exec\"", "\"kill\"", "\"set\"",
     "ü", "—", "é", "\u{0}", "\r\n", "\t",
+    "\"30days\"", "\"31days\"", "\"0s\"", "\"99999999999h\"", "1024", "1025", "10000001", "4294967295",
+    "9223372036854775807", "1e-300", "\"ht!tp://x\"", "\"http://{host}:{port}\"", "\"127.0.0.1:0\"", "weight",
+    "timeout", "interval", "repeat", "steps", "step", "sleep", "matrix", "dataset", "log", "base", "average-size",
 ];
 
 fn token_soup() -> impl Strategy<Value = String> {
@@ -250,6 +253,25 @@ fn ceil_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// The `scenario` fuzz target's body, compiled here so it keeps building
+/// against this crate; `cargo fuzz` runs it deeper.
+#[path = "../../../../fuzz/fuzz_targets/scenario_check.rs"]
+mod scenario_target;
+
+/// Bytes: arbitrary, token soup, or the base scenario with bytes spliced in.
+fn any_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        any::<Vec<u8>>(),
+        token_soup().prop_map(String::into_bytes),
+        (any::<Index>(), any::<Vec<u8>>()).prop_map(|(at, bytes)| {
+            let mut text = BASE.as_bytes().to_vec();
+            let i = at.index(text.len() + 1);
+            text.splice(i..i, bytes);
+            text
+        }),
+    ]
+}
+
 /// Renders a template with every placeholder failing, so only literals render.
 fn render_literal(t: &Template) -> Option<String> {
     t.render(|_| Err(())).ok()
@@ -274,6 +296,12 @@ proptest! {
     fn mutated_scenarios_never_panic_and_errors_are_located(edits in prop::collection::vec(mutation(), 1..4)) {
         let text = edits.iter().fold(BASE.to_string(), |t, m| apply(&t, m));
         check_parse(&text)?;
+        scenario_target::check(text.as_bytes());
+    }
+
+    #[test]
+    fn the_fuzz_target_body_holds(bytes in any_bytes()) {
+        scenario_target::check(&bytes);
     }
 
     #[test]

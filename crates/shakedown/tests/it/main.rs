@@ -12,6 +12,7 @@ mod etcd;
 mod faults;
 mod library;
 mod logs;
+mod malformed;
 mod matrix;
 mod metrics;
 mod postgres;

@@ -1,0 +1,75 @@
+//! The binary's input edges: scenario and history files are read only when
+//! they are regular files of bounded size, and flags that become sizes,
+//! durations or counts are bounded too.
+
+use shakedown_spec::limits::MAX_SCENARIO_BYTES;
+use shakedown_spec::ReadError;
+use std::path::Path;
+use std::time::Duration;
+
+/// The largest history file `shakedown check` reads unless
+/// `--max-history-bytes` says otherwise.
+pub const DEFAULT_MAX_HISTORY_BYTES: &str = "2GiB";
+
+/// A scenario file's text: a regular file of at most [`MAX_SCENARIO_BYTES`] of UTF-8.
+pub fn read_scenario(path: &Path) -> Result<String, ReadError> {
+    shakedown_spec::read_text_file(path, MAX_SCENARIO_BYTES)
+}
+
+/// A history file's text: a regular file of at most `max_bytes` of UTF-8.
+pub fn read_history(path: &Path, max_bytes: u64) -> Result<String, ReadError> {
+    shakedown_spec::read_text_file(path, max_bytes)
+}
+
+/// A size for a flag: bytes, or with a unit (`512MiB`, `4GiB`).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    shakedown_spec::ByteSize::parse(text).map(|b| b.0)
+}
+
+/// A duration for a flag, at most the longest duration a scenario may hold,
+/// so that adding it to the clock cannot overflow.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    shakedown_spec::Dur::parse(text).map(|d| d.0)
+}
+
+/// The most scenarios `--jobs` runs at once.
+pub const MAX_JOBS: usize = 256;
+
+/// `--jobs`: 1 to [`MAX_JOBS`]; a larger count would only overflow the
+/// suite's semaphore (it panics past `usize::MAX >> 3` permits).
+pub fn parse_jobs(text: &str) -> Result<std::num::NonZeroUsize, String> {
+    let n: usize = text.trim().parse().map_err(|_| format!("`{text}` is not a number of scenarios"))?;
+    match std::num::NonZeroUsize::new(n) {
+        Some(jobs) if n <= MAX_JOBS => Ok(jobs),
+        _ => Err(format!("{n} is not 1 to {MAX_JOBS}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_take_sizes_with_units_and_bounded_durations_and_jobs() {
+        assert_eq!(parse_size(DEFAULT_MAX_HISTORY_BYTES), Ok(2 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        let err = parse_duration("18446744073709551615s").unwrap_err();
+        assert!(err.contains("above the maximum of 30days"), "{err}");
+        assert_eq!(parse_jobs("256").map(|n| n.get()), Ok(MAX_JOBS));
+        assert!(parse_jobs("0").is_err() && parse_jobs("18446744073709551615").is_err() && parse_jobs("x").is_err());
+    }
+
+    #[test]
+    fn scenario_files_are_capped_and_regular() {
+        let err = read_scenario(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert_eq!(err, "/dev/zero: is a character device, not a regular file");
+        let big = tempfile::NamedTempFile::new().unwrap();
+        big.as_file().set_len(MAX_SCENARIO_BYTES + 1).unwrap();
+        let err = read_scenario(big.path()).unwrap_err().to_string();
+        assert!(err.ends_with("is larger than the maximum of 4 MiB (4194305 bytes)"), "{err}");
+        let err = read_history(big.path(), 1024).unwrap_err().to_string();
+        assert!(err.contains("larger than the maximum of 1 KiB"), "{err}");
+    }
+}
