@@ -20,6 +20,7 @@ mod profiles;
 mod proxy;
 mod resume;
 mod scripted;
+mod secrets;
 mod state;
 mod steps;
 mod suites;
