@@ -34,7 +34,7 @@ pub use fault::*;
 pub use include::Segment;
 pub use matrix::{cell_name, Cell, Guard};
 pub use model::*;
-pub use read::{read_file, read_text_file, utf8_text, ReadError};
+pub use read::{open_regular, read_file, read_text_file, utf8_text, ReadError};
 pub use resume::{
     parse_size_range, CorruptExpect, CorruptHow, CorruptSpec, Count, DatasetKind, DatasetSpec, ResumeAt, ResumeSpec,
 };

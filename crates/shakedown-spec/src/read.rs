@@ -27,6 +27,11 @@ fn size_note(size: Option<u64>) -> String {
 }
 
 impl ReadError {
+    /// Whether the file does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ReadError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+
     /// The 1-based line the problem is on, when it has one (invalid UTF-8).
     pub fn line(&self) -> Option<usize> {
         match self {
@@ -56,6 +61,21 @@ pub fn utf8_text(bytes: Vec<u8>, origin: &str) -> Result<String, ReadError> {
 pub fn read_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ReadError> {
     let name = || path.display().to_string();
     let io = |source| ReadError::Io { path: name(), source };
+    let file = open_regular(path, max_bytes)?;
+    let meta = file.metadata().map_err(io)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len().min(max_bytes)).unwrap_or(0));
+    file.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(io)?;
+    if u64::try_from(bytes.len()).map_or(true, |n| n > max_bytes) {
+        return Err(ReadError::TooLarge { path: name(), max_bytes, size: None });
+    }
+    Ok(bytes)
+}
+
+/// Opens `path` for reading if it is a regular file of at most `max_bytes`
+/// (as it is now: a reader of a growing file must cap what it reads itself).
+pub fn open_regular(path: &Path, max_bytes: u64) -> Result<File, ReadError> {
+    let name = || path.display().to_string();
+    let io = |source| ReadError::Io { path: name(), source };
     // Looked at before opening: opening a FIFO blocks until a writer comes.
     let meta = std::fs::metadata(path).map_err(io)?;
     if let Some(kind) = not_regular(&meta.file_type()) {
@@ -71,12 +91,7 @@ pub fn read_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, ReadError> {
     if let Some(kind) = not_regular(&meta.file_type()) {
         return Err(ReadError::NotRegular { path: name(), kind });
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len().min(max_bytes)).unwrap_or(0));
-    file.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes).map_err(io)?;
-    if u64::try_from(bytes.len()).map_or(true, |n| n > max_bytes) {
-        return Err(ReadError::TooLarge { path: name(), max_bytes, size: None });
-    }
-    Ok(bytes)
+    Ok(file)
 }
 
 /// What a file is when it is not a regular file, as "a FIFO".

@@ -72,7 +72,7 @@ pub fn path(name: &str) -> Result<PathBuf, BaselineError> {
 /// Reads baseline `name`; a missing file is [`BaselineError::Missing`].
 pub fn load(name: &str) -> Result<(PathBuf, Baseline), BaselineError> {
     let path = path(name)?;
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::input::read_small(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(BaselineError::Missing { name: name.to_string(), path })

@@ -26,6 +26,11 @@ use std::sync::Arc;
 /// one more check (see `--baseline`).
 pub type BaselineFn = dyn Fn(&Report) -> Option<CheckResult> + Send + Sync;
 
+/// The largest `history.jsonl` (and `states.json`) a run directory may hold
+/// to be checked; a run writes far less (a long run at 3k ops/s, about 1 GiB an hour).
+pub const MAX_HISTORY_BYTES: u64 = 16 << 30;
+/// The largest `run.json`.
+const MAX_RECORD_BYTES: u64 = 64 << 20;
 /// Lines of each log shown in reports.
 const LOG_TAIL_LINES: usize = 20;
 /// Log entries a run's log checks may keep in memory, matched entries in all.
@@ -95,21 +100,23 @@ pub fn finish(s: &Scenario, run_dir: &Path, opts: &FinishOptions) -> Result<Fini
 /// `run.json` means the harness died (not an error), a missing or broken
 /// history is one.
 fn read_stored(run_dir: &Path) -> Result<Stored, Error> {
+    use std::io::Read;
     let bad = |path: &Path, why: String| Error::Stored { path: path.display().to_string(), why };
     let record_path = run_dir.join(shakedown_runner::RUN_RECORD);
-    let record = match std::fs::read_to_string(&record_path) {
+    let record = match shakedown_spec::read_text_file(&record_path, MAX_RECORD_BYTES) {
         Ok(text) => Some(serde_json::from_str::<RunRecord>(&text).map_err(|e| bad(&record_path, e.to_string()))?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) if e.is_not_found() => None,
         Err(e) => return Err(bad(&record_path, e.to_string())),
     };
     let history_path = run_dir.join(shakedown_runner::HISTORY);
-    let file = std::fs::File::open(&history_path).map_err(|e| bad(&history_path, e.to_string()))?;
-    let history = shakedown_history::read_recorded(std::io::BufReader::new(file))
+    let file = shakedown_spec::open_regular(&history_path, MAX_HISTORY_BYTES)
         .map_err(|e| bad(&history_path, e.to_string()))?;
+    let capped = std::io::BufReader::new(file.take(MAX_HISTORY_BYTES));
+    let history = shakedown_history::read_recorded(capped).map_err(|e| bad(&history_path, e.to_string()))?;
     let states_path = run_dir.join(shakedown_runner::STATES);
-    let states = match std::fs::read_to_string(&states_path) {
+    let states = match shakedown_spec::read_text_file(&states_path, MAX_HISTORY_BYTES) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| bad(&states_path, e.to_string()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) if e.is_not_found() => Vec::new(),
         Err(e) => return Err(bad(&states_path, e.to_string())),
     };
     Ok(Stored { record, history, states })

@@ -21,6 +21,30 @@ pub fn read_history(path: &Path, max_bytes: u64) -> Result<String, ReadError> {
     shakedown_spec::read_text_file(path, max_bytes)
 }
 
+/// The largest small file shakedown reads besides scenarios and histories:
+/// profiles, `.env` files, baselines, proxy configs, a run's reports.
+pub const MAX_SMALL_FILE_BYTES: u64 = 64 << 20;
+
+/// A small file's text (see [`MAX_SMALL_FILE_BYTES`]), refusing devices,
+/// FIFOs and oversized files, as an I/O error whose kind is kept (a missing
+/// file is still `NotFound`) and whose message does not repeat the path.
+pub fn read_small(path: &Path) -> std::io::Result<String> {
+    use shakedown_spec::ReadError;
+    shakedown_spec::read_text_file(path, MAX_SMALL_FILE_BYTES).map_err(|e| match e {
+        ReadError::Io { source, .. } => source,
+        ReadError::NotRegular { kind, .. } => {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("is {kind}, not a regular file"))
+        }
+        ReadError::TooLarge { .. } => std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("is larger than {} MiB", MAX_SMALL_FILE_BYTES >> 20),
+        ),
+        ReadError::InvalidUtf8 { line, col, .. } => {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("invalid UTF-8 at line {line}, column {col}"))
+        }
+    })
+}
+
 /// A size for a flag: bytes, or with a unit (`512MiB`, `4GiB`).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     shakedown_spec::ByteSize::parse(text).map(|b| b.0)
@@ -59,6 +83,14 @@ mod tests {
         assert!(err.contains("above the maximum of 30days"), "{err}");
         assert_eq!(parse_jobs("256").map(|n| n.get()), Ok(MAX_JOBS));
         assert!(parse_jobs("0").is_err() && parse_jobs("18446744073709551615").is_err() && parse_jobs("x").is_err());
+    }
+
+    #[test]
+    fn small_files_keep_not_found_and_refuse_devices() {
+        let missing = read_small(Path::new("/nonexistent/x.json")).unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+        let dev = read_small(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert_eq!(dev, "is a character device, not a regular file");
     }
 
     #[test]

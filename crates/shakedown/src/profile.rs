@@ -94,7 +94,7 @@ fn load_config(profile: &mut Profile, config: &Path) -> Result<(), ProfileError>
             file.as_str().ok_or_else(|| parse_err(format!("`profile.{}.env_file` is not a string", profile.name)))?;
         // Relative to the project directory, the one holding `.config/`.
         let path = config.parent().and_then(Path::parent).unwrap_or(Path::new(".")).join(file);
-        let text = std::fs::read_to_string(&path).map_err(|source| ProfileError::EnvFile {
+        let text = crate::input::read_small(&path).map_err(|source| ProfileError::EnvFile {
             name: profile.name.clone(),
             path: path.display().to_string(),
             config: config.display().to_string(),
@@ -195,7 +195,7 @@ pub fn missing_help(scenario: &str, file: &Path, missing: &[String], profile: Op
 }
 
 fn read(path: &Path) -> Result<String, ProfileError> {
-    std::fs::read_to_string(path).map_err(|source| ProfileError::Read { path: path.display().to_string(), source })
+    crate::input::read_small(path).map_err(|source| ProfileError::Read { path: path.display().to_string(), source })
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {

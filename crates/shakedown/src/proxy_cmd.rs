@@ -60,7 +60,7 @@ pub fn proxy_command(listen: SocketAddr, config: Option<PathBuf>, seed: Option<u
 }
 
 fn read_config(path: &PathBuf) -> Result<Vec<ProxySpec>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = crate::input::read_small(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| {
         format!(
             "{}:{}:{}: {e}; expected a JSON array of {{\"name\", \"listen\", \"upstream\", \"enabled\"}}",

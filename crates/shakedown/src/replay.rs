@@ -40,7 +40,7 @@ pub fn resolve(run_dir: &Path) -> Result<Replay, ReplayError> {
         return Err(ReplayError::NotARunDir(run_dir.to_path_buf()));
     }
     let report = run_dir.join("report.json");
-    let text = match std::fs::read_to_string(&report) {
+    let text = match crate::input::read_small(&report) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let note =
@@ -59,7 +59,7 @@ pub fn resolve(run_dir: &Path) -> Result<Replay, ReplayError> {
 /// cell comes from the history's header, which even a killed run has.
 pub fn scenario_of(run_dir: &Path) -> Result<(shakedown::Scenario, PathBuf), ReplayError> {
     let file = run_dir.join("scenario.toml");
-    let text = std::fs::read_to_string(&file).map_err(|_| ReplayError::NotARunDir(run_dir.to_path_buf()))?;
+    let text = crate::input::read_scenario(&file).map_err(|_| ReplayError::NotARunDir(run_dir.to_path_buf()))?;
     let base = file.parent().unwrap_or(Path::new("."));
     let not_valid = |message: String| ReplayError::Report { path: file.clone(), message };
     let (scenario, _) = shakedown::crates::spec::parse_file(&text, &file.display().to_string(), base)
@@ -99,7 +99,7 @@ pub struct Facts {
 
 /// Reads a report.json's facts.
 pub fn read_report(path: &Path) -> Result<Facts, String> {
-    report_facts(&std::fs::read_to_string(path).map_err(|e| e.to_string())?)
+    report_facts(&crate::input::read_small(path).map_err(|e| e.to_string())?)
 }
 
 fn report_facts(text: &str) -> Result<Facts, String> {

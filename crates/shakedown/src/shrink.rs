@@ -155,7 +155,7 @@ pub fn shrink_run(run_dir: &Path, out: Option<PathBuf>, max_runs: usize) -> Resu
     if out.read_dir().is_ok_and(|mut d| d.next().is_some()) {
         return Err(Problem::Usage(format!("shrink into {}: it is not empty", out.display())));
     }
-    let text = std::fs::read_to_string(&replay.scenario)
+    let text = crate::input::read_scenario(&replay.scenario)
         .map_err(|e| Problem::Usage(format!("read {}: {e}", replay.scenario.display())))?;
     let failing: Vec<&str> = replay.invalid.iter().map(String::as_str).collect();
     let scenario = replay.scenario.display();

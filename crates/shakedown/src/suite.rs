@@ -52,7 +52,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<Found>, SuiteError> {
     for path in paths {
         if path.is_dir() {
             let before = found.len();
-            walk(path, &mut found)?;
+            walk(path, &mut found, &mut std::collections::HashSet::new())?;
             if found.len() == before {
                 return Err(SuiteError::Empty(path.display().to_string()));
             }
@@ -60,13 +60,23 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<Found>, SuiteError> {
             found.push(Found { path: path.clone(), explicit: true });
         }
     }
+    // One scenario file reached by two paths (through a symlink) runs once.
     let mut seen = std::collections::HashSet::new();
-    found.retain(|f| seen.insert(f.path.clone()));
+    found.retain(|f| seen.insert(f.path.canonicalize().unwrap_or_else(|_| f.path.clone())));
     Ok(found)
 }
 
-fn walk(dir: &Path, found: &mut Vec<Found>) -> Result<(), SuiteError> {
+/// Collects the scenario files below `dir`. A directory reached twice (a
+/// symlink loop, or two links to one place) is walked once.
+fn walk(
+    dir: &Path,
+    found: &mut Vec<Found>,
+    visited: &mut std::collections::HashSet<PathBuf>,
+) -> Result<(), SuiteError> {
     let read_err = |source| SuiteError::Read { path: dir.display().to_string(), source };
+    if !visited.insert(dir.canonicalize().map_err(read_err)?) {
+        return Ok(());
+    }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(read_err)?
         .map(|e| e.map(|e| e.path()))
@@ -80,7 +90,7 @@ fn walk(dir: &Path, found: &mut Vec<Found>) -> Result<(), SuiteError> {
         }
         if path.is_dir() {
             if name != "include" {
-                walk(&path, found)?;
+                walk(&path, found, visited)?;
             }
         } else if name.ends_with(".toml") {
             found.push(Found { path, explicit: false });
@@ -553,6 +563,20 @@ mod tests {
             }),
             error: None,
         }
+    }
+
+    #[test]
+    fn a_symlink_loop_finds_each_scenario_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let suite = tmp.path().join("suite");
+        std::fs::create_dir_all(suite.join("sub")).unwrap();
+        std::fs::write(suite.join("a.toml"), "name = \"a\"").unwrap();
+        std::fs::write(suite.join("sub/b.toml"), "name = \"b\"").unwrap();
+        std::os::unix::fs::symlink(&suite, suite.join("sub/loop")).unwrap();
+        std::os::unix::fs::symlink(suite.join("sub"), suite.join("again")).unwrap();
+        let found = discover(std::slice::from_ref(&suite)).unwrap();
+        let names: Vec<String> = found.iter().map(|f| f.path.file_name().unwrap().to_string_lossy().into()).collect();
+        assert_eq!(names, ["a.toml", "b.toml"]);
     }
 
     #[test]

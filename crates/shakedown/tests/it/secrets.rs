@@ -76,7 +76,8 @@ fn profile_and_scenario_secrets_are_masked_in_every_output_and_the_run_dir_is_ow
     let run = tmp.path().join("run");
     let all = files(&run);
     let names: Vec<String> = all.iter().map(|p| p.strip_prefix(&run).unwrap().display().to_string()).collect();
-    for want in ["history.jsonl", "report.json", "report.html", "junit.xml", "run.json", "logs/echo.log", "logs/build.log"]
+    for want in
+        ["history.jsonl", "report.json", "report.html", "junit.xml", "run.json", "logs/echo.log", "logs/build.log"]
     {
         assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
     }
