@@ -21,7 +21,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::ChildStdin;
 use tokio::sync::oneshot;
 
@@ -141,21 +141,64 @@ fn start(slot: &Slot) -> Result<Running, String> {
 }
 
 async fn read_replies(stdout: tokio::process::ChildStdout, pending: &Pending, answered: &AtomicBool, log: &LogSink) {
-    let mut lines = BufReader::new(stdout).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    let mut reader = BufReader::new(stdout);
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        match next_line(&mut reader, &mut raw).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return,
+        }
+        if raw.len() > MAX_REPLY_BYTES {
+            log.push("sys", &format!("[shakedown] a reply longer than {MAX_REPLY_BYTES} bytes was left out"));
+            continue;
+        }
+        let line = String::from_utf8_lossy(&raw);
         if line.trim().is_empty() {
             continue;
         }
+        let shown = || crate::recorder::cap_text(line.to_string(), 4096);
         match parse_reply(&line) {
             Ok((id, outcome)) => {
                 answered.store(true, Ordering::SeqCst);
                 let tx = pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
                 match tx {
                     Some(tx) => drop(tx.send(outcome)),
-                    None => log.push("sys", &format!("[shakedown] reply for unknown or timed-out id {id}: {line}")),
+                    None => {
+                        log.push("sys", &format!("[shakedown] reply for unknown or timed-out id {id}: {}", shown()))
+                    }
                 }
             }
-            Err(why) => log.push("sys", &format!("[shakedown] unreadable reply ({why}): {line}")),
+            Err(why) => log.push("sys", &format!("[shakedown] unreadable reply ({why}): {}", shown())),
+        }
+    }
+}
+
+/// The longest reply line kept; a longer one is read through and left out,
+/// so a driver printing without newlines cannot exhaust memory.
+const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Reads the next line into `raw` (without its newline), keeping at most
+/// [`MAX_REPLY_BYTES`] + 1 bytes of it; false at the end of the stream.
+async fn next_line(reader: &mut (impl tokio::io::AsyncBufRead + Unpin), raw: &mut Vec<u8>) -> std::io::Result<bool> {
+    use tokio::io::AsyncBufReadExt;
+    loop {
+        let chunk = reader.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(!raw.is_empty());
+        }
+        let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let room = (MAX_REPLY_BYTES + 1).saturating_sub(raw.len());
+        raw.extend_from_slice(&chunk[..take.min(room)]);
+        reader.consume(take);
+        if done {
+            if raw.last() == Some(&b'\n') {
+                raw.pop();
+            }
+            return Ok(true);
         }
     }
 }
@@ -222,6 +265,24 @@ impl Client for DriverClient {
 mod tests {
     use super::*;
     use shakedown_history::OpType;
+
+    #[tokio::test]
+    async fn reply_lines_are_bounded_and_a_long_one_is_read_through() {
+        let mut input = b"{\"id\":1}\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', MAX_REPLY_BYTES + 10));
+        input.extend(b"\n{\"id\":2}");
+        let mut reader = &input[..];
+        let mut raw = Vec::new();
+        let mut lines = Vec::new();
+        while {
+            raw.clear();
+            next_line(&mut reader, &mut raw).await.unwrap()
+        } {
+            lines.push(raw.len());
+            assert!(raw.len() <= MAX_REPLY_BYTES + 1);
+        }
+        assert_eq!(lines, [8, MAX_REPLY_BYTES + 1, 8], "the long line is cut past the cap, the next one intact");
+    }
 
     #[test]
     fn replies_parse_or_explain() {
