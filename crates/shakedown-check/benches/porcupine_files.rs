@@ -2,13 +2,12 @@
 //! `porcupine-rs` port, checking only (import and conversion excluded).
 //!
 //! `cargo bench -p shakedown-check --bench porcupine_files` reads every file of
-//! `<workspace>/../shared/data/histories/porcupine/` (the etcd logs with the
+//! `<workspace>/testdata/porcupine/` (the etcd logs with the
 //! cas-register model, the kv files with the kv model), checks each with both
 //! checkers, interleaved, `REPS` times, and prints per-file medians, the
 //! totals, and Porcupine's Go times from `PORCUPINE_TIMES.tsv` for reference.
-//! Both checkers' verdicts must equal `VERDICTS.tsv`. Without the folder it
-//! says so and exits 0. `SHAKEDOWN_PORCUPINE_DIR` names another folder laid
-//! out the same way.
+//! Both checkers' verdicts must equal `VERDICTS.tsv`. `SHAKEDOWN_PORCUPINE_DIR`
+//! names another folder laid out the same way.
 
 use shakedown_check::linear::{check, model_by_name, Budget};
 use shakedown_check::Verdict;
@@ -114,15 +113,9 @@ fn us(d: Duration) -> f64 {
 fn main() {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     // SHAKEDOWN_PORCUPINE_DIR points elsewhere, e.g. at further histories of the same kinds.
-    let dir: PathBuf = std::env::var_os("SHAKEDOWN_PORCUPINE_DIR")
-        .map_or_else(|| workspace.join("../shared/data/histories/porcupine"), PathBuf::from);
-    if !dir.join("VERDICTS.tsv").is_file() {
-        println!(
-            "porcupine_files: skipped: no Porcupine test histories at {} (they live in the project's shared data, not in the repository)",
-            dir.display()
-        );
-        return;
-    }
+    let dir: PathBuf =
+        std::env::var_os("SHAKEDOWN_PORCUPINE_DIR").map_or_else(|| workspace.join("testdata/porcupine"), PathBuf::from);
+    assert!(dir.join("VERDICTS.tsv").is_file(), "no Porcupine test histories at {}", dir.display());
     // Porcupine's Go times, for reference only; a folder may lack them.
     let times = dir.join("PORCUPINE_TIMES.tsv");
     let go: HashMap<String, f64> = if times.is_file() {

@@ -60,11 +60,14 @@ fn read_any_errors_name_the_line() {
     assert!(err.starts_with("line 1: "), "{err}");
 }
 
-const SAMPLE_DIR: &str = "/work/shared/data/histories/porcupine";
+/// Porcupine's histories, kept in the repository (see its README and license).
+fn sample_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/porcupine")
+}
 
 /// The `ops` column of `PORCUPINE_TIMES.tsv`, by file path relative to the sample dir.
 fn expected_op_counts(dir: &Path) -> BTreeMap<String, usize> {
-    let Ok(tsv) = std::fs::read_to_string(dir.join("PORCUPINE_TIMES.tsv")) else { return BTreeMap::new() };
+    let tsv = std::fs::read_to_string(dir.join("PORCUPINE_TIMES.tsv")).expect("the sample's times table");
     tsv.lines()
         .skip(1)
         .filter_map(|l| {
@@ -76,12 +79,9 @@ fn expected_op_counts(dir: &Path) -> BTreeMap<String, usize> {
 
 #[test]
 fn imports_the_porcupine_sample() {
-    let dir = Path::new(SAMPLE_DIR);
-    if !dir.is_dir() {
-        println!("skipping: {SAMPLE_DIR} is absent (it exists only on the project's machines)");
-        return;
-    }
+    let dir = &sample_dir();
     let expected = expected_op_counts(dir);
+    assert!(expected.len() >= 55, "the sample's op counts are read");
     let mut n_files = 0;
     let mut mismatches = Vec::new();
     for (sub, format) in [("etcd", Format::JepsenLog), ("kv", Format::PorcupineKv)] {
@@ -103,6 +103,6 @@ fn imports_the_porcupine_sample() {
         }
     }
     println!("imported {n_files} files; op count mismatches: {mismatches:?}");
-    assert!(n_files > 0);
+    assert_eq!(n_files, 55, "every file of the sample is imported");
     assert!(mismatches.is_empty(), "{mismatches:#?}");
 }
