@@ -32,7 +32,8 @@ pub fn own_cgroup() -> Result<PathBuf, Unavailable> {
         .strip_prefix(&mount_root)
         .map_err(|_| Unavailable::OutsideMount(ours.to_string()))?
         .to_path_buf();
-    let dir = mount_point.join(relative);
+    // Joining an empty path would add a trailing slash.
+    let dir = if relative.as_os_str().is_empty() { mount_point } else { mount_point.join(relative) };
     let procs = dir.join("cgroup.procs");
     if let Err(e) = nix::unistd::access(&procs, nix::unistd::AccessFlags::W_OK) {
         return Err(Unavailable::NotWritable { path: procs.display().to_string(), reason: e.desc().to_lowercase() });

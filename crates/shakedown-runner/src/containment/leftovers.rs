@@ -34,17 +34,12 @@ impl std::fmt::Display for Leftover {
     }
 }
 
-/// Kills every leftover and says whose they were; each is also logged.
+/// Kills every leftover and says whose they were.
 pub fn reap_leftovers() -> Vec<Leftover> {
     let mut found: BTreeMap<(String, String), usize> = BTreeMap::new();
     reap_cgroups(&mut found);
     reap_tagged(&mut found);
-    let leftovers: Vec<Leftover> =
-        found.into_iter().map(|((run_dir, owner), processes)| Leftover { run_dir, owner, processes }).collect();
-    for l in &leftovers {
-        tracing::warn!(owner = %l.owner, "{l}");
-    }
-    leftovers
+    found.into_iter().map(|((run_dir, owner), processes)| Leftover { run_dir, owner, processes }).collect()
 }
 
 /// Dead owners' run cgroups below ours: killed and removed (an empty one

@@ -183,7 +183,10 @@ impl RunContainment {
     /// owners left behind, makes the run's cgroup (or readies the fallback)
     /// and forks its watchdog.
     pub fn start(run_dir: &Path, choice: Choice) -> Result<RunContainment, ContainmentError> {
-        reap_leftovers();
+        // The CLI reaps (and reports) before its runs start; a library user hears of them here.
+        for leftover in reap_leftovers() {
+            tracing::warn!(owner = %leftover.owner, "{leftover}");
+        }
         let tag = run_dir.display().to_string();
         let owner = Owner::current();
         let (mechanism, cgroup) = place(choice)?;
