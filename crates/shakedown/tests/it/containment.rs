@@ -246,6 +246,38 @@ fn nothing_outlives_a_sigkilled_shakedown_under_the_fallback() {
     escapers_after_kill_9("subreaper");
 }
 
+/// Ctrl-C at a terminal signals the whole foreground process group. Twice:
+/// the second makes shakedown exit at once (130) without ending its run, so
+/// the watchdog, which has left that group, kills the run after shakedown is gone.
+#[test]
+fn ctrl_c_twice_at_a_terminal_leaves_nothing() {
+    use nix::sys::signal::{killpg, Signal};
+    use std::os::unix::process::CommandExt;
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let (_tmp, scenario, out) = escapers("60s");
+    let mut shakedown = Command::new(SHAKEDOWN)
+        .args(["run", scenario.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let (seen, ports) = wait_for_escapers(&out, &mut shakedown);
+    let group = nix::unistd::Pid::from_raw(i32::try_from(shakedown.id()).unwrap());
+    killpg(group, Signal::SIGINT).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let _ = killpg(group, Signal::SIGINT);
+    let exited = wait_until(Duration::from_secs(20), || shakedown.try_wait().unwrap().is_some());
+    if !exited {
+        let _ = shakedown.kill();
+    }
+    assert!(exited, "shakedown exits on Ctrl-C");
+    assert_eq!(shakedown.wait().unwrap().code(), Some(130));
+    let clean = wait_until(Duration::from_secs(10), || survivors(&seen, &out).is_empty());
+    assert!(clean, "left after Ctrl-C: {:#?}", survivors(&seen, &out));
+    assert_refused(&ports);
+}
+
 /// The PostgreSQL queue example, SIGKILLed once the server and its
 /// background processes run (as `postgres`, via setpriv in pg.sh).
 fn postgres_after_kill_9(mechanism: &str) {
