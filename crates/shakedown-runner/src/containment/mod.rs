@@ -308,20 +308,20 @@ pub fn describe() -> Result<String, String> {
 
 /// What a child does between fork and exec to join its run's containment.
 #[derive(Debug, Clone, Default)]
-pub struct Join {
+pub(crate) struct Join {
     cgroup_procs: Option<CString>,
 }
 
 impl Join {
     /// For a process tagged with the run directory `tag`; nothing to do for
     /// a tag with no live run (a plan tested on its own).
-    pub fn for_run(tag: &str) -> Join {
+    pub(crate) fn for_run(tag: &str) -> Join {
         Join { cgroup_procs: entry(tag).and_then(|e| e.cgroup_procs.clone()) }
     }
 
     /// Moves the calling process into the run's cgroup. Async-signal-safe:
     /// it runs in the forked child before exec.
-    pub fn enter(&self) -> std::io::Result<()> {
+    pub(crate) fn enter(&self) -> std::io::Result<()> {
         match &self.cgroup_procs {
             Some(procs) => raw::write_file(procs, b"0").map_err(std::io::Error::from_raw_os_error),
             None => Ok(()),
@@ -330,7 +330,7 @@ impl Join {
 }
 
 /// The supervisor started a process group for the run `tag`.
-pub fn group_started(tag: &str, pgid: i32) {
+pub(crate) fn group_started(tag: &str, pgid: i32) {
     let Some(e) = entry(tag) else { return };
     e.groups.lock().unwrap_or_else(|p| p.into_inner()).insert(pgid);
     if e.sweeps {
@@ -341,7 +341,7 @@ pub fn group_started(tag: &str, pgid: i32) {
 }
 
 /// The supervisor reaped the leader of a group of the run `tag`.
-pub fn group_ended(tag: &str, pgid: i32) {
+pub(crate) fn group_ended(tag: &str, pgid: i32) {
     let Some(e) = entry(tag) else { return };
     if e.sweeps {
         if let Some(w) = e.watchdog.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {

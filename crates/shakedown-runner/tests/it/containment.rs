@@ -82,6 +82,8 @@ async fn a_daemon_dies_at_the_run_end(choice: Choice) {
     std::thread::sleep(Duration::from_millis(100));
     let daemon = daemons[0];
     assert!(alive(daemon), "the daemon outlives its group");
+    let watchdog = containment.watchdog_pid().unwrap();
+    assert_eq!(stat(watchdog).unwrap().2, watchdog, "the watchdog leads a session of its own");
     let (ppid, pgid, sid, _, _) = stat(daemon).unwrap();
     assert_eq!((pgid, sid), (daemon, daemon), "the daemon leads a session of its own");
     assert!(env_of(daemon).contains(&format!("{OWNER_VAR}={}", Owner::current().tag())), "tagged with its owner");
@@ -100,6 +102,7 @@ async fn a_daemon_dies_at_the_run_end(choice: Choice) {
         }
     }
     assert!(!alive(daemon), "the daemon died at the run's end");
+    assert!(stat(watchdog).is_none(), "the watchdog exited and was reaped");
     // Adopted orphans are reaped, not left as our zombies.
     assert!(wait_until(Duration::from_secs(2), || stat(daemon).is_none_or(|s| s.0 != Owner::current().pid)));
 }
@@ -247,4 +250,35 @@ async fn leftovers_of_a_dead_owner_are_killed_and_a_live_owners_kept() {
     live_sh.kill().unwrap();
     live_sh.wait().unwrap();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(live_sleep), nix::sys::signal::Signal::SIGKILL).unwrap();
+}
+
+/// Live children of `pid`.
+fn children_of(pid: i32) -> Vec<i32> {
+    let pids = std::fs::read_dir("/proc").unwrap().flatten().filter_map(|e| e.file_name().to_str()?.parse().ok());
+    pids.filter(|&p| alive(p) && stat(p).is_some_and(|s| s.0 == pid)).collect()
+}
+
+/// The fallback without tags to go by: a leader whose environment is empty
+/// is found through the process group the run registered with the watchdog,
+/// and its child that moved to a session of its own through its descent.
+#[tokio::test]
+async fn the_fallback_finds_untagged_processes_by_group_and_descent() {
+    let _serial = SERIAL.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = tmp.path().canonicalize().unwrap();
+    let containment = RunContainment::start(&run_dir, Choice::Subreaper).unwrap();
+    let script = "sleep 1000 & setsid sleep 1000 & wait";
+    let mut cmd = spec(&run_dir, &["env", "-i", "sh", "-c", script]).command();
+    let (child, _group) = spawn_tracked(&mut cmd).unwrap();
+    let leader = i32::try_from(child.id().unwrap()).unwrap();
+    let mut kids = Vec::new();
+    assert!(wait_until(Duration::from_secs(5), || {
+        kids = children_of(leader);
+        kids.len() == 2 && kids.iter().any(|&k| stat(k).is_some_and(|s| s.2 == k))
+    }));
+    assert!(tagged(RUN_DIR_VAR, &run_dir.display().to_string()).is_empty(), "nothing carries the tag");
+    containment.end().unwrap();
+    for pid in kids.iter().chain([&leader]) {
+        assert!(!alive(*pid), "{pid} died at the run's end");
+    }
 }
