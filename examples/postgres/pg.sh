@@ -5,6 +5,11 @@
 # server, so shakedown's signals reach postgres directly. PostgreSQL refuses
 # to run as root; as root, the server runs as the `postgres` user, which must
 # be able to reach DATA_DIR. Installed by scripts/install-deps.
+#
+# Run directories are owner-only (0700), so as root the script lets other
+# users traverse (o+x, not read) each directory from $SHAKEDOWN_RUN_DIR down
+# to DATA_DIR's parent, and nothing above the run directory: this example
+# opts in to that. Outside a run, DATA_DIR's parents must be traversable already.
 set -eu
 data=$1
 port=$2
@@ -16,6 +21,17 @@ fi
 as_owner=""
 if [ "$(id -u)" = 0 ]; then
   mkdir -p "$data"
+  run_dir=${SHAKEDOWN_RUN_DIR:-}
+  dir=$(dirname "$data")
+  case "$dir" in
+    "$run_dir" | "$run_dir"/*)
+      while [ -n "$run_dir" ]; do
+        chmod o+x "$dir"
+        [ "$dir" = "$run_dir" ] && break
+        dir=$(dirname "$dir")
+      done
+      ;;
+  esac
   chown postgres: "$data"
   chmod 0700 "$data"
   if ! setpriv --reuid=postgres --regid=postgres --init-groups test -w "$data"; then

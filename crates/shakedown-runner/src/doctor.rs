@@ -1,5 +1,6 @@
 //! `shakedown doctor`: which fault tiers and tools this machine has, each
-//! found by trying it (in throwaway namespaces), with the reason when missing.
+//! found by trying it (in throwaway namespaces), with the reason when missing,
+//! and how a run's processes are cleaned up (a cgroup per run or the fallback).
 
 use crate::netns::sys::{new_netns, run_in, wait_with_timeout, COMMAND_TIMEOUT};
 use crate::netns::Firewall;
@@ -59,6 +60,7 @@ impl Capability {
 pub fn doctor() -> Vec<Capability> {
     let mut caps = vec![
         Capability::always("process faults", "kill, terminate, interrupt, pause and restart through process groups"),
+        Capability::from_result(Tier::Portable, "process cleanup", crate::containment::describe()),
         Capability::always(
             "tcp fault proxy",
             "latency, jitter, bandwidth, slow connect, timeout, reset, slicer, data limit, down",

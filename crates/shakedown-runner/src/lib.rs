@@ -22,6 +22,7 @@
 mod build;
 pub mod client;
 pub mod clock;
+pub mod containment;
 pub mod context;
 pub mod dataset;
 pub mod disk;

@@ -6,6 +6,7 @@
 
 use crate::build::{run_build, BuildError};
 use crate::client::Client;
+use crate::containment::{Choice, RunContainment};
 use crate::context::Context;
 use crate::environment::{self, Environment, SetupError};
 use crate::faults::Nemesis;
@@ -118,13 +119,28 @@ pub struct RunOutput {
     pub states: Vec<shakedown_history::state::Snapshot>,
 }
 
-/// Kills the process groups of its run on drop, whatever path leaves `run`;
-/// other runs in the same process keep theirs.
-struct KillGuard(PathBuf);
+/// Kills the process groups of its run on drop, whatever path leaves `run`,
+/// then ends its containment (everything else the run started, daemons
+/// included); other runs in the same process keep theirs.
+struct KillGuard(PathBuf, Option<RunContainment>);
+
+impl KillGuard {
+    /// Starts the run's containment (its cgroup or fallback, and its
+    /// watchdog); the error says why the run cannot start.
+    fn start(run_dir: PathBuf) -> (KillGuard, Option<String>) {
+        match Choice::from_env().and_then(|choice| RunContainment::start(&run_dir, choice)) {
+            Ok(c) => (KillGuard(run_dir, Some(c)), None),
+            Err(e) => (KillGuard(run_dir, None), Some(format!("contain the run's processes: {e}"))),
+        }
+    }
+}
 
 impl Drop for KillGuard {
     fn drop(&mut self) {
         kill_run_groups(&self.0);
+        if let Err(e) = self.1.take().map_or(Ok(()), RunContainment::end) {
+            tracing::error!(run = %self.0.display(), "failed to end the run's processes: {e}");
+        }
     }
 }
 
@@ -147,7 +163,7 @@ struct Run<'a> {
 /// Runs the scenario, streaming its history into the run directory (which
 /// must exist); never panics on a misbehaving system or environment.
 pub async fn run(s: &Scenario, opts: RunOptions) -> RunOutput {
-    let _guard = KillGuard(opts.run_dir.clone());
+    let (_guard, contain_error) = KillGuard::start(opts.run_dir.clone());
     shakedown_history::redact::add_secrets(secret_values(s));
     let mut header = Header::new(&s.name, opts.seed);
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
@@ -179,7 +195,10 @@ pub async fn run(s: &Scenario, opts: RunOptions) -> RunOutput {
         sampler: None,
         job_metrics: Default::default(),
     };
-    let end = r.drive().await;
+    let end = match contain_error {
+        Some(why) => RunEnd::Failed(why),
+        None => r.drive().await,
+    };
     r.finish(end)
 }
 

@@ -279,7 +279,12 @@ async fn run_json(
     if program.is_empty() {
         return Err(fail("the command is empty".into()));
     }
-    let mut env = vec![("PATH".to_string(), search_path()), ("SHAKEDOWN_SEED".to_string(), ctx.seed.to_string())];
+    let mut env = vec![
+        ("PATH".to_string(), search_path()),
+        ("SHAKEDOWN_SEED".to_string(), ctx.seed.to_string()),
+        // The tag puts the command in the run's containment.
+        (crate::supervisor::RUN_DIR_VAR.to_string(), ctx.run_dir.display().to_string()),
+    ];
     let cwd = match actor {
         Some(a) => {
             env.extend(a.env.iter().cloned());

@@ -3,8 +3,10 @@
 //!
 //! Every group ever started is in a process-wide registry until it is reaped,
 //! so [`kill_all_groups`] can end them all from any exit path (drop guard,
-//! signal handler, panic).
+//! signal handler, panic). What leaves its group (a daemon) or outlives
+//! shakedown is the run's containment's to kill (see [`crate::containment`]).
 
+use crate::containment::{self, Join, Owner};
 use crate::logs::{pump, LogSink};
 use crate::recorder::Recorder;
 use nix::sys::signal::{killpg, Signal};
@@ -68,11 +70,17 @@ fn register(pgid: i32, cmd: &Command) {
         .get_envs()
         .find(|(k, _)| *k == RUN_DIR_VAR)
         .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()));
+    if let Some(tag) = &tag {
+        containment::group_started(tag, pgid);
+    }
     LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).insert(pgid, tag);
 }
 
 fn unregister(pgid: i32) {
-    LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).remove(&pgid);
+    let tag = LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner()).remove(&pgid).flatten();
+    if let Some(tag) = tag {
+        containment::group_ended(&tag, pgid);
+    }
 }
 
 /// Kills a tracked process group when dropped (exec ops, probes, drivers, builds).
@@ -116,23 +124,39 @@ pub struct Namespace {
 }
 
 impl ProcSpec {
-    /// A tokio command in a new process group that dies with shakedown.
+    /// A tokio command in a new process group that joins its run's
+    /// containment (see [`containment`]) and dies with shakedown.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..]).envs(self.env.iter().cloned()).current_dir(&self.cwd);
         cmd.process_group(0).kill_on_drop(true).stdin(Stdio::null());
+        let run = self.env.iter().rev().find(|(k, _)| k == RUN_DIR_VAR).map(|(_, v)| v.as_str());
+        if run.is_some() {
+            cmd.env(containment::OWNER_VAR, Owner::current().tag());
+        }
+        let join = run.map(Join::for_run).unwrap_or_default();
         let namespaces: Vec<(RawFd, libc::c_int)> =
             self.namespaces.iter().map(|n| (n.fd.as_raw_fd(), n.nstype)).collect();
         // Entering a mount namespace moves the process to its root, and std
         // changes directory before pre_exec runs: change back afterwards.
         let cwd = std::ffi::CString::new(self.cwd.as_os_str().as_encoded_bytes()).ok();
-        // SAFETY: prctl and setns are async-signal-safe system calls; nothing
-        // here allocates. PDEATHSIG asks the kernel to SIGKILL the child if
-        // shakedown's spawning thread dies, a backstop for `kill -9 shakedown`.
-        // The namespace fds stay open in the parent until the spawn returns.
+        // SAFETY: getpid has no preconditions.
+        let parent = unsafe { libc::getpid() };
+        // SAFETY: joining the cgroup (open, write, close), prctl, getppid,
+        // setns and chdir are async-signal-safe system calls; nothing here
+        // allocates. The cgroup comes first, so the child is contained before
+        // it can do anything else. PDEATHSIG asks the kernel to SIGKILL the
+        // child if shakedown's spawning thread dies, a backstop that a
+        // change of user clears; if shakedown died before the prctl, the
+        // parent is no longer ours and the child gives up. The namespace fds
+        // stay open in the parent until the spawn returns.
         unsafe {
             cmd.pre_exec(move || {
+                join.enter()?;
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
                 for &(fd, nstype) in &namespaces {
                     if libc::setns(fd, nstype) != 0 {
                         return Err(std::io::Error::last_os_error());

@@ -545,11 +545,19 @@ fn set_profile_vars<'a>(profiles: impl Iterator<Item = &'a crate::profile::Profi
     Ok(())
 }
 
+/// Kills what an earlier shakedown that died left running, and says so on stderr.
+pub(crate) fn report_leftovers() {
+    for leftover in shakedown_runner::containment::reap_leftovers() {
+        eprintln!("shakedown: {leftover}");
+    }
+}
+
 /// One scenario file: the terminal output and exit code of a plain run.
 fn run_single(entry: crate::suite::Entry, args: &RunArgs, plan: &crate::baseline::Plan) -> u8 {
     let crate::suite::Entry { path: file, text, scenario, .. } = entry;
     let seed = args.seed.or(scenario.seed).unwrap_or_else(rand::random);
     eprintln!("shakedown {}: running {} (seed {seed})", env!("CARGO_PKG_VERSION"), scenario.name);
+    report_leftovers();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -613,6 +621,7 @@ fn run_suite(
         entries.len(),
         args.jobs
     );
+    report_leftovers();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

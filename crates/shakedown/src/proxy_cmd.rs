@@ -81,7 +81,9 @@ async fn shutdown_signal() {
 }
 
 /// Prints every capability; exits 0 (a missing tier is information, not an error).
+/// Processes an earlier, dead shakedown left behind are killed and reported first.
 pub fn doctor_command(json: bool) -> u8 {
+    crate::cli::report_leftovers();
     let caps = shakedown_runner::doctor::doctor();
     if json {
         println!("{}", serde_json::to_string_pretty(&caps).unwrap_or_else(|_| "[]".into()));

@@ -3,8 +3,9 @@
 
 use shakedown_runner::doctor::{doctor, render, Tier};
 
-const NAMES: [&str; 13] = [
+const NAMES: [&str; 14] = [
     "process faults",
+    "process cleanup",
     "tcp fault proxy",
     "http fault layer",
     "libfaketime (clock faults)",
@@ -27,6 +28,7 @@ fn doctor_lists_every_capability_with_netem_missing_and_why() {
     let find = |name: &str| caps.iter().find(|c| c.name == name).unwrap();
     for name in [
         "process faults",
+        "process cleanup",
         "tcp fault proxy",
         "http fault layer",
         "network namespaces",
@@ -51,6 +53,9 @@ fn doctor_lists_every_capability_with_netem_missing_and_why() {
     assert!(NAMES.iter().all(|n| table.contains(n)), "{table}");
     let json = serde_json::to_value(&caps).unwrap();
     assert_eq!(json.as_array().unwrap().len(), NAMES.len());
-    assert_eq!(json[8]["name"], "netem");
-    assert_eq!(json[8]["available"], false);
+    assert_eq!(json[9]["name"], "netem");
+    assert_eq!(json[9]["available"], false);
+    // This machine has a writable cgroup v2 (at /sys/fs/cgroup/unified) with cgroup.kill.
+    let cleanup = &find("process cleanup").detail;
+    assert!(cleanup.starts_with("cgroup v2 at /sys/fs/cgroup/unified/shakedown-* (cgroup.kill)"), "{cleanup}");
 }

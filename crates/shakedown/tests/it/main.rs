@@ -6,6 +6,7 @@ mod check;
 mod cli;
 mod clients;
 mod common;
+mod containment;
 mod engines;
 mod environment;
 mod etcd;
