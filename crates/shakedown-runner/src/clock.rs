@@ -27,9 +27,11 @@ use std::ffi::CString;
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The environment variable that names the library to preload, overriding the search.
@@ -96,16 +98,24 @@ impl Clock {
     /// one clock per dir), starting at the real time. Finds the library with
     /// [`probe`], so it fails with the reason when libfaketime does not work here.
     pub fn new(state_dir: &Path) -> Result<Clock, ClockError> {
+        Clock::in_namespace(state_dir, None)
+    }
+
+    /// [`Clock::new`] for services whose `/dev/shm` is that of the mount
+    /// namespace `shm_ns` (the run's private one): the pair is made there.
+    pub fn in_namespace(state_dir: &Path, shm_ns: Option<Arc<OwnedFd>>) -> Result<Clock, ClockError> {
         let library = probe().map_err(ClockError::NoLibrary)?;
-        Clock::with_library(library, state_dir)
+        Clock::with_library(library, state_dir, shm_ns)
     }
 
     /// A clock preloading `library`, without probing it.
-    pub fn with_library(library: PathBuf, state_dir: &Path) -> Result<Clock, ClockError> {
+    pub fn with_library(library: PathBuf, state_dir: &Path, shm_ns: Option<Arc<OwnedFd>>) -> Result<Clock, ClockError> {
         fs::create_dir_all(state_dir)
             .map_err(|source| ClockError::CreateDir { path: state_dir.to_path_buf(), source })?;
-        sweep_stale_shared();
-        let shared = SharedPair::create()?;
+        if shm_ns.is_none() {
+            sweep_stale_shared();
+        }
+        let shared = SharedPair::create(shm_ns)?;
         let clock = Clock { library, file: state_dir.join(TIMESTAMP_FILE), shared };
         clock.reset()?;
         Ok(clock)
@@ -170,6 +180,8 @@ impl Clock {
 struct SharedPair {
     sem: String,
     shm: String,
+    /// The mount namespace whose `/dev/shm` holds them; the host's when `None`.
+    ns: Option<Arc<OwnedFd>>,
 }
 
 /// Bytes of the shared segment: a page, more than libfaketime's `struct
@@ -177,12 +189,11 @@ struct SharedPair {
 const SHM_BYTES: libc::off_t = 4096;
 
 impl SharedPair {
-    fn create() -> Result<SharedPair, ClockError> {
+    fn create(ns: Option<Arc<OwnedFd>>) -> Result<SharedPair, ClockError> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let tag = format!("{SHM_PREFIX}_{}_{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
-        let pair = SharedPair { sem: format!("/{tag}_sem"), shm: format!("/{tag}_shm") };
-        pair.create_sem()?;
-        pair.create_shm()?;
+        let pair = SharedPair { sem: format!("/{tag}_sem"), shm: format!("/{tag}_shm"), ns };
+        in_namespace(pair.ns.as_deref(), || pair.create_sem().and_then(|()| pair.create_shm()))?;
         Ok(pair)
     }
 
@@ -224,8 +235,38 @@ impl SharedPair {
 
 impl Drop for SharedPair {
     fn drop(&mut self) {
-        unlink_shared(&self.sem, &self.shm);
+        let _ = in_namespace(self.ns.as_deref(), || {
+            unlink_shared(&self.sem, &self.shm);
+            Ok(())
+        });
     }
+}
+
+/// Runs `f` where `ns`'s `/dev/shm` is: on a thread of its own that enters
+/// the mount namespace (the rest of shakedown stays in the host's), or here.
+fn in_namespace(ns: Option<&OwnedFd>, f: impl FnOnce() -> Result<(), ClockError> + Send) -> Result<(), ClockError> {
+    let Some(ns) = ns else { return f() };
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let enter = |e: nix::Error| ClockError::Shared {
+                    what: "memory namespace",
+                    name: "/dev/shm".into(),
+                    source: e.into(),
+                };
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).map_err(enter)?;
+                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS).map_err(enter)?;
+                f()
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(ClockError::Shared {
+                    what: "memory",
+                    name: "/dev/shm".into(),
+                    source: io::Error::other("the thread panicked"),
+                })
+            })
+    })
 }
 
 fn c_name(name: &str) -> CString {
@@ -313,7 +354,7 @@ pub fn check_library(library: &Path) -> Result<(), String> {
 const DAY_S: i64 = 86_400;
 
 fn verify_in(library: &Path, dir: &Path) -> Result<(), String> {
-    let clock = Clock::with_library(library.to_path_buf(), dir).map_err(|e| format!("failed to {e}"))?;
+    let clock = Clock::with_library(library.to_path_buf(), dir, None).map_err(|e| format!("failed to {e}"))?;
     clock.set(DAY_S * 1000, 1.0).map_err(|e| format!("failed to {e}"))?;
     let mut cmd = Command::new("date");
     cmd.arg("+%s").envs(clock.env()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());

@@ -77,7 +77,9 @@ impl DiskLimit {
     /// Creates `path` on the host if missing (as the mount point) and mounts a
     /// tmpfs of `size_bytes` (rounded up to pages) over it in a new mount
     /// namespace. The tmpfs starts empty, with `path`'s owner and mode.
-    pub fn create(path: &Path, size_bytes: u64) -> Result<DiskLimit, DiskError> {
+    /// With `base`, the new namespace starts as a copy of that one (the
+    /// run's, with its private `/dev/shm`) instead of the host's.
+    pub fn create(path: &Path, size_bytes: u64, base: Option<Arc<OwnedFd>>) -> Result<DiskLimit, DiskError> {
         if size_bytes < PAGE_BYTES {
             return Err(DiskError::TooSmall { path: path.to_path_buf(), size_bytes });
         }
@@ -91,7 +93,7 @@ impl DiskLimit {
         let thread_path = path.clone();
         let thread = std::thread::Builder::new()
             .name("disk-mount".into())
-            .spawn(move || mount_in_new_namespace(&thread_path, size_bytes, &owner))
+            .spawn(move || mount_in_new_namespace(&thread_path, size_bytes, &owner, base.as_deref()))
             .map_err(DiskError::Thread)?;
         let mounted = thread.join().map_err(|_| DiskError::Thread(io::Error::other("the mount thread panicked")))??;
         Ok(DiskLimit { path, size_bytes, ns: Arc::new(mounted.ns), root: mounted.root, data: mounted.data })
@@ -197,9 +199,18 @@ fn resize(filler: &OwnedFd, current: u64, target: u64) -> Result<(), Errno> {
 }
 
 /// Runs on the mounting thread: a new private mount namespace, the tmpfs, the bind of `data`, and the fds.
-fn mount_in_new_namespace(path: &Path, size_bytes: u64, owner: &fs::Metadata) -> Result<Mounted, DiskError> {
+fn mount_in_new_namespace(
+    path: &Path,
+    size_bytes: u64,
+    owner: &fs::Metadata,
+    base: Option<&OwnedFd>,
+) -> Result<Mounted, DiskError> {
     let setup =
         |step: &'static str| move |e: Errno| DiskError::Setup { step, path: path.to_path_buf(), source: e.into() };
+    if let Some(base) = base {
+        nix::sched::unshare(CloneFlags::CLONE_FS).map_err(setup("unshare the thread's file system context"))?;
+        nix::sched::setns(base.as_fd(), CloneFlags::CLONE_NEWNS).map_err(setup("enter the run's mount namespace"))?;
+    }
     nix::sched::unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_FS)
         .map_err(setup("unshare the mount namespace"))?;
     // Private, so nothing mounted here propagates back to the host.
@@ -277,7 +288,7 @@ pub fn probe() -> Result<(), String> {
 }
 
 fn probe_in(dir: &Path) -> Result<(), String> {
-    let limit = DiskLimit::create(dir, 16 * PAGE_BYTES).map_err(|e| format!("failed to {e}"))?;
+    let limit = DiskLimit::create(dir, 16 * PAGE_BYTES, None).map_err(|e| format!("failed to {e}"))?;
     let file = PathBuf::from(format!("/proc/self/fd/{}", limit.data.as_raw_fd())).join("probe");
     let write = || fs::write(&file, [0u8; 100]);
     limit.fill(0).map_err(|e| format!("failed to {e}"))?;

@@ -70,6 +70,7 @@ pub fn doctor() -> Vec<Capability> {
     ];
     caps.extend(namespace_capabilities());
     caps.push(Capability::from_result(Tier::Namespaces, "tmpfs in a mount namespace (disk-full faults)", tmpfs()));
+    caps.push(Capability::from_result(Tier::Namespaces, "private shared memory", crate::containment::ipc::describe()));
     caps.push(Capability::from_result(Tier::Namespaces, "user namespaces (unprivileged)", user_namespaces()));
     caps.push(Capability {
         tier: Tier::RootVm,

@@ -102,7 +102,8 @@ impl Environment {
                 .render(&spec.path, &mut Scope { service: Some(name), ..Scope::default() })
                 .map_err(|e| SetupError::Failed(e.to_string()))?;
             crate::disk::probe().map_err(|why| SetupError::Unsupported(format!("disk of service `{name}`: {why}")))?;
-            let disk = DiskLimit::create(std::path::Path::new(&path), spec.size.0)
+            let base = crate::containment::run_mount_namespace(&ctx.run_dir.display().to_string());
+            let disk = DiskLimit::create(std::path::Path::new(&path), spec.size.0, base)
                 .map_err(|e| SetupError::Failed(format!("disk of service `{name}`: {e}")))?;
             self.disks.insert(name.clone(), disk);
         }
@@ -114,7 +115,8 @@ impl Environment {
             s.fault.iter().filter(|f| f.kind == FaultKind::Clock).flat_map(|f| f.target.get_ref().iter()).collect();
         for name in targets {
             let dir = ctx.run_dir.join("clocks").join(name);
-            let clock = Clock::new(&dir).map_err(|e| match e {
+            let shm_ns = crate::containment::run_mount_namespace(&ctx.run_dir.display().to_string());
+            let clock = Clock::in_namespace(&dir, shm_ns).map_err(|e| match e {
                 crate::clock::ClockError::NoLibrary(why) => {
                     SetupError::Unsupported(format!("clock of service `{name}`: libfaketime: {why}"))
                 }

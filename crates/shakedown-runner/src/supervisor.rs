@@ -135,6 +135,7 @@ impl ProcSpec {
             cmd.env(containment::OWNER_VAR, Owner::current().tag());
         }
         let join = run.map(Join::for_run).unwrap_or_default();
+        let moves_mount = !self.namespaces.is_empty() || join.enters_mount_namespace();
         let namespaces: Vec<(RawFd, libc::c_int)> =
             self.namespaces.iter().map(|n| (n.fd.as_raw_fd(), n.nstype)).collect();
         // Entering a mount namespace moves the process to its root, and std
@@ -162,7 +163,7 @@ impl ProcSpec {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
-                if let Some(cwd) = cwd.as_ref().filter(|_| !namespaces.is_empty()) {
+                if let Some(cwd) = cwd.as_ref().filter(|_| moves_mount) {
                     if libc::chdir(cwd.as_ptr()) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }

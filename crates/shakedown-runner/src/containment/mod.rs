@@ -29,6 +29,7 @@
 //! shakedowns, and several runs in one process, stay out of each other's way.
 
 mod cgroup;
+pub mod ipc;
 mod leftovers;
 mod procs;
 mod raw;
@@ -159,6 +160,8 @@ struct RunEntry {
     sweeps: bool,
     /// Every process group the run started, kept to recognise its orphans.
     groups: Mutex<BTreeSet<i32>>,
+    /// The run's private shared memory, which every child enters.
+    ipc: Option<ipc::PrivateIpc>,
 }
 
 /// Live runs in this process by run directory (the `SHAKEDOWN_RUN_DIR` tag).
@@ -207,11 +210,15 @@ impl RunContainment {
                 let _ = std::fs::remove_dir(dir);
             }
         })?;
+        let ipc = ipc::PrivateIpc::create()
+            .inspect_err(|e| tracing::debug!(run = %tag, "no private shared memory for the run: {e}"))
+            .ok();
         let entry = Arc::new(RunEntry {
             cgroup_procs,
             watchdog: Mutex::new(Some(watchdog)),
             sweeps,
             groups: Mutex::new(BTreeSet::new()),
+            ipc,
         });
         RUNS.lock().unwrap_or_else(|p| p.into_inner()).insert(tag.clone(), entry.clone());
         tracing::debug!(run = %tag, "process containment: {mechanism}");
@@ -310,23 +317,51 @@ pub fn describe() -> Result<String, String> {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Join {
     cgroup_procs: Option<CString>,
+    /// Held until the spawn returns, so the fds stay open for `setns`.
+    ipc: Option<ipc::PrivateIpc>,
 }
 
 impl Join {
     /// For a process tagged with the run directory `tag`; nothing to do for
     /// a tag with no live run (a plan tested on its own).
     pub(crate) fn for_run(tag: &str) -> Join {
-        Join { cgroup_procs: entry(tag).and_then(|e| e.cgroup_procs.clone()) }
-    }
-
-    /// Moves the calling process into the run's cgroup. Async-signal-safe:
-    /// it runs in the forked child before exec.
-    pub(crate) fn enter(&self) -> std::io::Result<()> {
-        match &self.cgroup_procs {
-            Some(procs) => raw::write_file(procs, b"0").map_err(std::io::Error::from_raw_os_error),
-            None => Ok(()),
+        let entry = entry(tag);
+        Join {
+            cgroup_procs: entry.as_ref().and_then(|e| e.cgroup_procs.clone()),
+            ipc: entry.and_then(|e| e.ipc.clone()),
         }
     }
+
+    /// Whether entering moves the process into another mount namespace
+    /// (which resets its working directory).
+    pub(crate) fn enters_mount_namespace(&self) -> bool {
+        self.ipc.is_some()
+    }
+
+    /// Moves the calling process into the run's cgroup, then into its IPC
+    /// and mount namespaces. Async-signal-safe: it runs in the forked child
+    /// before exec.
+    pub(crate) fn enter(&self) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        if let Some(procs) = &self.cgroup_procs {
+            raw::write_file(procs, b"0").map_err(std::io::Error::from_raw_os_error)?;
+        }
+        if let Some(ns) = &self.ipc {
+            for (fd, kind) in [(ns.ipc.as_raw_fd(), libc::CLONE_NEWIPC), (ns.mnt.as_raw_fd(), libc::CLONE_NEWNS)] {
+                // SAFETY: setns is an async-signal-safe system call on an fd held open by `self`.
+                if unsafe { libc::setns(fd, kind) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The run's mount namespace (with its private `/dev/shm`), for a namespace
+/// of its own to start from (a service's size-limited disk).
+pub fn run_mount_namespace(tag: &str) -> Option<Arc<std::os::fd::OwnedFd>> {
+    entry(tag).and_then(|e| e.ipc.as_ref().map(|ipc| ipc.mnt.clone()))
 }
 
 /// The supervisor started a process group for the run `tag`.

@@ -50,7 +50,7 @@ fn mount_tables_with(path: &Path) -> Vec<PathBuf> {
 #[test]
 fn writes_fail_with_enospc_at_the_limit() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let limit = DiskLimit::create(&dir.path().join("data"), 64 * KIB).expect("create the limit");
+    let limit = DiskLimit::create(&dir.path().join("data"), 64 * KIB, None).expect("create the limit");
     let path = limit.path().to_path_buf();
     inside(&limit, || {
         write(&path.join("a"), 48 * KIB).expect("48 KiB fit in 64 KiB");
@@ -65,7 +65,7 @@ fn writes_fail_with_enospc_at_the_limit() {
 #[test]
 fn fill_leaves_what_was_asked_and_free_makes_room_again() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let limit = DiskLimit::create(&dir.path().join("data"), 1024 * KIB).expect("create the limit");
+    let limit = DiskLimit::create(&dir.path().join("data"), 1024 * KIB, None).expect("create the limit");
     let path = limit.path().to_path_buf();
     inside(&limit, || write(&path.join("before"), 100 * KIB)).expect("write before the fill");
     limit.fill(0).expect("fill");
@@ -87,7 +87,7 @@ fn fill_leaves_what_was_asked_and_free_makes_room_again() {
 #[test]
 fn the_host_never_sees_the_mount_and_drop_removes_it() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let limit = DiskLimit::create(&dir.path().join("data"), 64 * KIB).expect("create the limit");
+    let limit = DiskLimit::create(&dir.path().join("data"), 64 * KIB, None).expect("create the limit");
     let path = limit.path().to_path_buf();
     assert!(inside(&limit, || mounted_in(Path::new("/proc/thread-self/mountinfo"), &path)));
     inside(&limit, || write(&path.join("inside"), 10)).expect("write inside");
@@ -101,7 +101,7 @@ fn the_host_never_sees_the_mount_and_drop_removes_it() {
 #[test]
 fn a_child_keeps_its_working_dir_and_sees_the_tmpfs() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let limit = DiskLimit::create(&dir.path().join("data"), 64 * KIB).expect("create the limit");
+    let limit = DiskLimit::create(&dir.path().join("data"), 64 * KIB, None).expect("create the limit");
     let path = limit.path().to_path_buf();
     inside(&limit, || write(&path.join("marker"), 3)).expect("write the marker");
     let fd = limit.ns_fd();
@@ -117,7 +117,7 @@ fn a_child_keeps_its_working_dir_and_sees_the_tmpfs() {
 #[test]
 fn copy_out_copies_the_data_dir() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let limit = DiskLimit::create(&dir.path().join("data"), 64 * KIB).expect("create the limit");
+    let limit = DiskLimit::create(&dir.path().join("data"), 64 * KIB, None).expect("create the limit");
     let path = limit.path().to_path_buf();
     inside(&limit, || {
         std::fs::create_dir(path.join("sub")).expect("mkdir");
@@ -135,7 +135,7 @@ fn copy_out_copies_the_data_dir() {
 #[test]
 fn sizes_below_a_page_are_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let err = DiskLimit::create(&dir.path().join("data"), 0).unwrap_err();
+    let err = DiskLimit::create(&dir.path().join("data"), 0, None).unwrap_err();
     assert!(err.to_string().contains("at least one page"), "{err}");
 }
 
@@ -149,7 +149,7 @@ fn probe_works_here() {
 #[test]
 fn a_killed_holder_leaves_no_mount() {
     if let Some(path) = std::env::var_os(HOLDER_ENV) {
-        let _limit = DiskLimit::create(Path::new(&path), 64 * KIB).expect("create the limit");
+        let _limit = DiskLimit::create(Path::new(&path), 64 * KIB, None).expect("create the limit");
         println!("holding");
         std::thread::sleep(Duration::from_secs(60));
         return;
@@ -203,7 +203,7 @@ struct FullDiskRun {
 /// kills the service with SIGKILL and reads the set from a fresh one.
 fn full_disk_run(bugs: &[&str]) -> FullDiskRun {
     let dir = tempfile::tempdir().expect("temp dir");
-    let limit = DiskLimit::create(&dir.path().join("data"), 1024 * KIB).expect("create the limit");
+    let limit = DiskLimit::create(&dir.path().join("data"), 1024 * KIB, None).expect("create the limit");
     let kv = kv_on(&limit, bugs, dir.path());
     let mut acknowledged = BTreeSet::new();
     let mut add = |n: u64| {

@@ -3,7 +3,7 @@
 
 use shakedown_runner::doctor::{doctor, render, Tier};
 
-const NAMES: [&str; 14] = [
+const NAMES: [&str; 15] = [
     "process faults",
     "process cleanup",
     "tcp fault proxy",
@@ -16,6 +16,7 @@ const NAMES: [&str; 14] = [
     "netem",
     "network partitions",
     "tmpfs in a mount namespace (disk-full faults)",
+    "private shared memory",
     "user namespaces (unprivileged)",
     "host clock changes",
 ];
@@ -35,6 +36,7 @@ fn doctor_lists_every_capability_with_netem_missing_and_why() {
         "bridge and veth",
         "nftables",
         "network partitions",
+        "private shared memory",
     ] {
         assert!(find(name).available, "{name}: {}", find(name).detail);
     }
