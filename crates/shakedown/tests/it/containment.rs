@@ -363,3 +363,99 @@ fn leftovers_of_a_dead_shakedown_are_killed_and_reported_at_the_next_start() {
     live.wait().unwrap();
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(live_sleep), nix::sys::signal::Signal::SIGKILL);
 }
+
+/// How many random-moment kills [`shakedown_killed_at_random_moments_leaves_nothing_and_a_readable_prefix`]
+/// makes: 10 in the default suite, more with `SHAKEDOWN_KILL_TRIALS`
+/// (`scripts/kill-trials` runs 50).
+fn kill_trials() -> usize {
+    std::env::var("SHAKEDOWN_KILL_TRIALS").ok().and_then(|n| n.parse().ok()).unwrap_or(10)
+}
+
+/// What the trials kill shakedown in, and the window the kill falls in.
+struct Subject {
+    name: &'static str,
+    /// The scenario file, given the trial's temporary directory.
+    scenario: fn(&Path) -> PathBuf,
+    latest_kill: Duration,
+}
+
+const SUBJECTS: [Subject; 4] = [
+    Subject { name: "quickstart", scenario: |_| example("quickstart.toml"), latest_kill: Duration::from_millis(5500) },
+    Subject {
+        name: "daemon and wrapper",
+        scenario: |tmp| {
+            let text = std::fs::read_to_string(data("escapers.toml")).unwrap();
+            let path = tmp.join("escapers.toml");
+            std::fs::write(&path, text.replace("duration = \"3s\"", "duration = \"60s\"")).unwrap();
+            path
+        },
+        latest_kill: Duration::from_millis(4000),
+    },
+    Subject {
+        name: "namespaced partition",
+        scenario: |_| data("partitioned.toml"),
+        latest_kill: Duration::from_secs(5),
+    },
+    Subject {
+        name: "postgres",
+        scenario: |_| example("postgres/queue.toml"),
+        latest_kill: Duration::from_millis(7500),
+    },
+];
+
+/// One trial: run `subject`, SIGKILL shakedown after `delay`, then nothing
+/// of the run may be left on the host, and `shakedown report` must turn
+/// what it recorded into a report saying the harness died.
+fn killed_trial(subject: &Subject, delay: Duration, mechanism: &str) {
+    let tmp = traversable_tmp();
+    let out = tmp.path().canonicalize().unwrap().join("out");
+    let (host_before, shm_before) = (crate::host::state(), crate::host::shared_memory());
+    let mut shakedown = start_run(&(subject.scenario)(tmp.path()), &out, mechanism);
+    let pid = shakedown.id();
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < delay {
+        seen.extend(processes_of(&out, Some(pid)));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(shakedown.try_wait().unwrap().is_none(), "{}: the run was still going at {delay:?}", subject.name);
+    seen.extend(processes_of(&out, Some(pid)));
+    seen.sort_by_key(|s| (s.pid, s.start));
+    seen.dedup_by_key(|s| (s.pid, s.start));
+    let what = format!("{} killed at {delay:?} ({mechanism}, {} processes seen)", subject.name, seen.len());
+    kill_and_wait(shakedown, &seen, &out);
+    assert_eq!(cgroups_of(pid), Vec::<String>::new(), "{what}: the run's cgroup is removed");
+    let host_after = crate::host::state();
+    assert_eq!(host_before.netns, host_after.netns, "{what}: ip netns list is unchanged");
+    assert_eq!(host_before.rules, host_after.rules, "{what}: the host's firewall rules are unchanged");
+    assert_eq!(host_before.mounts, host_after.mounts, "{what}: the host's mount table is unchanged");
+    let new_shm = crate::host::new_shared_memory(&shm_before, &crate::host::shared_memory());
+    assert_eq!(new_shm, Vec::<String>::new(), "{what}: no shared memory is left on the host");
+    let report = Command::new(SHAKEDOWN).args(["report", out.to_str().unwrap()]).env("NO_COLOR", "1").output().unwrap();
+    let err = String::from_utf8_lossy(&report.stderr);
+    assert!(matches!(report.status.code(), Some(1 | 4)), "{what}: report exits 4 (or 1 on a finding): {err}");
+    assert!(err.contains("the harness stopped before the run finished"), "{what}: {err}");
+    let json = crate::common::report(&out);
+    assert_eq!(json["end"], "died", "{what}: {json}");
+    let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
+    assert!(history.starts_with("{\"format\":\"shakedown-history\""), "{what}: the history has its header");
+    eprintln!("{what}: clean; the report judged {} events", history.lines().count().saturating_sub(1));
+}
+
+/// SIGKILL at random moments (drawn from `SHAKEDOWN_KILL_SEED`, default 1)
+/// across the quick start, a daemon and a wrapper script, a namespaced
+/// partition and PostgreSQL, under both mechanisms in turn.
+#[test]
+fn shakedown_killed_at_random_moments_leaves_nothing_and_a_readable_prefix() {
+    use rand::{Rng, SeedableRng};
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let seed = std::env::var("SHAKEDOWN_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    eprintln!("{} trials, seed {seed}", kill_trials());
+    for i in 0..kill_trials() {
+        let subject = &SUBJECTS[i % SUBJECTS.len()];
+        let mechanism = if (i / SUBJECTS.len()) % 2 == 0 { "cgroup" } else { "subreaper" };
+        let delay = Duration::from_millis(rng.gen_range(300..=u64::try_from(subject.latest_kill.as_millis()).unwrap()));
+        killed_trial(subject, delay, mechanism);
+    }
+}

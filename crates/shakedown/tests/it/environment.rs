@@ -9,62 +9,9 @@ use std::time::{Duration, Instant};
 
 /// Three testbed kv nodes, each in its own network namespace, with a disk,
 /// partitioned from 500ms on for 30s, a workload of 30s.
-const PARTITIONED: &str = r#"
-name = "partitioned"
-duration = "30s"
-clients = 3
-rate = 50
-
-[network]
-namespaces = true
-
-[service.a]
-command = ["shakedown-testbed", "kv", "--listen", "{host}:{port}", "--data", "{dir}/data"]
-ready = { log = "listening" }
-disk = { path = "{dir}/data", size = "1MiB" }
-
-[service.b]
-command = ["shakedown-testbed", "kv", "--listen", "{host}:{port}", "--data", "{dir}/data"]
-ready = { log = "listening" }
-
-[service.c]
-command = ["shakedown-testbed", "kv", "--listen", "{host}:{port}", "--data", "{dir}/data"]
-ready = { log = "listening" }
-
-[client]
-kind = "http"
-base = "http://127.0.0.1:{service.a.port}"
-timeout = "1s"
-
-[[action]]
-f = "write"
-value = "{int 0..5}"
-request = { method = "PUT", path = "/kv/r", body = "{value}" }
-
-[[fault]]
-kind = "partition"
-target = ["a", "b", "c"]
-mode = "isolate"
-at = ["500ms"]
-for = "30s"
-"#;
-
-fn command_output(program: &str, args: &[&str]) -> String {
-    let o = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {program}: {e} (scripts/install-deps installs it)"));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// What the host shows of namespaces, rules (nftables and iptables) and mounts.
-fn host_state() -> (String, String, String) {
-    let netns = command_output("ip", &["netns", "list"]);
-    // iptables-save's comment lines carry the time; the rules are what matter.
-    let iptables: String = command_output("iptables-save", &[]).lines().filter(|l| !l.starts_with('#')).collect();
-    let rules = command_output("nft", &["list", "ruleset"]) + &iptables;
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    (netns, rules, mounts)
+fn partitioned() -> String {
+    std::fs::read_to_string(crate::common::repo_root().join("crates/shakedown/tests/data/containment/partitioned.toml"))
+        .unwrap()
 }
 
 /// Pids of processes whose command line mentions `marker`.
@@ -80,30 +27,6 @@ fn pids_mentioning(marker: &str) -> Vec<i32> {
     pids
 }
 
-/// Every namespace any process has or holds open, as `net:[inode]` links.
-fn live_namespaces() -> BTreeSet<String> {
-    let mut seen = BTreeSet::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if entry.file_name().to_string_lossy().parse::<i32>().is_err() {
-            continue;
-        }
-        for ns in ["net", "mnt"] {
-            if let Ok(link) = std::fs::read_link(entry.path().join("ns").join(ns)) {
-                seen.insert(link.display().to_string());
-            }
-        }
-        for fd in std::fs::read_dir(entry.path().join("fd")).into_iter().flatten().flatten() {
-            if let Ok(link) = std::fs::read_link(fd.path()) {
-                let link = link.display().to_string();
-                if link.starts_with("net:[") || link.starts_with("mnt:[") {
-                    seen.insert(link);
-                }
-            }
-        }
-    }
-    seen
-}
-
 fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -117,9 +40,9 @@ fn wait_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn sigint_during_a_partition_leaves_no_namespace_rule_mount_or_process() {
-    let before = host_state();
+    let before = crate::host::state();
     let tmp = tempfile::tempdir().unwrap();
-    let file = write_file(tmp.path(), "s.toml", PARTITIONED);
+    let file = write_file(tmp.path(), "s.toml", &partitioned());
     let out = tmp.path().join("run");
     let mut child = Command::new(SHAKEDOWN)
         .args(["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()])
@@ -149,7 +72,7 @@ fn sigint_during_a_partition_leaves_no_namespace_rule_mount_or_process() {
         String::from_utf8_lossy(&o.stdout).contains("drop")
     });
     assert!(in_effect, "a node's namespace has the partition's drop rules");
-    assert!(!host_state().2.contains(&marker), "the tmpfs is not in the host's mount table");
+    assert!(!crate::host::state().mounts.contains(&marker), "the tmpfs is not in the host's mount table");
 
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let start = Instant::now();
@@ -166,14 +89,14 @@ fn sigint_during_a_partition_leaves_no_namespace_rule_mount_or_process() {
         "no process of the run is left"
     );
     let host_mnt = std::fs::read_link("/proc/self/ns/mnt").unwrap().display().to_string();
-    let live = live_namespaces();
+    let live = crate::host::live_namespaces();
     let left: Vec<&String> =
         ours.iter().filter(|ns| **ns != host_net && **ns != host_mnt && live.contains(*ns)).collect();
     assert!(left.is_empty(), "the run's namespaces are gone: {left:?}");
-    let after = host_state();
-    assert_eq!(before.0, after.0, "ip netns list is unchanged");
-    assert_eq!(before.1, after.1, "the host's nftables and iptables rules are unchanged");
-    assert!(!after.2.contains(&marker), "no mount of the run is left");
+    let after = crate::host::state();
+    assert_eq!(before.netns, after.netns, "ip netns list is unchanged");
+    assert_eq!(before.rules, after.rules, "the host's nftables and iptables rules are unchanged");
+    assert!(!after.mounts.contains(&marker), "no mount of the run is left");
 }
 
 /// With libfaketime pointed at nothing, a clock fault cannot be injected: the

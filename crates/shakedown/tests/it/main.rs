@@ -11,6 +11,7 @@ mod engines;
 mod environment;
 mod etcd;
 mod faults;
+mod host;
 mod library;
 mod logs;
 mod malformed;
