@@ -23,12 +23,31 @@ fn positive_rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, 
     }
 }
 
+/// A seed: a non-negative integer, or the decimal text of one (TOML's
+/// integers stop at i64, and seeds are u64).
+fn seed_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Seed {
+        Number(u64),
+        Text(String),
+    }
+    match Seed::deserialize(d)? {
+        Seed::Number(n) => Ok(Some(n)),
+        Seed::Text(t) => t.trim().parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("invalid seed {t:?}; expected a whole number from 0 to {}", u64::MAX))
+        }),
+    }
+}
+
 /// One test: services, actors, a client, a workload, faults and checks.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub name: String,
-    /// Drives every random choice; drawn and printed when absent.
+    /// Drives every random choice; drawn and printed when absent. Any u64:
+    /// an integer, or a decimal string for seeds past TOML's i64 integers.
+    #[serde(default, deserialize_with = "seed_value")]
     pub seed: Option<u64>,
     /// The directory relative program paths, build dirs and `{scenario.dir}`
     /// resolve against (default: the scenario file's directory; relative to it
@@ -674,6 +693,17 @@ base = "http://{env.HOST}:{service.kv.port}"
 f = "get"
 request = { path = "/{env.PREFIX}/x" }
 "#;
+
+    #[test]
+    fn seeds_are_any_u64_as_integers_or_text() {
+        let seed = |text: &str| crate::parse(&format!("name = \"s\"\n{text}\n"), "s.toml").map(|s| s.seed);
+        assert_eq!(seed("seed = 7").unwrap(), Some(7));
+        assert_eq!(seed("seed = \"18446744073709551615\"").unwrap(), Some(u64::MAX));
+        assert_eq!(seed("").unwrap(), None);
+        assert!(seed("seed = -1").is_err());
+        let err = seed("seed = \"x\"").unwrap_err().to_string();
+        assert!(err.contains("s.toml:2:8") && err.contains("invalid seed \"x\""), "{err}");
+    }
 
     #[test]
     fn env_refs_collect_every_template_and_tags_are_kept() {

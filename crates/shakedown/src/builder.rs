@@ -51,7 +51,8 @@ impl ScenarioBuilder {
     }
 
     pub fn seed(self, seed: u64) -> Self {
-        self.set("seed", Value::Integer(seed as i64))
+        // TOML integers stop at i64; the scenario reads larger seeds as text.
+        self.set("seed", i64::try_from(seed).map_or_else(|_| Value::String(seed.to_string()), Value::Integer))
     }
 
     pub fn clients(self, n: usize) -> Self {

@@ -241,20 +241,21 @@ fn pointer(p: &Option<Spanned<String>>) -> Option<String> {
 }
 
 /// The documented exit code of a finished run. A run whose harness died is
-/// a harness failure (4) unless what it recorded already shows the system
-/// wrong (1): an anomaly observed stays an anomaly.
-pub fn exit_code(f: &Finished) -> u8 {
+/// a harness failure unless what it recorded already shows the system
+/// wrong: an anomaly observed stays an anomaly.
+pub fn exit_code(f: &Finished) -> crate::ExitCode {
+    use crate::ExitCode;
     let verdict = match f.report.verdict {
-        Verdict::Valid => 0,
-        Verdict::Invalid => 1,
-        Verdict::Unknown => 2,
+        Verdict::Valid => ExitCode::Valid,
+        Verdict::Invalid => ExitCode::Invalid,
+        Verdict::Unknown => ExitCode::Unknown,
     };
     match &f.end {
-        RunEnd::Interrupted => 130,
-        RunEnd::Failed(_) => 4,
-        RunEnd::Unsupported(_) => 2,
-        RunEnd::Died(_) if verdict == 1 => 1,
-        RunEnd::Died(_) => 4,
+        RunEnd::Interrupted => ExitCode::Interrupted,
+        RunEnd::Failed(_) => ExitCode::Harness,
+        RunEnd::Unsupported(_) => ExitCode::Unknown,
+        RunEnd::Died(_) if verdict == ExitCode::Invalid => ExitCode::Invalid,
+        RunEnd::Died(_) => ExitCode::Harness,
         RunEnd::Completed => verdict,
     }
 }

@@ -23,12 +23,14 @@
 
 mod builder;
 mod exec;
+mod exit;
 mod finish;
 mod offline;
 mod rundir;
 
 pub use builder::{Action, ScenarioBuilder};
 pub use exec::{checks_for, exit_code, run, run_blocking, Error, Finished, RunConfig};
+pub use exit::ExitCode;
 pub use finish::{finish, log_tail, read_logs, BaselineFn, FinishOptions};
 pub use offline::{check_history_text, FileVerdict};
 pub use rundir::{default_run_dir, write_resolved_scenario};

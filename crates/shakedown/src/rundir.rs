@@ -23,36 +23,43 @@ pub fn default_run_dir(scenario: &str, seed: u64) -> PathBuf {
 }
 
 /// Writes `scenario.toml`: the scenario's text with its seed and base directory
-/// pinned, so the run can be repeated from the run directory alone.
+/// pinned, so the run can be repeated from the run directory alone. The text
+/// is edited as TOML (comments and layout kept), never searched.
 pub fn write_resolved_scenario(run_dir: &Path, text: Option<&str>, seed: u64, base_dir: &Path) -> std::io::Result<()> {
     let Some(text) = text else { return Ok(()) };
-    let base = toml::Value::String(base_dir.display().to_string()).to_string();
-    let pinned = pin_top_level(&pin_top_level(text, "seed", &seed.to_string()), "base_dir", &base);
+    let pinned = pin(text, seed, base_dir).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     let header = format!("# Resolved by shakedown {}: seed and base_dir are pinned.\n", env!("CARGO_PKG_VERSION"));
     let text = shakedown_history::redact::redact(&(header + &pinned));
     shakedown_runner::files::write_private(&run_dir.join("scenario.toml"), text.as_bytes())
 }
 
-/// Sets a top-level `key = value` line: replaced where the text has one before
-/// its first table, else added at the top.
-fn pin_top_level(text: &str, key: &str, value: &str) -> String {
-    let line = regex::Regex::new(&format!(r"(?m)^{key}\s*=.*$")).expect("key names are plain words");
-    let first_table =
-        regex::Regex::new(r"(?m)^\s*\[").expect("static regex").find(text).map_or(text.len(), |m| m.start());
-    match line.find(&text[..first_table]) {
-        Some(m) => format!("{}{key} = {value}{}", &text[..m.start()], &text[m.end()..]),
-        None => format!("{key} = {value}\n{text}"),
-    }
+/// `text` with top-level `seed` and `base_dir` set: the seed as an integer,
+/// or as text when it is past TOML's i64 integers (the scenario reads both).
+fn pin(text: &str, seed: u64, base_dir: &Path) -> Result<String, String> {
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("re-read the scenario: {e}"))?;
+    doc["seed"] = match i64::try_from(seed) {
+        Ok(n) => toml_edit::value(n),
+        Err(_) => toml_edit::value(seed.to_string()),
+    };
+    doc["base_dir"] = toml_edit::value(base_dir.display().to_string());
+    Ok(doc.to_string())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::pin_top_level;
+    use super::pin;
+    use std::path::Path;
 
     #[test]
-    fn pins_only_top_level_keys() {
-        let text = "name = \"x\"\nseed = 1\n[service.a]\nseed = 2\n";
-        assert_eq!(pin_top_level(text, "seed", "9"), "name = \"x\"\nseed = 9\n[service.a]\nseed = 2\n");
-        assert_eq!(pin_top_level("[t]\nseed = 2\n", "seed", "9"), "seed = 9\n[t]\nseed = 2\n");
+    fn pins_only_top_level_keys_and_keeps_comments() {
+        let text = "# why\nname = \"x\" # the name\nseed = 1\n[service.a]\nseed = 2\n";
+        let pinned = pin(text, 9, Path::new("/b")).unwrap();
+        assert_eq!(pinned, "# why\nname = \"x\" # the name\nseed = 9\nbase_dir = \"/b\"\n[service.a]\nseed = 2\n");
+        let pinned = pin("[t]\nseed = 2\n", u64::MAX, Path::new("/b")).unwrap();
+        let s = shakedown_spec::parse(&pinned.replace("[t]\nseed = 2", "name = \"n\""), "t.toml").unwrap();
+        assert_eq!(s.seed, Some(u64::MAX), "a seed past i64 is pinned as text and read back: {pinned}");
+        // A comment mentioning `seed = 3` before a table is a comment, not a key.
+        let pinned = pin("name = \"x\"\n# seed = 3\n", 4, Path::new("/b")).unwrap();
+        assert!(pinned.contains("# seed = 3") && pinned.contains("\nseed = 4\n"), "{pinned}");
     }
 }

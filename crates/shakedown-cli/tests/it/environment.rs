@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 /// Three testbed kv nodes, each in its own network namespace, with a disk,
 /// partitioned from 500ms on for 30s, a workload of 30s.
 fn partitioned() -> String {
-    std::fs::read_to_string(crate::common::repo_root().join("crates/shakedown/tests/data/containment/partitioned.toml"))
-        .unwrap()
+    std::fs::read_to_string(
+        crate::common::repo_root().join("crates/shakedown-cli/tests/data/containment/partitioned.toml"),
+    )
+    .unwrap()
 }
 
 /// Pids of processes whose command line mentions `marker`.

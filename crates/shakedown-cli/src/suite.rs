@@ -4,7 +4,7 @@
 
 use shakedown::crates::history::metrics::Metrics;
 use shakedown::crates::spec::Cell;
-use shakedown::{Finished, RunConfig, Scenario};
+use shakedown::{ExitCode, Finished, RunConfig, Scenario};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,9 +13,6 @@ use tokio::sync::watch;
 
 /// Tags that keep a scenario found in a directory out of a run unless `--tags` names them.
 pub const OFF_BY_DEFAULT: &[&str] = &["extended", "stress"];
-
-/// Exit codes ranked from least to most severe: the suite exits with the worst.
-const SEVERITY: &[u8] = &[0, 2, 1, 4, 3, 130];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
@@ -181,20 +178,13 @@ fn selection_reason(e: &Entry, sel: &Selection) -> Option<String> {
     }
 }
 
-/// The most severe of the exit codes: 130 > 3 > 4 > 1 > 2 > 0.
-pub fn worst_exit(codes: impl IntoIterator<Item = u8>) -> u8 {
-    let rank = |c: u8| SEVERITY.iter().position(|x| *x == c).unwrap_or(SEVERITY.len());
-    codes.into_iter().max_by_key(|c| rank(*c)).unwrap_or(0)
-}
-
-/// How one scenario of the suite ended.
 #[derive(Debug)]
 pub struct Outcome {
     pub name: String,
     pub path: PathBuf,
     pub seed: u64,
     pub run_dir: PathBuf,
-    pub code: u8,
+    pub code: ExitCode,
     /// valid, invalid, unknown, error or interrupted.
     pub verdict: String,
     pub started_ms: u64,
@@ -280,7 +270,7 @@ async fn run_one(
         path: entry.path.clone(),
         seed,
         run_dir: run_dir.clone(),
-        code: 130,
+        code: ExitCode::Interrupted,
         verdict: "interrupted".into(),
         started_ms,
         finished_ms: started_ms,
@@ -307,15 +297,16 @@ async fn run_one(
             outcome.code = shakedown::exit_code(&f);
             outcome.verdict = match (&f.end, outcome.code) {
                 (shakedown_runner::RunEnd::Completed, _) => f.report.verdict.as_str().to_string(),
-                (_, 130) => "interrupted".into(),
-                (_, 4) => "error".into(),
+                (_, ExitCode::Interrupted) => "interrupted".into(),
+                (_, ExitCode::Harness) => "error".into(),
                 _ => "unknown".into(),
             };
             outcome.run_dir = f.run_dir.clone();
             outcome.finished = Some(f);
         }
         Err(e) => {
-            outcome.code = if matches!(e, shakedown::Error::RunDirInUse(_)) { 3 } else { 4 };
+            outcome.code =
+                if matches!(e, shakedown::Error::RunDirInUse(_)) { ExitCode::Usage } else { ExitCode::Harness };
             outcome.verdict = "error".into();
             outcome.error = Some(e.to_string());
         }
@@ -348,7 +339,7 @@ pub fn summary_line(o: &Outcome) -> String {
 }
 
 /// `suite.json`: the suite's exit code, each scenario's outcome, and what was skipped.
-pub fn suite_json(outcomes: &[Outcome], skipped: &[Skip], code: u8) -> serde_json::Value {
+pub fn suite_json(outcomes: &[Outcome], skipped: &[Skip], code: ExitCode) -> serde_json::Value {
     let scenarios: Vec<serde_json::Value> = outcomes
         .iter()
         .map(|o| {
@@ -356,7 +347,7 @@ pub fn suite_json(outcomes: &[Outcome], skipped: &[Skip], code: u8) -> serde_jso
                 "name": o.name,
                 "file": o.path.display().to_string(),
                 "verdict": o.verdict,
-                "exit_code": o.code,
+                "exit_code": o.code.code(),
                 "seed": o.seed,
                 "run_dir": o.run_dir.display().to_string(),
                 "started_ms": o.started_ms,
@@ -372,7 +363,7 @@ pub fn suite_json(outcomes: &[Outcome], skipped: &[Skip], code: u8) -> serde_jso
     let tables: Vec<serde_json::Value> = metrics_tables(outcomes).iter().map(MetricsTable::to_json).collect();
     serde_json::json!({
         "shakedown_version": env!("CARGO_PKG_VERSION"),
-        "exit_code": code,
+        "exit_code": code.code(),
         "scenarios": scenarios,
         "skipped": skipped,
         "metrics_table": tables,
@@ -521,7 +512,7 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// Writes `suite.json` and `junit.xml` into `dir`.
-pub fn write_outputs(dir: &Path, outcomes: &[Outcome], skipped: &[Skip], code: u8) -> std::io::Result<()> {
+pub fn write_outputs(dir: &Path, outcomes: &[Outcome], skipped: &[Skip], code: ExitCode) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let json = serde_json::to_string_pretty(&suite_json(outcomes, skipped, code)).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("suite.json"), json + "\n")?;
@@ -548,7 +539,7 @@ mod tests {
             path: PathBuf::from("s.toml"),
             seed: 1,
             run_dir: PathBuf::from("r"),
-            code: 0,
+            code: ExitCode::Valid,
             verdict: "valid".into(),
             started_ms: 0,
             finished_ms: 0,
@@ -591,7 +582,7 @@ mod tests {
                     10    50.0 ops/s   8.0 MiB      120.0 ms\n  \
                     1000  900.5 ops/s  24.0 MiB     120.0 ms\n";
         assert_eq!(text, want);
-        let json = suite_json(&outcomes, &[], 0);
+        let json = suite_json(&outcomes, &[], ExitCode::Valid);
         assert_eq!(json["metrics_table"][0]["rows"][1]["cell"]["size"], "1000");
         assert_eq!(json["metrics_table"][0]["rows"][1]["metrics"]["ops.per_s"], 900.5);
         assert_eq!(json["metrics_table"][0]["columns"][1], "service.kv.peak_rss_bytes");
@@ -623,15 +614,6 @@ mod tests {
             let err = bad.parse::<Partition>().unwrap_err().to_string();
             assert!(err.contains("expected k/n"), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn worst_exit_ranks_usage_over_harness_over_invalid_over_unknown() {
-        assert_eq!(worst_exit([0, 2, 1]), 1);
-        assert_eq!(worst_exit([1, 4, 2]), 4);
-        assert_eq!(worst_exit([4, 3]), 3);
-        assert_eq!(worst_exit([3, 130]), 130);
-        assert_eq!(worst_exit([]), 0);
     }
 
     fn entry(name: &str, tags: &[&str], explicit: bool) -> Entry {

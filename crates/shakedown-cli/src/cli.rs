@@ -13,9 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const EXIT_USAGE: u8 = 3;
-const EXIT_HARNESS: u8 = 4;
-const EXIT_INTERRUPTED: u8 = 130;
+use shakedown::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -213,12 +211,12 @@ enum Format {
     Json,
 }
 
-pub fn main() -> u8 {
+pub fn main() -> ExitCode {
     init_tracing();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let code = if e.use_stderr() { ExitCode::Usage } else { ExitCode::Valid };
             let _ = e.print();
             return code;
         }
@@ -246,12 +244,12 @@ fn color() -> bool {
 
 /// Resolves the paths into selected, valid scenarios with their variables set,
 /// then runs one as before or several as a suite.
-fn run_command(args: RunArgs) -> u8 {
+fn run_command(args: RunArgs) -> ExitCode {
     let found = match crate::suite::discover(&args.paths) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("shakedown: failed to {e}");
-            return EXIT_USAGE;
+            return ExitCode::Usage;
         }
     };
     let entries = match parse_entries(found.clone(), args.no_faults, args.point) {
@@ -283,16 +281,16 @@ fn run_command(args: RunArgs) -> u8 {
         Ok(p) => p,
         Err(e) => {
             eprintln!("shakedown: failed to {e}; nothing was run");
-            return EXIT_USAGE;
+            return ExitCode::Usage;
         }
     };
     match entries.len() {
         0 => {
             eprintln!("shakedown: no scenario selected; nothing was run");
             if suite_mode {
-                write_suite(&args, &[], &skipped, 0)
+                write_suite(&args, &[], &skipped, ExitCode::Valid)
             } else {
-                0
+                ExitCode::Valid
             }
         }
         1 if !suite_mode => run_single(entries.into_iter().next().expect("one entry"), &args, &plan),
@@ -301,12 +299,12 @@ fn run_command(args: RunArgs) -> u8 {
 }
 
 /// Runs a run directory's resolved scenario again with its seed and cell.
-fn replay_command(args: ReplayArgs) -> u8 {
+fn replay_command(args: ReplayArgs) -> ExitCode {
     let replay = match crate::replay::resolve(&args.run_dir) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("shakedown: failed to {e}");
-            return EXIT_USAGE;
+            return ExitCode::Usage;
         }
     };
     if let Some(note) = &replay.note {
@@ -333,12 +331,12 @@ fn replay_command(args: ReplayArgs) -> u8 {
 }
 
 /// Checks a run directory again from its files and rewrites its reports.
-fn report_command(args: ReportArgs) -> u8 {
+fn report_command(args: ReportArgs) -> ExitCode {
     let (scenario, file) = match crate::replay::scenario_of(&args.run_dir) {
         Ok(found) => found,
         Err(e) => {
             eprintln!("shakedown: failed to {e}");
-            return EXIT_USAGE;
+            return ExitCode::Usage;
         }
     };
     let dir = args.run_dir.canonicalize().unwrap_or_else(|_| args.run_dir.clone());
@@ -346,23 +344,23 @@ fn report_command(args: ReportArgs) -> u8 {
         Ok(f) => report(&f, args.format, &file),
         Err(e) => {
             eprintln!("shakedown: failed to {e}");
-            EXIT_USAGE
+            ExitCode::Usage
         }
     }
 }
 
 /// Shrinks a failing run's scenario by real runs of smaller ones; exit 1 with
 /// the smallest that still fails, 3 when the run did not fail.
-fn shrink_command(args: ShrinkArgs) -> u8 {
+fn shrink_command(args: ShrinkArgs) -> ExitCode {
     match crate::shrink::shrink_run(&args.run_dir, args.out, args.max_runs as usize) {
-        Ok(()) => 1,
+        Ok(()) => ExitCode::Invalid,
         Err(crate::shrink::Problem::Usage(e)) => {
             eprintln!("shakedown: failed to {e}");
-            EXIT_USAGE
+            ExitCode::Usage
         }
         Err(crate::shrink::Problem::Harness(e)) => {
             eprintln!("shakedown: failed to {e}");
-            EXIT_HARNESS
+            ExitCode::Harness
         }
     }
 }
@@ -372,7 +370,7 @@ fn parse_entries(
     found: Vec<crate::suite::Found>,
     no_faults: bool,
     point: Option<u32>,
-) -> Result<Vec<crate::suite::Entry>, u8> {
+) -> Result<Vec<crate::suite::Entry>, ExitCode> {
     let mut entries = Vec::new();
     let mut failed = false;
     for f in found {
@@ -412,7 +410,7 @@ fn parse_entries(
         }
     }
     if failed {
-        Err(EXIT_USAGE)
+        Err(ExitCode::Usage)
     } else {
         Ok(entries)
     }
@@ -435,12 +433,12 @@ fn parse_cell_filter(text: &str) -> Result<(String, String), String> {
 fn expand_cells(
     entries: Vec<crate::suite::Entry>,
     filters: &[(String, String)],
-) -> Result<(Vec<crate::suite::Entry>, Vec<crate::suite::Skip>), u8> {
+) -> Result<(Vec<crate::suite::Entry>, Vec<crate::suite::Skip>), ExitCode> {
     for (key, value) in filters {
         let known = entries.iter().any(|e| e.scenario.matrix.get(key).is_some_and(|vs| vs.contains(value)));
         if !known {
             eprintln!("shakedown: --matrix {key}={value}: no scenario has a matrix dimension `{key}` with the value `{value}`");
-            return Err(EXIT_USAGE);
+            return Err(ExitCode::Usage);
         }
     }
     let (mut out, mut skipped) = (Vec::new(), Vec::new());
@@ -479,7 +477,7 @@ fn expand_cells(
 /// Loads the profile for each scenario's directory, fails (exit 3) naming
 /// every variable a scenario needs but nobody sets, and sets the profile's
 /// variables that the shell does not already set. Only names are printed.
-fn prepare_env(entries: &[crate::suite::Entry], profile: Option<&str>) -> Result<(), u8> {
+fn prepare_env(entries: &[crate::suite::Entry], profile: Option<&str>) -> Result<(), ExitCode> {
     use crate::profile;
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let mut loaded: std::collections::BTreeMap<PathBuf, profile::Profile> = Default::default();
@@ -491,7 +489,7 @@ fn prepare_env(entries: &[crate::suite::Entry], profile: Option<&str>) -> Result
                 Ok(p) => _ = loaded.insert(dir.clone(), p),
                 Err(err) => {
                     eprintln!("shakedown: failed to {err}");
-                    return Err(EXIT_USAGE);
+                    return Err(ExitCode::Usage);
                 }
             }
         }
@@ -504,14 +502,14 @@ fn prepare_env(entries: &[crate::suite::Entry], profile: Option<&str>) -> Result
     }
     if failed {
         eprintln!("shakedown: nothing was run");
-        return Err(EXIT_USAGE);
+        return Err(ExitCode::Usage);
     }
     set_profile_vars(loaded.values())
 }
 
 /// Sets each profile variable the shell leaves unset; two profiles giving one
 /// variable different values is an error, since scenarios share the process.
-fn set_profile_vars<'a>(profiles: impl Iterator<Item = &'a crate::profile::Profile>) -> Result<(), u8> {
+fn set_profile_vars<'a>(profiles: impl Iterator<Item = &'a crate::profile::Profile>) -> Result<(), ExitCode> {
     let mut chosen: std::collections::BTreeMap<&str, &crate::profile::Var> = Default::default();
     for p in profiles {
         for (k, v) in &p.vars {
@@ -523,7 +521,7 @@ fn set_profile_vars<'a>(profiles: impl Iterator<Item = &'a crate::profile::Profi
                         other.source.display(),
                         v.source.display()
                     );
-                    return Err(EXIT_USAGE);
+                    return Err(ExitCode::Usage);
                 }
                 _ => _ = chosen.insert(k, v),
             }
@@ -553,7 +551,7 @@ pub(crate) fn report_leftovers() {
 }
 
 /// One scenario file: the terminal output and exit code of a plain run.
-fn run_single(entry: crate::suite::Entry, args: &RunArgs, plan: &crate::baseline::Plan) -> u8 {
+fn run_single(entry: crate::suite::Entry, args: &RunArgs, plan: &crate::baseline::Plan) -> ExitCode {
     let crate::suite::Entry { path: file, text, scenario, .. } = entry;
     let seed = args.seed.or(scenario.seed).unwrap_or_else(rand::random);
     eprintln!("shakedown {}: running {} (seed {seed})", env!("CARGO_PKG_VERSION"), scenario.name);
@@ -562,7 +560,7 @@ fn run_single(entry: crate::suite::Entry, args: &RunArgs, plan: &crate::baseline
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("shakedown: cannot start the async runtime: {e}");
-            return EXIT_HARNESS;
+            return ExitCode::Harness;
         }
     };
     let scenario_dir = Some(crate::suite::parent_dir(&file));
@@ -594,15 +592,15 @@ fn run_single(entry: crate::suite::Entry, args: &RunArgs, plan: &crate::baseline
             let code = report(&f, args.format, &file);
             log_summary(&scenario, &f, args.log_summary);
             let saved = save_baseline(plan, [&f]);
-            crate::suite::worst_exit([code, saved])
+            ExitCode::worst([code, saved])
         }
         Err(e @ shakedown::Error::RunDirInUse(_)) => {
             eprintln!("shakedown: {e}");
-            EXIT_USAGE
+            ExitCode::Usage
         }
         Err(e) => {
             eprintln!("shakedown: {e}");
-            EXIT_HARNESS
+            ExitCode::Harness
         }
     }
 }
@@ -614,7 +612,7 @@ fn run_suite(
     skipped: &[crate::suite::Skip],
     args: &RunArgs,
     plan: &crate::baseline::Plan,
-) -> u8 {
+) -> ExitCode {
     eprintln!(
         "shakedown {}: running {} scenario(s), {} at a time",
         env!("CARGO_PKG_VERSION"),
@@ -626,7 +624,7 @@ fn run_suite(
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("shakedown: cannot start the async runtime: {e}");
-            return EXIT_HARNESS;
+            return ExitCode::Harness;
         }
     };
     // Kept for the log summaries: the runs take the entries.
@@ -648,7 +646,9 @@ fn run_suite(
     rt.shutdown_timeout(Duration::from_secs(2));
     for o in &outcomes {
         match (&o.finished, &o.error) {
-            (Some(f), _) if o.code != 0 => eprint!("{}", render_summary(&f.report, Style { color: color() })),
+            (Some(f), _) if o.code != ExitCode::Valid => {
+                eprint!("{}", render_summary(&f.report, Style { color: color() }))
+            }
             (_, Some(e)) => eprintln!("shakedown: {}: {e}", o.name),
             _ => {}
         }
@@ -665,37 +665,42 @@ fn run_suite(
         eprint!("{}", table.render());
     }
     let saved = save_baseline(plan, outcomes.iter().filter_map(|o| o.finished.as_ref()));
-    let code = crate::suite::worst_exit(outcomes.iter().map(|o| o.code).chain([saved]));
+    let code = ExitCode::worst(outcomes.iter().map(|o| o.code).chain([saved]));
     if args.format == Format::Json {
         print_line(&crate::suite::suite_json(&outcomes, skipped, code).to_string());
     }
-    eprintln!("shakedown: {} run, {} skipped; exit code {code}", outcomes.len(), skipped.len());
+    eprintln!("shakedown: {} run, {} skipped; exit code {}", outcomes.len(), skipped.len(), code.code());
     write_suite(args, &outcomes, skipped, code)
 }
 
 /// `--save-baseline`: stores the completed runs' metrics; failing to is a harness failure.
-fn save_baseline<'a>(plan: &crate::baseline::Plan, runs: impl IntoIterator<Item = &'a Finished>) -> u8 {
+fn save_baseline<'a>(plan: &crate::baseline::Plan, runs: impl IntoIterator<Item = &'a Finished>) -> ExitCode {
     match plan.save_runs(runs) {
         Ok(Some(path)) => {
             eprintln!("baseline saved: {}", path.display());
-            0
+            ExitCode::Valid
         }
         Ok(None) => {
             if let Some(name) = &plan.save {
                 eprintln!("shakedown: no run completed; baseline {name} not saved");
             }
-            0
+            ExitCode::Valid
         }
         Err(e) => {
             eprintln!("shakedown: failed to {e}");
-            EXIT_HARNESS
+            ExitCode::Harness
         }
     }
 }
 
 /// Writes the suite's `junit.xml` and `suite.json` when `--out` is given;
 /// failing to is a harness failure unless something worse happened.
-fn write_suite(args: &RunArgs, outcomes: &[crate::suite::Outcome], skipped: &[crate::suite::Skip], code: u8) -> u8 {
+fn write_suite(
+    args: &RunArgs,
+    outcomes: &[crate::suite::Outcome],
+    skipped: &[crate::suite::Skip],
+    code: ExitCode,
+) -> ExitCode {
     let Some(dir) = &args.out else { return code };
     match crate::suite::write_outputs(dir, outcomes, skipped, code) {
         Ok(()) => {
@@ -704,7 +709,7 @@ fn write_suite(args: &RunArgs, outcomes: &[crate::suite::Outcome], skipped: &[cr
         }
         Err(e) => {
             eprintln!("shakedown: failed to write the suite outputs in {}: {e}", dir.display());
-            crate::suite::worst_exit([code, EXIT_HARNESS])
+            ExitCode::worst([code, ExitCode::Harness])
         }
     }
 }
@@ -720,7 +725,7 @@ async fn watch_signals(cancel: tokio::sync::watch::Sender<bool>) {
     let _ = cancel.send(true);
     tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
     shakedown_runner::kill_all_groups();
-    std::process::exit(i32::from(EXIT_INTERRUPTED));
+    std::process::exit(i32::from(ExitCode::Interrupted.code()));
 }
 
 /// A progress bar on a terminal: elapsed time against the planned duration, and ops done.
@@ -777,7 +782,7 @@ fn log_summary(s: &shakedown::Scenario, f: &Finished, when: LogSummary) {
     }
 }
 
-fn report(f: &Finished, format: Format, file: &std::path::Path) -> u8 {
+fn report(f: &Finished, format: Format, file: &std::path::Path) -> ExitCode {
     let code = shakedown::exit_code(f);
     if format == Format::Json {
         print_line(&f.report.to_json_pretty());
@@ -818,13 +823,13 @@ fn print_spec_errors(errors: &shakedown_spec::SpecErrors) {
     eprintln!("shakedown: {} problem(s) in {}; nothing was run", errors.errors.len(), errors.origin);
 }
 
-fn check_command(args: CheckArgs) -> u8 {
+fn check_command(args: CheckArgs) -> ExitCode {
     let input_format =
         match args.input_format.as_deref().map(str::parse::<shakedown_history::import::Format>).transpose() {
             Ok(f) => f,
             Err(e) => {
                 eprintln!("shakedown check: {e}");
-                return EXIT_USAGE;
+                return ExitCode::Usage;
             }
         };
     let (mut invalid, mut unknown, mut bad_input) = (false, false, false);
@@ -863,13 +868,13 @@ fn check_command(args: CheckArgs) -> u8 {
         }
     }
     if bad_input {
-        EXIT_USAGE
+        ExitCode::Usage
     } else if invalid {
-        1
+        ExitCode::Invalid
     } else if unknown {
-        2
+        ExitCode::Unknown
     } else {
-        0
+        ExitCode::Valid
     }
 }
 

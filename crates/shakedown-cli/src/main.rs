@@ -14,5 +14,5 @@ mod shrink;
 mod suite;
 
 fn main() -> std::process::ExitCode {
-    std::process::ExitCode::from(cli::main())
+    cli::main().into()
 }

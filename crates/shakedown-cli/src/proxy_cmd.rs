@@ -6,20 +6,19 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-const EXIT_USAGE: u8 = 3;
-const EXIT_HARNESS: u8 = 4;
+use shakedown::ExitCode;
 
 /// Serves the API on `listen` until SIGINT or SIGTERM, then stops every link.
-pub fn proxy_command(listen: SocketAddr, config: Option<PathBuf>, seed: Option<u64>) -> u8 {
+pub fn proxy_command(listen: SocketAddr, config: Option<PathBuf>, seed: Option<u64>) -> ExitCode {
     if !listen.ip().is_loopback() {
         eprintln!("shakedown proxy: --listen {listen} is not a loopback address; the control API only listens on loopback (127.0.0.0/8 or ::1)");
-        return EXIT_USAGE;
+        return ExitCode::Usage;
     }
     let specs: Vec<ProxySpec> = match config.as_ref().map(read_config).transpose() {
         Ok(specs) => specs.unwrap_or_default(),
         Err(e) => {
             eprintln!("shakedown proxy: {e}");
-            return EXIT_USAGE;
+            return ExitCode::Usage;
         }
     };
     let seed = seed.unwrap_or_else(rand::random);
@@ -27,20 +26,20 @@ pub fn proxy_command(listen: SocketAddr, config: Option<PathBuf>, seed: Option<u
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("shakedown proxy: cannot start the async runtime: {e}");
-            return EXIT_HARNESS;
+            return ExitCode::Harness;
         }
     };
     rt.block_on(async move {
         let registry = Arc::new(Registry::new(seed));
         if let Err(e) = registry.populate(specs).await {
             eprintln!("shakedown proxy: create the proxies of the config file: {e}");
-            return EXIT_USAGE;
+            return ExitCode::Usage;
         }
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("shakedown proxy: listen on {listen}: {e}");
-                return EXIT_HARNESS;
+                return ExitCode::Harness;
             }
         };
         eprintln!(
@@ -50,10 +49,10 @@ pub fn proxy_command(listen: SocketAddr, config: Option<PathBuf>, seed: Option<u
         let served = shakedown_proxy::serve_api(listener, registry.clone(), shutdown_signal()).await;
         registry.shutdown().await;
         match served {
-            Ok(()) => 0,
+            Ok(()) => ExitCode::Valid,
             Err(e) => {
                 eprintln!("shakedown proxy: {e}");
-                EXIT_HARNESS
+                ExitCode::Harness
             }
         }
     })
@@ -82,7 +81,7 @@ async fn shutdown_signal() {
 
 /// Prints every capability; exits 0 (a missing tier is information, not an error).
 /// Processes an earlier, dead shakedown left behind are killed and reported first.
-pub fn doctor_command(json: bool) -> u8 {
+pub fn doctor_command(json: bool) -> ExitCode {
     crate::cli::report_leftovers();
     let caps = shakedown_runner::doctor::doctor();
     if json {
@@ -90,5 +89,5 @@ pub fn doctor_command(json: bool) -> u8 {
     } else {
         print!("{}", shakedown_runner::doctor::render(&caps));
     }
-    0
+    ExitCode::Valid
 }

@@ -44,7 +44,7 @@ fn run(builder: &ScenarioBuilder, client: Option<Arc<dyn Client>>) -> shakedown:
 fn a_scenario_built_in_code_passes_on_the_correct_testbed() {
     let finished = run(&kv_scenario("lib-correct", None), None);
     assert_eq!(finished.report.verdict, Verdict::Valid, "{:#?}", finished.report.checks);
-    assert_eq!(shakedown::exit_code(&finished), 0);
+    assert_eq!(shakedown::exit_code(&finished), shakedown::ExitCode::Valid);
 }
 
 #[test]

@@ -147,7 +147,7 @@ fn escapers(duration: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
 }
 
 fn data(name: &str) -> PathBuf {
-    repo_root().join("crates/shakedown/tests/data/containment").join(name)
+    repo_root().join("crates/shakedown-cli/tests/data/containment").join(name)
 }
 
 /// Waits until the escapers are all up: two servers listening (the daemon
