@@ -146,6 +146,8 @@ pub fn cap_text(mut text: String, max: usize) -> String {
     }
     text.truncate(cut);
     text.push_str(&format!(" [truncated: {total} bytes in all]"));
+    // Gives back the rest of a long text's buffer now, not when the event is recorded.
+    text.shrink_to_fit();
     text
 }
 
@@ -560,5 +562,14 @@ mod tests {
         let error = h.ops()[0].completion.as_ref().unwrap().error.clone().unwrap();
         assert!(error.ends_with("[truncated: 10485760 bytes in all]"), "{}", &error[error.len() - 60..]);
         assert!(error.len() > MAX_ERROR_BYTES && error.len() < MAX_ERROR_BYTES + 64);
+    }
+
+    #[test]
+    fn a_capped_text_gives_its_buffer_back() {
+        let capped = cap_text("é".repeat(MAX_ERROR_BYTES), MAX_ERROR_BYTES);
+        assert!(capped.ends_with(&format!(" [truncated: {} bytes in all]", 2 * MAX_ERROR_BYTES)), "{capped}");
+        assert!(capped.capacity() < MAX_ERROR_BYTES + 64, "{} bytes still held", capped.capacity());
+        let short = cap_text("short".to_string(), MAX_ERROR_BYTES);
+        assert_eq!(short, "short");
     }
 }

@@ -16,6 +16,7 @@ mod library;
 mod logs;
 mod malformed;
 mod matrix;
+mod memory;
 mod metrics;
 mod postgres;
 mod profiles;

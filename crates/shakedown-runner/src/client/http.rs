@@ -168,13 +168,17 @@ impl HttpClient {
     }
 }
 
+/// The body, cut at [`MAX_BODY_BYTES`]. Its buffer is sized from
+/// `Content-Length` up front and becomes the text without a copy when it is
+/// UTF-8, so a big reply is held once, not two or three times while growing.
 async fn read_body(mut resp: reqwest::Response) -> Result<String, reqwest::Error> {
-    let mut body = Vec::new();
+    let expected = resp.content_length().and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+    let mut body = Vec::with_capacity(expected.min(MAX_BODY_BYTES));
     while let Some(chunk) = resp.chunk().await? {
         let room = MAX_BODY_BYTES.saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
     }
-    Ok(String::from_utf8_lossy(&body).into_owned())
+    Ok(String::from_utf8(body).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -12,6 +12,7 @@ use crate::context::ActorCtx;
 pub use crate::recorder::Outcome;
 use serde_json::Value;
 use shakedown_spec::{ActionSpec, OutcomeSpec, ResultParser, ResultSource, ResultSpec};
+use std::borrow::Cow;
 
 /// An action's templates, filled for one operation.
 #[derive(Debug, Default, Clone)]
@@ -60,28 +61,38 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn describe(&self) -> String {
-        let mut s = String::new();
+    /// `prefix`, then the status or exit code and the output, in one buffer
+    /// of the right size: a body may be megabytes, so no intermediate copy
+    /// of it is made (the recorder then cuts the text to its cap).
+    fn describe_after(&self, prefix: &str) -> String {
+        let (out, err) = (self.out.trim_end(), self.err.trim_end());
+        let mut s = String::with_capacity(prefix.len() + 40 + out.len() + err.len());
+        s.push_str(prefix);
         if let Some(st) = self.status {
-            s.push_str(&format!("status {st}"));
+            s.push_str("status ");
+            s.push_str(&st.to_string());
         }
         if let Some(code) = self.exit {
-            s.push_str(&format!("exit code {code}"));
+            s.push_str("exit code ");
+            s.push_str(&code.to_string());
         }
         if !self.out.is_empty() {
-            s.push_str(&format!("; output: {}", self.out.trim_end()));
+            s.push_str("; output: ");
+            s.push_str(out);
         }
         if !self.err.is_empty() {
-            s.push_str(&format!("; stderr: {}", self.err.trim_end()));
+            s.push_str("; stderr: ");
+            s.push_str(err);
         }
         s
     }
 
-    fn text_for_match(&self) -> String {
+    /// The text `match` patterns see; borrowed when there is no stderr.
+    fn text_for_match(&self) -> Cow<'_, str> {
         if self.err.is_empty() {
-            self.out.clone()
+            Cow::Borrowed(&self.out)
         } else {
-            format!("{}\n{}", self.out, self.err)
+            Cow::Owned(format!("{}\n{}", self.out, self.err))
         }
     }
 }
@@ -104,26 +115,25 @@ pub fn classify(action: &ActionSpec, reply: &Reply) -> Outcome {
             None => Outcome::ok(None),
             Some(r) => match parse_result(r.get_ref(), reply) {
                 Ok(v) => Outcome::ok(Some(v)),
-                Err(e) => Outcome::unexpected(format!(
-                    "ok reply, but its result could not be read: {e}; {}",
-                    reply.describe()
-                )),
+                Err(e) => Outcome::unexpected(
+                    reply.describe_after(&format!("ok reply, but its result could not be read: {e}; ")),
+                ),
             },
         };
     }
     if action.fail.as_ref().is_some_and(|spec| matches(spec, reply)) {
-        return Outcome::fail(reply.describe());
+        return Outcome::fail(reply.describe_after(""));
     }
-    Outcome::unexpected(format!("reply matches neither ok nor fail: {}", reply.describe()))
+    Outcome::unexpected(reply.describe_after("reply matches neither ok nor fail: "))
 }
 
 /// Reads a completion value from a reply.
 pub fn parse_result(spec: &ResultSpec, reply: &Reply) -> Result<Value, String> {
     let text = match spec.source {
-        ResultSource::Body | ResultSource::Stdout => reply.out.clone(),
-        ResultSource::Stderr => reply.err.clone(),
-        ResultSource::Status => reply.status.map(|s| s.to_string()).unwrap_or_default(),
-        ResultSource::Exit => reply.exit.map(|c| c.to_string()).unwrap_or_default(),
+        ResultSource::Body | ResultSource::Stdout => Cow::Borrowed(reply.out.as_str()),
+        ResultSource::Stderr => Cow::Borrowed(reply.err.as_str()),
+        ResultSource::Status => Cow::Owned(reply.status.map(|s| s.to_string()).unwrap_or_default()),
+        ResultSource::Exit => Cow::Owned(reply.exit.map(|c| c.to_string()).unwrap_or_default()),
     };
     parse_text(&spec.parser, &text)
 }
@@ -172,6 +182,21 @@ mod tests {
         assert!(odd.unexpected && odd.error.unwrap().contains("status 500; output: boom"));
         let garbled = classify(&a, &r(200, "seven"));
         assert!(garbled.unexpected && garbled.op_type == OpType::Info);
+    }
+
+    #[test]
+    fn a_big_reply_is_described_in_one_buffer_of_its_size() {
+        let a = action("f = \"w\"\nok = { status = [299] }");
+        let body = "x".repeat(4 * 1024 * 1024);
+        let reply = Reply { status: Some(200), out: format!("{body}\n"), ..Reply::default() };
+        let error = classify(&a, &reply).error.unwrap();
+        assert_eq!(error, format!("reply matches neither ok nor fail: status 200; output: {body}"));
+        assert!(error.capacity() < error.len() + 64, "{} for {}", error.capacity(), error.len());
+        let exec = Reply { exit: Some(3), out: "o".into(), err: "e\n".into(), ..Reply::default() };
+        assert_eq!(
+            classify(&a, &exec).error.unwrap(),
+            "reply matches neither ok nor fail: exit code 3; output: o; stderr: e"
+        );
     }
 
     #[test]
