@@ -196,6 +196,10 @@ struct RunArgs {
     /// latency, RSS or CPU higher.
     #[arg(long, value_name = "PERCENT", value_parser = crate::baseline::parse_threshold, default_value = "10%", requires = "baseline")]
     max_regression: f64,
+    /// The most each service, driver or build log file may hold; past it,
+    /// output is counted, not written, and the log ends with its last lines.
+    #[arg(long, value_name = "SIZE", value_parser = crate::input::parse_size, default_value = "1GiB")]
+    max_log_bytes: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -245,6 +249,7 @@ fn color() -> bool {
 /// Resolves the paths into selected, valid scenarios with their variables set,
 /// then runs one as before or several as a suite.
 fn run_command(args: RunArgs) -> ExitCode {
+    shakedown_runner::logs::set_max_file_bytes(args.max_log_bytes);
     let found = match crate::suite::discover(&args.paths) {
         Ok(f) => f,
         Err(e) => {
@@ -327,6 +332,7 @@ fn replay_command(args: ReplayArgs) -> ExitCode {
         save_baseline: None,
         baseline: None,
         max_regression: 0.10,
+        max_log_bytes: shakedown_runner::logs::DEFAULT_MAX_FILE_BYTES,
     })
 }
 

@@ -210,15 +210,26 @@ fn human_duration(ms: u64) -> String {
     }
 }
 
+/// The most characters of one piece of foreign text the terminal shows (a
+/// whole unexpected reply, say); report.json has it all.
+const MAX_SHOWN_CHARS: usize = 1000;
+
 /// Escapes control characters, so text from services and logs cannot move the
-/// cursor, recolor the terminal or break a line.
+/// cursor, recolor the terminal or break a line, and cuts it at [`MAX_SHOWN_CHARS`].
 fn clean(text: &str) -> String {
-    if !text.chars().any(|c| c.is_control() && c != '\t') {
-        return text.to_string();
+    let n_chars = text.chars().count();
+    let shown = text.chars().take(MAX_SHOWN_CHARS);
+    let mut out: String = if text.chars().any(|c| c.is_control() && c != '\t') {
+        shown
+            .map(|c| if c.is_control() && c != '\t' { c.escape_default().to_string() } else { c.to_string() })
+            .collect()
+    } else {
+        shown.collect()
+    };
+    if n_chars > MAX_SHOWN_CHARS {
+        out.push_str(&format!(" ... ({} more characters in report.json)", n_chars - MAX_SHOWN_CHARS));
     }
-    text.chars()
-        .map(|c| if c.is_control() && c != '\t' { c.escape_default().to_string() } else { c.to_string() })
-        .collect()
+    out
 }
 
 /// Quotes a path for a POSIX shell unless it is plainly safe.
@@ -329,6 +340,15 @@ replay: shakedown run .shakedown/runs/r1/scenario.toml --seed 42  # shakedown {v
         assert!(colored.contains("\x1b[1;31mINVALID\x1b[0m"), "{colored}");
         assert!(colored.contains("\x1b[1;32m✓\x1b[0m stats"), "{colored}");
         assert!(!render_summary(&report, PLAIN).contains('\x1b'));
+    }
+
+    #[test]
+    fn a_long_summary_is_cut_on_the_terminal() {
+        let mut report = fixture::report(false);
+        report.checks[0].summary = "x".repeat(70_000);
+        let text = render_summary(&report, Style { color: false });
+        assert!(text.contains(&format!("{} ... (69000 more characters in report.json)", "x".repeat(1000))), "{text}");
+        assert!(text.len() < 10_000, "{} bytes", text.len());
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! process), so a harness that dies leaves the output it saw on disk; the
 //! ring holds at most [`RING_LINES`] lines and [`RING_BYTES`] bytes, so memory
 //! does not grow with what a process prints. Secrets are masked before a
-//! line reaches either.
+//! line reaches either. On disk a log holds at most [`max_file_bytes`]
+//! (1 GiB unless raised, `shakedown run --max-log-bytes`): past it, lines
+//! are counted, not written, and when the log closes its last lines (the
+//! ring) follow a note saying how much was left out.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -20,6 +23,21 @@ use tokio::sync::Notify;
 pub const RING_LINES: usize = 10_000;
 /// Bytes of text kept in memory per log, whichever limit comes first.
 pub const RING_BYTES: usize = 1024 * 1024;
+/// The default cap on one log file's size.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
+
+static MAX_FILE_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(DEFAULT_MAX_FILE_BYTES);
+
+/// Sets the cap on each log file's size for logs created from now on.
+pub fn set_max_file_bytes(bytes: u64) {
+    MAX_FILE_BYTES.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The cap on each log file's size.
+pub fn max_file_bytes() -> u64 {
+    MAX_FILE_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Longest line kept; longer lines are cut so one runaway line cannot exhaust memory.
 const MAX_LINE_BYTES: usize = 64 * 1024;
 
@@ -47,6 +65,12 @@ struct SinkState {
     ring: VecDeque<LogLine>,
     ring_bytes: usize,
     next_seq: u64,
+    /// Bytes written to the file so far, and the most it may hold.
+    written: u64,
+    max_bytes: u64,
+    /// Past the cap: the first line left out of the file, and how much was.
+    cut_from_seq: Option<u64>,
+    left_out_bytes: u64,
 }
 
 impl LogSink {
@@ -57,6 +81,10 @@ impl LogSink {
             ring: VecDeque::new(),
             ring_bytes: 0,
             next_seq: 0,
+            written: 0,
+            max_bytes: max_file_bytes(),
+            cut_from_seq: None,
+            left_out_bytes: 0,
         };
         Ok(LogSink {
             name: name.to_string(),
@@ -97,10 +125,9 @@ impl LogSink {
         }
         let elapsed_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = st.file.as_mut() {
-            let _ = writeln!(f, "{:>10.3} {stream} {text}", elapsed_ms as f64 / 1000.0);
-        }
+        let line = format_line(elapsed_ms, stream, &text);
         let seq = st.next_seq;
+        st.write_capped(seq, &line);
         st.next_seq += 1;
         st.ring_bytes += text.len();
         st.ring.push_back(LogLine { seq, elapsed_ms, stream, text });
@@ -110,6 +137,14 @@ impl LogSink {
         }
         drop(st);
         self.notify.notify_waiters();
+    }
+
+    /// Flushes the file and, for a log that reached its cap, writes a note of
+    /// what was left out and then the last lines (those still in the ring).
+    /// Later lines go to the ring only. Called when the run ends, and on drop.
+    pub fn close(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.close();
     }
 
     /// The sequence number the next line will get.
@@ -133,6 +168,57 @@ impl LogSink {
             .map(|l| format!("{:>10.3} {} {}", l.elapsed_ms as f64 / 1000.0, l.stream, l.text))
             .collect()
     }
+}
+
+impl Drop for LogSink {
+    fn drop(&mut self) {
+        self.state.get_mut().unwrap_or_else(|p| p.into_inner()).close();
+    }
+}
+
+impl SinkState {
+    /// Writes `line` (of sequence `seq`) unless the file is at its cap.
+    fn write_capped(&mut self, seq: u64, line: &str) {
+        let len = u64::try_from(line.len()).unwrap_or(u64::MAX);
+        if self.cut_from_seq.is_none() && self.written.saturating_add(len) > self.max_bytes {
+            self.cut_from_seq = Some(seq);
+        }
+        if self.cut_from_seq.is_some() {
+            self.left_out_bytes = self.left_out_bytes.saturating_add(len);
+            return;
+        }
+        if let Some(f) = self.file.as_mut() {
+            // A full disk must not stop the run; the ring still has the line.
+            let _ = f.write_all(line.as_bytes());
+        }
+        self.written += len;
+    }
+
+    fn close(&mut self) {
+        let Some(mut f) = self.file.take() else { return };
+        if let Some(from) = self.cut_from_seq {
+            let tail: Vec<&LogLine> = self.ring.iter().filter(|l| l.seq >= from).collect();
+            let tail_bytes: u64 = tail.iter().map(|l| u64::try_from(l.text.len()).unwrap_or(0)).sum();
+            let note = format!(
+                "[shakedown] this log reached its cap of {} bytes (--max-log-bytes): {} bytes of output were left \
+                 out; its last {} lines follow",
+                self.max_bytes,
+                self.left_out_bytes.saturating_sub(tail_bytes),
+                tail.len()
+            );
+            let elapsed_ms = tail.first().map_or(0, |l| l.elapsed_ms);
+            let _ = f.write_all(format_line(elapsed_ms, "sys", &note).as_bytes());
+            for l in tail {
+                let _ = f.write_all(format_line(l.elapsed_ms, l.stream, &l.text).as_bytes());
+            }
+        }
+        let _ = f.flush();
+    }
+}
+
+/// A line as the file holds it: seconds since the run began, the stream, the text.
+fn format_line(elapsed_ms: u64, stream: &str, text: &str) -> String {
+    format!("{:>10.3} {stream} {text}\n", elapsed_ms as f64 / 1000.0)
 }
 
 /// Copies lines from `reader` into `sink` until EOF. A line longer than
@@ -212,6 +298,27 @@ mod tests {
         assert_eq!(xs, 3 * MAX_LINE_BYTES + 10, "no byte is dropped");
         let file = std::fs::read_to_string(dir.path().join("t.log")).unwrap();
         assert!(file.contains(" out one\n") && file.contains(" out last\n"));
+    }
+
+    #[tokio::test]
+    async fn a_log_past_its_cap_keeps_its_head_and_its_last_lines_and_says_what_it_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.log");
+        let sink = Arc::new(LogSink::create("t", &path, Instant::now()).unwrap());
+        sink.state.lock().unwrap().max_bytes = 10_000;
+        let input: String = (0..50_000).map(|i| format!("line {i}\n")).collect();
+        pump(sink.clone(), "out", input.as_bytes()).await;
+        sink.close();
+        let file = std::fs::read_to_string(&path).unwrap();
+        // The cap, then at most the ring: its text and each line's time and stream.
+        let bound = 10_000 + RING_BYTES + RING_LINES * 32 + 1024;
+        assert!(file.len() < bound, "the file is bounded: {} bytes", file.len());
+        assert!(file.contains(" out line 0\n"), "the head is kept");
+        assert!(file.contains(" out line 49999\n"), "the last lines are kept");
+        let note = file.lines().find(|l| l.contains("reached its cap")).expect("a note says what was cut");
+        assert!(note.contains("cap of 10000 bytes") && note.contains("bytes of output were left out"), "{note}");
+        let numbers: Vec<u32> = file.lines().filter_map(|l| l.split(" out line ").nth(1)?.parse().ok()).collect();
+        assert!(!numbers.iter().any(|n| (1000..30_000).contains(n)), "the middle is left out");
     }
 
     #[tokio::test]

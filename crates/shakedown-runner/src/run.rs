@@ -219,7 +219,7 @@ impl Run<'_> {
         }
         let usage = self.sampler.take().map(crate::metrics::Sampler::stop).unwrap_or_default();
         kill_run_groups(&self.opts.run_dir);
-        self.logs.iter().for_each(|l| l.flush());
+        self.logs.iter().for_each(|l| l.close());
         let recorded = self.recorder.finish(end.status(), end.detail().map(str::to_string));
         if let Some(e) = recorded.error {
             // A history that could not be written cannot be judged.
