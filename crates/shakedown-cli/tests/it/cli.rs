@@ -40,7 +40,8 @@ fn quickstart_passes_and_leaves_a_complete_run_directory() {
     assert!(r["ops"]["by_action"]["add"]["ok"].as_u64().unwrap() > 100);
     assert!(!r["faults"].as_array().unwrap().is_empty(), "kills were applied");
     let resolved = std::fs::read_to_string(out.join("scenario.toml")).unwrap();
-    assert!(resolved.contains(&format!("seed = {}", r["seed"])), "the resolved scenario pins the seed");
+    let pinned = shakedown::crates::spec::parse(&resolved, "scenario.toml").unwrap().seed;
+    assert_eq!(pinned, r["seed"].as_u64(), "the resolved scenario pins the seed:\n{resolved}");
     assert!(processes_mentioning(out.to_str().unwrap()).is_empty());
 }
 

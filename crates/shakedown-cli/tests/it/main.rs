@@ -1,6 +1,7 @@
 //! Integration tests of the `shakedown` crate, in one test binary: the CLI end
 //! to end, the built-in clients and faults, and the library facade.
 
+mod architecture;
 mod bugs;
 mod check;
 mod cli;
