@@ -26,18 +26,32 @@ fn positive_rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, 
 /// A seed: a non-negative integer, or the decimal text of one (TOML's
 /// integers stop at i64, and seeds are u64).
 fn seed_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Seed {
-        Number(u64),
-        Text(String),
+    struct Seed;
+    fn out_of_range<E: serde::de::Error>(seed: impl std::fmt::Display) -> E {
+        E::custom(format!("invalid seed {seed}; expected a whole number from 0 to {}", u64::MAX))
     }
-    match Seed::deserialize(d)? {
-        Seed::Number(n) => Ok(Some(n)),
-        Seed::Text(t) => t.trim().parse().map(Some).map_err(|_| {
-            serde::de::Error::custom(format!("invalid seed {t:?}; expected a whole number from 0 to {}", u64::MAX))
-        }),
+    impl serde::de::Visitor<'_> for Seed {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a seed: a whole number from 0 to {}, as an integer or text", u64::MAX)
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<u64, E> {
+            Ok(n)
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<u64, E> {
+            u64::try_from(n).map_err(|_| out_of_range(n))
+        }
+        fn visit_u128<E: serde::de::Error>(self, n: u128) -> Result<u64, E> {
+            u64::try_from(n).map_err(|_| out_of_range(n))
+        }
+        fn visit_i128<E: serde::de::Error>(self, n: i128) -> Result<u64, E> {
+            u64::try_from(n).map_err(|_| out_of_range(n))
+        }
+        fn visit_str<E: serde::de::Error>(self, t: &str) -> Result<u64, E> {
+            t.trim().parse().map_err(|_| out_of_range(format_args!("{t:?}")))
+        }
     }
+    d.deserialize_any(Seed).map(Some)
 }
 
 /// One test: services, actors, a client, a workload, faults and checks.
@@ -703,6 +717,8 @@ request = { path = "/{env.PREFIX}/x" }
         assert!(seed("seed = -1").is_err());
         let err = seed("seed = \"x\"").unwrap_err().to_string();
         assert!(err.contains("s.toml:2:8") && err.contains("invalid seed \"x\""), "{err}");
+        let err = seed("seed = 99999999999999999999").unwrap_err().to_string();
+        assert!(err.contains("invalid seed 99999999999999999999; expected a whole number"), "{err}");
     }
 
     #[test]
