@@ -12,6 +12,7 @@ mod engines;
 mod environment;
 mod etcd;
 mod faults;
+mod harness;
 mod host;
 mod library;
 mod logs;

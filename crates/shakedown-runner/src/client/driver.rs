@@ -75,6 +75,12 @@ impl DriverClient {
         if let Some(r) = guard.as_ref().filter(|r| r.alive.load(Ordering::SeqCst)) {
             return Ok(r.clone());
         }
+        if slot.failed_starts.load(Ordering::SeqCst) >= MAX_FAILED_STARTS {
+            return Err(format!(
+                "driver `{}` gave up after {MAX_FAILED_STARTS} failed starts",
+                slot.spec.argv.join(" ")
+            ));
+        }
         if let Some(dead) = guard.take() {
             slot.restart_after(&dead).await?;
         }
