@@ -556,12 +556,24 @@ pub(crate) fn report_leftovers() {
     }
 }
 
+/// Says where run directories go when `--out` is absent and the current
+/// directory cannot hold them.
+fn say_runs_base(out: Option<&std::path::Path>) {
+    if out.is_some() {
+        return;
+    }
+    if let Some(why) = shakedown::runs_base().fallback {
+        eprintln!("shakedown: {why}; run directories go to {}", shakedown::runs_base().dir.display());
+    }
+}
+
 /// One scenario file: the terminal output and exit code of a plain run.
 fn run_single(entry: crate::suite::Entry, args: &RunArgs, plan: &crate::baseline::Plan) -> ExitCode {
     let crate::suite::Entry { path: file, text, scenario, .. } = entry;
     let seed = args.seed.or(scenario.seed).unwrap_or_else(rand::random);
     eprintln!("shakedown {}: running {} (seed {seed})", env!("CARGO_PKG_VERSION"), scenario.name);
     report_leftovers();
+    say_runs_base(args.out.as_deref());
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -626,6 +638,7 @@ fn run_suite(
         args.jobs
     );
     report_leftovers();
+    say_runs_base(args.out.as_deref());
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -33,7 +33,7 @@ pub use exec::{checks_for, exit_code, run, run_blocking, Error, Finished, RunCon
 pub use exit::ExitCode;
 pub use finish::{finish, log_tail, read_logs, BaselineFn, FinishOptions};
 pub use offline::{check_history_text, FileVerdict};
-pub use rundir::{default_run_dir, write_resolved_scenario};
+pub use rundir::{default_run_dir, runs_base, write_resolved_scenario, RunsBase};
 pub use shakedown_check::{CheckResult, Verdict};
 pub use shakedown_history::redact;
 pub use shakedown_report::Report;

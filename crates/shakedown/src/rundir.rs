@@ -3,7 +3,35 @@
 
 use std::path::{Path, PathBuf};
 
-/// `.shakedown/runs/<scenario>-<UTC time>-<seed>`, made unique if it exists.
+/// Where run directories go when no `--out` names one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunsBase {
+    pub dir: PathBuf,
+    /// Why it is not the current directory's `.shakedown/runs`, when it is not.
+    pub fallback: Option<String>,
+}
+
+/// The current directory's `.shakedown/runs` when it can be made there; else
+/// the user's state directory (`$XDG_STATE_HOME/shakedown/runs`, or
+/// `~/.local/state/shakedown/runs`), so a read-only checkout still runs.
+pub fn runs_base() -> RunsBase {
+    let local = PathBuf::from(".shakedown").join("runs");
+    let why = match shakedown_runner::files::create_dir_private(&local) {
+        Ok(()) => return RunsBase { dir: local, fallback: None },
+        Err(e) => format!("cannot create {} here ({e})", local.display()),
+    };
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
+    match state {
+        Some(state) => RunsBase { dir: state.join("shakedown").join("runs"), fallback: Some(why) },
+        None => RunsBase { dir: std::env::temp_dir().join("shakedown-runs"), fallback: Some(why) },
+    }
+}
+
+/// `<runs base>/<scenario>-<UTC time>-<seed>` (see [`runs_base`]), made
+/// unique if it exists.
 pub fn default_run_dir(scenario: &str, seed: u64) -> PathBuf {
     let stamp: String = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
@@ -12,7 +40,7 @@ pub fn default_run_dir(scenario: &str, seed: u64) -> PathBuf {
         .collect();
     let safe: String =
         scenario.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
-    let base = PathBuf::from(".shakedown").join("runs");
+    let base = runs_base().dir;
     let mut dir = base.join(format!("{safe}-{stamp}-{seed}"));
     let mut n = 1;
     while dir.exists() {

@@ -371,3 +371,40 @@ fn shrink_refuses_a_run_that_did_not_fail() {
     assert_eq!(o.status.code(), Some(3));
     assert!(stderr(&o).contains("nothing to shrink: no check"), "{}", stderr(&o));
 }
+
+/// Without `--out`, a run goes to `.shakedown/runs` in the current directory,
+/// or, when that cannot be made (a read-only checkout), to the user's state
+/// directory, saying so.
+#[test]
+fn the_default_run_directory_falls_back_to_the_state_directory_when_the_cwd_is_read_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (work, state) = (tmp.path().join("checkout"), tmp.path().join("state"));
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("s.toml"), "name = \"here\"\nduration = \"100ms\"\n").unwrap();
+    let run = |dir: &std::path::Path| {
+        std::process::Command::new(SHAKEDOWN)
+            .current_dir(dir)
+            .args(["run", "s.toml"])
+            .env("XDG_STATE_HOME", &state)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let o = run(&work);
+    assert!(work.join(".shakedown/runs").read_dir().unwrap().count() == 1, "{}", stderr(&o));
+    // A directory nobody may write into, not even root: a read-only bind
+    // mount, made in a mount namespace of the run's own (nothing on the host).
+    std::fs::remove_dir_all(work.join(".shakedown")).unwrap();
+    let script = format!("mount --bind -o ro {0} {0} && cd {0} && exec {SHAKEDOWN} run s.toml", work.display());
+    let o = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env("XDG_STATE_HOME", &state)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(err.contains("cannot create .shakedown/runs here"), "{err}");
+    assert!(err.contains(&format!("run directories go to {}", state.join("shakedown/runs").display())), "{err}");
+    assert_eq!(state.join("shakedown/runs").read_dir().unwrap().count(), 1, "{err}");
+    assert!(!work.join(".shakedown").exists());
+}
