@@ -8,10 +8,10 @@ use shakedown_check::Verdict;
 use shakedown_history::{History, Op, OpType};
 use std::fmt::Write;
 
-/// The most operations the timeline draws; a longer run shows its first ones
-/// and says so.
+/// The most operations the timeline draws one by one; past it, it draws one
+/// cell per lane and time bucket, over the whole run all the same.
 pub const MAX_TIMELINE_OPS: usize = 20_000;
-/// The most process lanes the timeline draws.
+/// The most lanes the timeline draws; more concurrent processes share the last.
 pub const MAX_LANES: usize = 64;
 /// Time buckets of the throughput and latency charts.
 const BUCKETS: usize = 100;
@@ -108,44 +108,140 @@ fn checks_table(page: &mut String, report: &Report) {
     page.push_str("</table>");
 }
 
-/// One lane per process, one bar per operation from invocation to completion.
+/// Lanes of processes that never overlap in time: a worker's successive
+/// processes (a fresh one after each `info`) share one lane, so a run has
+/// about as many lanes as it had clients. Returns each op's lane and the
+/// number of lanes; lanes past [`MAX_LANES`] fold into the last one.
+fn pack_lanes(ops: &[Op], end_ns: u64) -> (Vec<usize>, usize) {
+    use std::collections::BTreeMap;
+    // Each process's first invocation and last completion.
+    let mut extent: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for op in ops {
+        let done = op.completion.as_ref().map_or(end_ns, |c| c.time_ns);
+        let e = extent.entry(op.process.0).or_insert((op.invoke_time_ns, done));
+        e.0 = e.0.min(op.invoke_time_ns);
+        e.1 = e.1.max(done);
+    }
+    let mut by_start: Vec<(u64, u64, u64)> = extent.iter().map(|(p, (s, e))| (*s, *e, *p)).collect();
+    by_start.sort_unstable();
+    // Greedy interval colouring: a process takes the lane free the earliest.
+    let mut free_at: Vec<u64> = Vec::new();
+    let mut lane_of: BTreeMap<u64, usize> = BTreeMap::new();
+    for (start, end, process) in by_start {
+        let lane = match free_at.iter().position(|f| *f < start) {
+            Some(l) => l,
+            None => {
+                free_at.push(0);
+                free_at.len() - 1
+            }
+        };
+        free_at[lane] = end;
+        lane_of.insert(process, lane.min(MAX_LANES - 1));
+    }
+    let lanes = ops.iter().map(|op| lane_of.get(&op.process.0).copied().unwrap_or(0)).collect();
+    (lanes, free_at.len().min(MAX_LANES))
+}
+
+/// The operation timeline over the whole run: one bar per operation while
+/// there are at most [`MAX_TIMELINE_OPS`], past that one cell per lane and
+/// time bucket, coloured by the worst result in it.
 fn timeline(page: &mut String, ops: &[Op], report: &Report, span: &Span) {
-    let mut lanes: Vec<u64> = ops.iter().map(|op| op.process.0).collect();
-    lanes.sort_unstable();
-    lanes.dedup();
-    lanes.truncate(MAX_LANES);
-    let height = lanes.len() as f64 * LANE_PX + 20.0;
-    let _ = write!(page, "<h2>Operations</h2><p>{} operations by {} processes", ops.len(), lanes.len());
-    if ops.len() > MAX_TIMELINE_OPS {
-        let _ = write!(page, "; the first {MAX_TIMELINE_OPS} are drawn");
+    let (lane_of, n_lanes) = pack_lanes(ops, span.end_ns);
+    let n_processes = ops.iter().map(|op| op.process.0).collect::<std::collections::BTreeSet<_>>().len();
+    let height = n_lanes as f64 * LANE_PX + 20.0;
+    let _ = write!(
+        page,
+        "<h2>Operations</h2><p>{} operations by {} processes in {} lanes (a process retired by an indeterminate op \
+         gives way to a fresh one in its lane)",
+        ops.len(),
+        n_processes,
+        n_lanes
+    );
+    let aggregated = ops.len() > MAX_TIMELINE_OPS;
+    if aggregated {
+        let _ = write!(
+            page,
+            "; each cell sums the operations of its lane completing in {:.0} ms",
+            span.seconds() * 1000.0 / TIMELINE_BUCKETS as f64
+        );
     }
     page.push_str(". Green ok, amber fail, red info (indeterminate); shaded bands are faults.</p>");
     let _ = write!(page, "<svg width=\"{WIDTH}\" height=\"{height}\" viewBox=\"0 0 {WIDTH} {height}\">");
     fault_bands(page, report, span, height);
-    for (lane, process) in lanes.iter().enumerate() {
+    for lane in 0..n_lanes {
         let y = lane as f64 * LANE_PX;
-        let _ = write!(page, "<text x=\"0\" y=\"{:.1}\" class=\"lane\">p{process}</text>", y + LANE_PX - 3.0);
+        let _ = write!(page, "<text x=\"0\" y=\"{:.1}\" class=\"lane\">lane {lane}</text>", y + LANE_PX - 3.0);
     }
-    for op in ops.iter().take(MAX_TIMELINE_OPS) {
-        let Some(lane) = lanes.iter().position(|p| *p == op.process.0) else { continue };
-        let end_ns = op.completion.as_ref().map_or(span.end_ns, |c| c.time_ns);
-        let (x0, x1) = (span.x(op.invoke_time_ns), span.x(end_ns));
-        let result = op.completion.as_ref().map_or("pending".to_string(), |c| c.value.to_string());
-        let _ = write!(
-            page,
-            "<rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" class=\"{}\"><title>#{} {} {} → {} {}</title></rect>",
-            lane as f64 * LANE_PX + 2.0,
-            (x1 - x0).max(1.0),
-            LANE_PX - 4.0,
-            op.op_type().as_str(),
-            op.invoke_index,
-            esc(&op.f),
-            esc(&truncate(&op.invoke_value.to_string())),
-            op.op_type().as_str(),
-            esc(&truncate(&result)),
-        );
+    if aggregated {
+        cells(page, ops, &lane_of, n_lanes, span);
+    } else {
+        for (op, lane) in ops.iter().zip(&lane_of) {
+            bar(page, op, *lane, span);
+        }
     }
     page.push_str("</svg>");
+}
+
+/// One operation, from invocation to completion.
+fn bar(page: &mut String, op: &Op, lane: usize, span: &Span) {
+    let end_ns = op.completion.as_ref().map_or(span.end_ns, |c| c.time_ns);
+    let (x0, x1) = (span.x(op.invoke_time_ns), span.x(end_ns));
+    let result = op.completion.as_ref().map_or("pending".to_string(), |c| c.value.to_string());
+    let _ = write!(
+        page,
+        "<rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" class=\"{}\"><title>#{} p{} {} {} → {} {}</title></rect>",
+        lane as f64 * LANE_PX + 2.0,
+        (x1 - x0).max(1.0),
+        LANE_PX - 4.0,
+        op.op_type().as_str(),
+        op.invoke_index,
+        op.process,
+        esc(&op.f),
+        esc(&truncate(&op.invoke_value.to_string())),
+        op.op_type().as_str(),
+        esc(&truncate(&result)),
+    );
+}
+
+/// Time buckets of the aggregated timeline.
+const TIMELINE_BUCKETS: usize = 250;
+
+/// The aggregated timeline: per lane and bucket, how many ops completed
+/// (or, never completing, were invoked) ok, fail and info.
+fn cells(page: &mut String, ops: &[Op], lane_of: &[usize], n_lanes: usize, span: &Span) {
+    let bucket_ns = ((span.end_ns - span.start_ns) / TIMELINE_BUCKETS as u64).max(1);
+    let mut counts = vec![[0u32; 3]; n_lanes * TIMELINE_BUCKETS];
+    for (op, lane) in ops.iter().zip(lane_of) {
+        let at = op.completion.as_ref().map_or(op.invoke_time_ns, |c| c.time_ns);
+        let bucket = (at.saturating_sub(span.start_ns) / bucket_ns).min(TIMELINE_BUCKETS as u64 - 1) as usize;
+        let kind = match op.op_type() {
+            OpType::Ok => 0,
+            OpType::Fail => 1,
+            OpType::Info => 2,
+        };
+        counts[lane * TIMELINE_BUCKETS + bucket][kind] += 1;
+    }
+    let cell_px = (WIDTH - LEFT_PX) / TIMELINE_BUCKETS as f64;
+    for (i, [ok, fail, info]) in counts.iter().enumerate().filter(|(_, c)| c.iter().any(|n| *n > 0)) {
+        let (lane, bucket) = (i / TIMELINE_BUCKETS, i % TIMELINE_BUCKETS);
+        let class = if *info > 0 {
+            "info"
+        } else if *fail > 0 {
+            "fail"
+        } else {
+            "ok"
+        };
+        let from_s = (span.start_ns + bucket as u64 * bucket_ns) as f64 / 1e9;
+        let _ = write!(
+            page,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" class=\"{class}\"><title>lane {lane}, {from_s:.2}–{:.2} s: {ok} ok, {fail} fail, {info} info</title></rect>",
+            LEFT_PX + bucket as f64 * cell_px,
+            lane as f64 * LANE_PX + 2.0,
+            cell_px.max(1.0),
+            LANE_PX - 4.0,
+            from_s + bucket_ns as f64 / 1e9,
+        );
+    }
 }
 
 /// Throughput (ok completions per second) and latency (p50 and max of ok
@@ -280,6 +376,53 @@ mod tests {
         assert!(!page.contains("<script"), "self-contained and static");
         let valid = html_report(&fixture::report(false), &fixture::history(false));
         assert!(valid.contains("<span class=\"valid\">VALID</span>") && !valid.contains("Counterexamples"));
+    }
+
+    /// `n_workers` workers doing `per_worker` ops each, one op in 50 ending
+    /// `info` (which retires the process: the next op is a fresh one's).
+    fn busy_history(n_workers: u64, per_worker: u64) -> History {
+        use serde_json::json;
+        use shakedown_history::{Header, HistoryBuilder, ProcessId};
+        let mut b = HistoryBuilder::new(Header::new("busy", 1));
+        let mut process: Vec<u64> = (0..n_workers).collect();
+        let mut next = n_workers;
+        let mut t = 0;
+        for i in 0..per_worker {
+            for w in 0..n_workers as usize {
+                t += 1000;
+                b.invoke(t, ProcessId(process[w]), "a", "add", json!(i));
+            }
+            for w in 0..n_workers as usize {
+                t += 1000;
+                let ty = if (i + w as u64) % 50 == 0 { OpType::Info } else { OpType::Ok };
+                b.complete(t, ProcessId(process[w]), ty, json!(i), None);
+                if ty == OpType::Info {
+                    process[w] = next;
+                    next += 1;
+                }
+            }
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn past_the_drawing_limit_the_timeline_covers_the_whole_run_in_every_lane() {
+        let history = busy_history(23, 2000);
+        let report = Report::build(crate::RunMeta::new("busy", 1), &history, Vec::new());
+        let page = html_report(&report, &history);
+        assert!(page.contains("46000 operations by") && page.contains("in 23 lanes"), "retired processes share lanes");
+        assert!(page.contains("each cell sums the operations"), "aggregated past the limit");
+        assert!(page.matches("<rect x=").count() <= 23 * TIMELINE_BUCKETS);
+        for lane in 0..23 {
+            let cells = page.matches(&format!("<title>lane {lane}, ")).count();
+            assert!(cells > TIMELINE_BUCKETS / 2, "lane {lane} is drawn over the run: {cells} cells");
+        }
+        let last = format!("–{:.2} s:", history.events.last().unwrap().time_ns as f64 / 1e9);
+        assert!(page.contains(&last), "the last bucket ends with the run ({last})");
+        assert!(page.contains("class=\"info\"><title>lane"), "info ops show in their cells");
+        let small = busy_history(3, 10);
+        let report = Report::build(crate::RunMeta::new("small", 1), &small, Vec::new());
+        assert_eq!(html_report(&report, &small).matches("<rect x=").count(), 30, "a bar per op below the limit");
     }
 
     #[test]
