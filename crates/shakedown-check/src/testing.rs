@@ -2,7 +2,7 @@
 
 use crate::{Check, CheckInput, CheckResult, Verdict};
 use serde_json::{json, Value};
-use shakedown_history::{EventKind, Header, History, HistoryBuilder, OpType, ProcessId, Skip};
+use shakedown_history::{EventKind, FaultEvent, FaultPhase, Header, History, HistoryBuilder, OpType, ProcessId, Skip};
 
 /// One step of a sequential test history.
 pub(crate) enum Step {
@@ -12,6 +12,8 @@ pub(crate) enum Step {
     Pending { f: &'static str, value: Value },
     /// An op skipped for lack of a target.
     Skip { f: &'static str },
+    /// A fault window starting (`true`) or ending (`false`) on a target.
+    Fault(&'static str, &'static str, bool),
 }
 
 pub(crate) fn ok(f: &'static str, value: Value, out: Value) -> Step {
@@ -41,6 +43,8 @@ pub(crate) fn skip(f: &'static str) -> Step {
 /// Builds a history in which step `i` runs on process `i`, ten nanoseconds apart.
 pub(crate) fn history(steps: &[Step]) -> History {
     let mut b = HistoryBuilder::new(Header::new("test", 1));
+    let mut open_faults: Vec<(&str, u64)> = Vec::new();
+    let mut next_fault = 0;
     for (i, step) in steps.iter().enumerate() {
         let p = ProcessId(i as u64);
         let t = 10 * i as u64;
@@ -55,6 +59,19 @@ pub(crate) fn history(steps: &[Step]) -> History {
             Step::Skip { f } => {
                 let skip = Skip { process: p, actor: actor(i).into(), f: f.to_string(), reason: "no target".into() };
                 b.push(t, EventKind::Skip(skip));
+            }
+            Step::Fault(fault, target, start) => {
+                let (fault_id, phase) = if *start {
+                    next_fault += 1;
+                    open_faults.push((fault, next_fault - 1));
+                    (next_fault - 1, FaultPhase::Start)
+                } else {
+                    let at = open_faults.iter().rposition(|(f, _)| f == fault).expect("a started fault ends");
+                    (open_faults.remove(at).1, FaultPhase::End)
+                };
+                let e =
+                    FaultEvent { fault_id, phase, fault: fault.to_string(), target: target.to_string(), detail: None };
+                b.push(t, EventKind::Fault(e));
             }
         }
     }

@@ -99,7 +99,7 @@ impl Check for TotalQueueCheck {
         let (tallies, malformed) = self.tally(&ops);
         let takes = ops.iter().filter(|op| op.op_type() == OpType::Ok && self.takes(op)).count();
         let blind = self.indeterminate_takes(&ops);
-        let findings = findings(&tallies);
+        let findings = findings(&tallies, &crate::element::windows(input.history));
         let acked: usize = tallies.values().map(|t| t.acked.len()).sum();
         let dequeued: usize = tallies.values().map(|t| t.dequeued.len()).sum();
         let details = json!({
@@ -231,8 +231,9 @@ impl TotalQueueCheck {
     }
 }
 
-/// Compares copies enqueued with copies dequeued, element by element.
-fn findings(tallies: &BTreeMap<Element, Tally<'_>>) -> Findings {
+/// Compares copies enqueued with copies dequeued, element by element; a lost
+/// element names the fault window nearest its last acknowledged enqueue.
+fn findings(tallies: &BTreeMap<Element, Tally<'_>>, windows: &[crate::element::Window]) -> Findings {
     let mut f = Findings::default();
     let refs = |ops: &[&Op]| ops.iter().map(|op| op_ref(op)).collect::<Vec<_>>();
     for (element, t) in tallies {
@@ -248,7 +249,12 @@ fn findings(tallies: &BTreeMap<Element, Tally<'_>>) -> Findings {
         };
         let e = element.value();
         if dequeued < acked {
-            push("lost", json!({"element": e, "missing": acked - dequeued, "enqueues": refs(&t.acked)}));
+            let acked_ns = t.acked.iter().filter_map(|op| op.completion.as_ref().map(|c| c.time_ns)).max();
+            let nearest = acked_ns.and_then(|at| crate::element::nearest_window(windows, at));
+            push(
+                "lost",
+                json!({"element": e, "missing": acked - dequeued, "enqueues": refs(&t.acked), "nearest_fault": nearest}),
+            );
         }
         if attempted == 0 && dequeued > 0 {
             push("unexpected", json!({"element": e, "dequeues": refs(&t.dequeued)}));
@@ -298,6 +304,26 @@ mod tests {
             drain(json!([2, "3"])),
         ]);
         check(&h, Verdict::Valid, "all 3 acknowledged enqueues dequeued");
+    }
+
+    #[test]
+    fn a_lost_element_names_the_fault_window_nearest_its_enqueue() {
+        use crate::testing::Step::Fault;
+        let h = history(&[
+            Fault("kill", "kv", true),
+            Fault("kill", "kv", false),
+            enq(json!(1)),
+            enq(json!(2)),
+            Fault("pause", "kv", true),
+            Fault("pause", "kv", false),
+            deq(json!(2)),
+        ]);
+        let r = check(&h, Verdict::Invalid, "1 element lost: 1");
+        let nearest = &r.details["lost"][0]["nearest_fault"];
+        assert_eq!(nearest["fault"], "pause", "the next crash after the ack, not the one before: {nearest}");
+        assert_eq!(nearest["relation"], "after");
+        let without = history(&[enq(json!(1)), deq(json!(null))]);
+        assert!(check(&without, Verdict::Invalid, "1 element lost: 1").details["lost"][0]["nearest_fault"].is_null());
     }
 
     #[test]
