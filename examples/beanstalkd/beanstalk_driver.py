@@ -9,8 +9,12 @@ its connection closes. Operations (see docs/drivers.md for the protocol):
     dequeue  reserve-with-timeout 0, then delete it
                                            -> ok, value = the job's body;
                                               fail when the queue is empty
-    drain    dequeue until the queue is empty
+    drain    dequeue until nothing is ready, then prove the queue empty
                                            -> ok, value = the bodies, in order
+             (a drain that cannot prove it, because jobs are still
+             reserved, delayed or buried, answers info: an empty-looking
+             queue is not proof that nothing is left, and total-queue
+             would count what it missed as lost)
 
 A refused connection never reached the server: fail. Anything else cut off
 mid-operation (a kill -9) may or may not have taken effect: info. A dequeue
@@ -100,6 +104,19 @@ def take(conn):
     return body
 
 
+def not_ready(conn):
+    """Jobs the tube holds that a reserve cannot see right now (reserved by
+    another connection, delayed, buried), as text; empty when there are none."""
+    conn.send(b"stats-tube default\r\n")
+    reply = conn.line()
+    parts = reply.split()
+    if len(parts) != 2 or parts[0] != "OK":
+        raise RuntimeError("stats-tube: " + reply)
+    stats = dict(line.split(": ", 1) for line in conn.body(int(parts[1])).splitlines() if ": " in line)
+    counts = {k: int(stats.get("current-jobs-" + k, "0")) for k in ("ready", "reserved", "delayed", "buried")}
+    return ", ".join("%d %s" % (n, k) for k, n in counts.items() if n)
+
+
 def handle(req, addr):
     f = req.get("f")
     conn = Conn(addr)
@@ -117,6 +134,9 @@ def handle(req, addr):
             while len(bodies) < DRAIN_LIMIT:
                 body = take(conn)
                 if body is None:
+                    left = not_ready(conn)
+                    if left:
+                        return {"type": "info", "error": "cannot prove the queue empty: " + left}
                     return {"type": "ok", "value": [element(b) for b in bodies]}
                 bodies.append(body)
             return {"type": "info", "error": "drain limit reached"}
