@@ -208,7 +208,11 @@ pub fn service(
     let ready = spec.ready.clone().unwrap_or_default();
     let probe = if let Some(t) = &ready.tcp {
         let addr = ctx.render(t, &mut scope)?;
-        Probe::Tcp(if addr.contains(':') { addr } else { format!("127.0.0.1:{addr}") })
+        // A bare port is the service's own address: loopback, or in its
+        // network namespace the address it has there (the probe connects
+        // from inside that namespace, never to shakedown's forwarder).
+        let host = ctx.services.get(name).map(|svc| svc.host.as_str()).unwrap_or("127.0.0.1");
+        Probe::Tcp(if addr.contains(':') { addr } else { format!("{host}:{addr}") })
     } else if let Some(u) = &ready.http {
         Probe::Http { url: ctx.render(u, &mut scope)?, status: ready.status }
     } else if let Some(re) = &ready.log {

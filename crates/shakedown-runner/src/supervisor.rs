@@ -355,13 +355,14 @@ impl Service {
         let attempt = Duration::from_secs(2).min(self.ready_timeout);
         match &self.probe {
             Probe::None => Ok(()),
-            Probe::Tcp(addr) => {
-                match tokio::time::timeout(attempt, tokio::net::TcpStream::connect(addr.as_str())).await {
+            Probe::Tcp(addr) => match self.network_namespace() {
+                Some(ns) => probe_tcp_in_namespace(ns, addr.clone(), attempt).await,
+                None => match tokio::time::timeout(attempt, tokio::net::TcpStream::connect(addr.as_str())).await {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err(e)) => Err(format!("connect {addr}: {e}")),
                     Err(_) => Err(format!("connect {addr}: timed out")),
-                }
-            }
+                },
+            },
             Probe::Http { url, status } => probe_http(url, *status, attempt).await,
             Probe::Log(re) => {
                 let hit = self.log.lines_from(from_seq).iter().any(|l| re.regex.is_match(&l.text));
@@ -373,6 +374,12 @@ impl Service {
             }
             Probe::Exec(spec) => probe_exec(spec, attempt).await,
         }
+    }
+
+    /// The network namespace the service runs in, when it has its own.
+    fn network_namespace(&self) -> Option<Arc<OwnedFd>> {
+        let spec = self.proc_spec.lock().unwrap_or_else(|p| p.into_inner());
+        spec.namespaces.iter().find(|n| n.nstype == libc::CLONE_NEWNET).map(|n| n.fd.clone())
     }
 
     /// Sends `signal` to the whole group; `expected` marks the coming exit as ours.
@@ -447,12 +454,67 @@ async fn probe_http(url: &str, status: Option<u16>, attempt: Duration) -> Result
 
 async fn probe_exec(spec: &ProcSpec, attempt: Duration) -> Result<(), String> {
     let mut cmd = spec.command();
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let (mut child, _guard) = spawn_tracked(&mut cmd).map_err(|e| format!("run {}: {e}", spec.argv[0]))?;
-    match tokio::time::timeout(attempt, child.wait()).await {
-        Ok(Ok(s)) if s.success() => Ok(()),
-        Ok(Ok(s)) => Err(format!("probe {}: {}", spec.argv[0], describe_exit(s))),
-        Ok(Err(e)) => Err(format!("probe {}: {e}", spec.argv[0])),
-        Err(_) => Err(format!("probe {}: timed out", spec.argv[0])),
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    // What the probe printed last is what explains a failure: its output,
+    // capped, comes with the error. Both pipes are read at once, so neither
+    // fills and stalls the probe.
+    let output = async move {
+        let (out, err) = tokio::join!(read_some(out), read_some(err));
+        format!("{}\n{}", out.trim(), err.trim()).trim().to_string()
+    };
+    let waited = tokio::time::timeout(attempt, async { tokio::join!(child.wait(), output) }).await;
+    let said = |text: &str| if text.is_empty() { String::new() } else { format!("; it printed: {}", last_lines(text)) };
+    match waited {
+        Ok((Ok(s), _)) if s.success() => Ok(()),
+        Ok((Ok(s), text)) => Err(format!("probe {}: {}{}", spec.argv.join(" "), describe_exit(s), said(&text))),
+        Ok((Err(e), _)) => Err(format!("probe {}: {e}", spec.argv[0])),
+        Err(_) => Err(format!("probe {}: timed out", spec.argv.join(" "))),
     }
+}
+
+/// A pipe's first [`PROBE_OUTPUT_BYTES`], read to its end.
+async fn read_some(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> String {
+    use tokio::io::AsyncReadExt;
+    let Some(mut pipe) = pipe else { return String::new() };
+    let (mut kept, mut buf) = (Vec::new(), [0u8; 4096]);
+    while let Ok(n @ 1..) = pipe.read(&mut buf).await {
+        let room = PROBE_OUTPUT_BYTES.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// The most of an exec probe's output kept for its error.
+const PROBE_OUTPUT_BYTES: usize = 4096;
+
+/// The last few lines of `text`, on one line.
+fn last_lines(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join(" | ")
+}
+
+/// Connects to `addr` from inside the network namespace `ns`, on a thread of
+/// its own that ends with the attempt: entering a namespace moves only the
+/// calling thread, and no pooled thread may stay in a service's namespace.
+async fn probe_tcp_in_namespace(ns: Arc<OwnedFd>, addr: String, attempt: Duration) -> Result<(), String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let target = addr.clone();
+    let spawned = std::thread::Builder::new().name("probe-netns".into()).spawn(move || {
+        let result = (|| {
+            nix::sched::setns(&*ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("enter the service's network namespace: {e}"))?;
+            let sockaddr: std::net::SocketAddr =
+                target.parse().map_err(|_| format!("{target} is not an address and port"))?;
+            std::net::TcpStream::connect_timeout(&sockaddr, attempt)
+                .map(drop)
+                .map_err(|e| format!("connect {target}: {e} (inside the service's network namespace)"))
+        })();
+        let _ = tx.send(result);
+    });
+    if let Err(e) = spawned {
+        return Err(format!("connect {addr}: start the probe thread: {e}"));
+    }
+    rx.await.unwrap_or_else(|_| Err(format!("connect {addr}: the probe thread ended without an answer")))
 }

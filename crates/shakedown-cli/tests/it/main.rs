@@ -23,6 +23,7 @@ mod metrics;
 mod postgres;
 mod profiles;
 mod proxy;
+mod readiness;
 mod resume;
 mod scripted;
 mod secrets;
