@@ -414,9 +414,11 @@ impl Run<'_> {
             },
         };
         if let Some(c) = &client {
-            match self.or_cancel(tokio::time::timeout(Duration::from_secs(60), c.open(&ctx.actors))).await {
+            match self.or_cancel(tokio::time::timeout(c.open_timeout(), c.open(&ctx.actors))).await {
                 None => return RunEnd::Interrupted,
-                Some(Err(_)) => return RunEnd::Failed("the client did not open within 60s".into()),
+                Some(Err(_)) => {
+                    return RunEnd::Failed(format!("the client did not open within {:?}", c.open_timeout()))
+                }
                 Some(Ok(Err(e))) => return RunEnd::Failed(format!("open the client: {e}")),
                 Some(Ok(Ok(()))) => {}
             }

@@ -60,3 +60,67 @@ f = "read"
     assert_eq!(starts, 5, "restarted with backoff until it gave up, not thousands of times");
     assert!(log.contains("cannot import client library"), "{log}");
 }
+
+/// A driver that takes 3 s to start (importing, connecting), then answers
+/// every read with 1 at once.
+const SLOW_DRIVER: &str = r#"
+import json, sys, time
+time.sleep(3)
+for line in sys.stdin:
+    req = json.loads(line)
+    print(json.dumps({"id": req["id"], "type": "ok", "value": 1}), flush=True)
+"#;
+
+#[test]
+fn a_driver_slow_to_start_gets_no_operation_before_it_is_ready() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_file(tmp.path(), "slow_driver.py", SLOW_DRIVER);
+    let scenario = r#"
+name = "slow-driver"
+duration = "1s"
+clients = 4
+[actor.alice]
+[actor.bob]
+[client]
+kind = "driver"
+command = ["python3", "{scenario.dir}/slow_driver.py"]
+timeout = "1s"
+[[action]]
+f = "read"
+"#;
+    let path = write_file(tmp.path(), "s.toml", scenario);
+    let out = tmp.path().join("run");
+    let o = crate::common::shakedown(&["run", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = crate::common::report(&out);
+    assert_eq!(r["ops"]["by_result"]["info"], 0, "no op timed out waiting for a driver to start: {}", r["ops"]);
+    assert!(r["ops"]["by_result"]["ok"].as_u64().unwrap() > 10, "{}", r["ops"]);
+}
+
+#[test]
+fn a_driver_that_never_becomes_ready_is_exit_4_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = r#"
+name = "silent-driver"
+duration = "30s"
+[actor.alice]
+[client]
+kind = "driver"
+command = ["sh", "-c", "exec cat > /dev/null"]
+[[action]]
+f = "read"
+"#;
+    let path = write_file(tmp.path(), "s.toml", scenario);
+    let out = tmp.path().join("run");
+    let o = Command::new(SHAKEDOWN)
+        .args(["run", path.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .env("SHAKEDOWN_DRIVER_READY_TIMEOUT", "2s")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(err.contains("driver `sh -c exec cat > /dev/null` did not answer its readiness request"), "{err}");
+    assert!(err.contains("within 2s"), "{err}");
+    assert_eq!(crate::common::report(&out)["ops"]["total"], 0, "no op was recorded against it");
+}

@@ -7,7 +7,12 @@
 //! `{"id":1,"type":"ok","value":5}` (or `"fail"`/`"info"` with `"error"`).
 //! Replies may come in any order. Stderr goes to `logs/driver-<actor>.log`.
 //! A driver that exits is restarted on the next operation; its pending
-//! operations complete as `info`. A driver that keeps exiting before it
+//! operations complete as `info`. Every driver process is first sent a
+//! readiness request, `{"id":N,"f":"shakedown:ready"}`; the workload does
+//! not use it until it has answered (with anything: a `fail` "unknown f" is
+//! fine), so a driver still importing its client library or connecting is
+//! never handed an operation it cannot answer in time. One that does not
+//! answer within [`READY_TIMEOUT`] fails the run, naming it. A driver that keeps exiting before it
 //! answers anything is restarted with a growing pause, and after
 //! [`MAX_FAILED_STARTS`] such starts in a row the run ends as a harness
 //! failure naming it: a driver that cannot run is not a finding.
@@ -30,8 +35,29 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Outcome>>>>;
 /// Starts in a row that ended before the driver answered anything, after
 /// which the run fails.
 pub const MAX_FAILED_STARTS: u32 = 5;
+/// The `f` of the readiness request every driver process gets first.
+pub const READY_F: &str = "shakedown:ready";
+/// How long a started driver has to answer its readiness request, unless
+/// `SHAKEDOWN_DRIVER_READY_TIMEOUT` (a duration, e.g. `2m`) says otherwise.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(50);
+
+fn ready_timeout() -> Duration {
+    std::env::var("SHAKEDOWN_DRIVER_READY_TIMEOUT")
+        .ok()
+        .and_then(|t| humantime::parse_duration(&t).ok())
+        .filter(|t| *t <= Duration::from_secs(24 * 3600))
+        .unwrap_or(READY_TIMEOUT)
+}
+
 /// The pause before the second start of a failing driver; it doubles each time.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+impl Running {
+    /// Whether it may still be running: its exit has not been seen yet.
+    fn alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+}
 
 struct Running {
     stdin: tokio::sync::Mutex<ChildStdin>,
@@ -86,11 +112,68 @@ impl DriverClient {
         }
         let running = Arc::new(start(slot)?);
         *guard = Some(running.clone());
+        self.await_ready(slot, &running).await?;
         Ok(running)
+    }
+
+    /// Sends the readiness request and waits for its answer. A driver that
+    /// exits first is left for the next call to restart (with backoff); one
+    /// that stays silent fails the run.
+    async fn await_ready(&self, slot: &Slot, running: &Running) -> Result<(), String> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let rx = match send(running, id, &json!({"id": id, "f": READY_F})).await {
+            Ok(rx) => rx,
+            // Its stdin is closed: it is exiting. Once its exit is seen, the next start restarts it.
+            Err(e) => {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+                while running.alive() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                return Err(format!("driver `{}` did not take its readiness request: {e}", slot.describe()));
+            }
+        };
+        let limit = ready_timeout();
+        match tokio::time::timeout(limit, rx).await {
+            // An answer from the driver, or the note that it exited (sent to every pending request).
+            Ok(Ok(_)) if running.answered.load(Ordering::SeqCst) => Ok(()),
+            Ok(Ok(outcome)) => Err(outcome.error.unwrap_or_else(|| "the driver exited".into())),
+            Ok(Err(_)) => Err(format!("driver `{}` dropped its readiness request", slot.describe())),
+            Err(_) => {
+                let why = format!(
+                    "driver `{}` did not answer its readiness request ({READY_F}) within {limit:?}; \
+                     its output is in {}",
+                    slot.describe(),
+                    slot.log.path.display()
+                );
+                if let Some(run) = crate::harness::tag_of(&slot.spec.env) {
+                    crate::harness::fail(run, why.clone());
+                }
+                Err(why)
+            }
+        }
     }
 }
 
+/// Writes one request line and returns where its reply will arrive.
+async fn send(running: &Running, id: u64, req: &Value) -> std::io::Result<oneshot::Receiver<Outcome>> {
+    let (tx, rx) = oneshot::channel();
+    running.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
+    let mut line = req.to_string();
+    line.push('\n');
+    let sent = { running.stdin.lock().await.write_all(line.as_bytes()).await };
+    if let Err(e) = sent {
+        running.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        return Err(e);
+    }
+    Ok(rx)
+}
+
 impl Slot {
+    /// The driver's command line.
+    fn describe(&self) -> String {
+        self.spec.argv.join(" ")
+    }
+
     /// Before restarting after `dead` exited: pauses if it never answered,
     /// longer each time, and fails the run once that has happened
     /// [`MAX_FAILED_STARTS`] times in a row.
@@ -225,11 +308,26 @@ pub fn parse_reply(line: &str) -> Result<(u64, Outcome), String> {
 
 #[async_trait::async_trait]
 impl Client for DriverClient {
+    /// Starts every actor's driver at once and waits until each has answered
+    /// its readiness request; one that exits first is started again, with
+    /// the backoff and the limit of every restart.
     async fn open(&self, _actors: &[crate::context::ActorCtx]) -> Result<(), String> {
-        for i in 0..self.slots.len() {
-            self.driver(i).await?;
-        }
-        Ok(())
+        let open_one = |i: usize| async move {
+            loop {
+                match self.driver(i).await {
+                    Ok(_) => return Ok(()),
+                    // Exited before it answered: the next call restarts it, or gives up.
+                    Err(_) if self.slots[i].running.lock().await.as_ref().is_some_and(|r| !r.alive()) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let started = futures_util::future::join_all((0..self.slots.len()).map(open_one)).await;
+        started.into_iter().collect()
+    }
+
+    fn open_timeout(&self) -> Duration {
+        ready_timeout() + Duration::from_secs(10)
     }
 
     async fn call(&self, op: Operation<'_>) -> Outcome {
@@ -238,16 +336,11 @@ impl Client for DriverClient {
             Err(e) => return Outcome::fail(e),
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        driver.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
         let req = json!({"id": id, "f": op.f, "value": op.value, "target": op.target, "actor": op.actor.name});
-        let mut line = req.to_string();
-        line.push('\n');
-        let sent = { driver.stdin.lock().await.write_all(line.as_bytes()).await };
-        if let Err(e) = sent {
-            driver.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-            return Outcome::info(format!("write to driver: {e}"));
-        }
+        let rx = match send(&driver, id, &req).await {
+            Ok(rx) => rx,
+            Err(e) => return Outcome::info(format!("write to driver: {e}")),
+        };
         let timeout = self.timeouts.get(op.action_index).copied().unwrap_or(crate::plan::DEFAULT_OP_TIMEOUT);
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(outcome)) => outcome,

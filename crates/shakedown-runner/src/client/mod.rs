@@ -44,6 +44,11 @@ pub trait Client: Send + Sync {
         Ok(())
     }
 
+    /// How long `open` may take before the run fails.
+    fn open_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(60)
+    }
+
     async fn call(&self, op: Operation<'_>) -> Outcome;
 
     /// Releases resources; nothing the client started may outlive this.
