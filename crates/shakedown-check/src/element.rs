@@ -163,6 +163,51 @@ pub(crate) fn op_ref(op: &shakedown_history::Op) -> Value {
     })
 }
 
+/// A fault window as (start, end, fault, target); `end` is `None` when it
+/// never healed.
+pub(crate) type Window = (u64, Option<u64>, String, String);
+
+/// The history's fault windows, in order.
+pub(crate) fn windows(history: &shakedown_history::History) -> Vec<Window> {
+    use shakedown_history::EventKind;
+    history
+        .fault_windows()
+        .into_iter()
+        .filter_map(|(start, end)| match &start.kind {
+            EventKind::Fault(f) => Some((start.time_ns, end.map(|e| e.time_ns), f.fault.clone(), f.target.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The fault window nearest to an element lost after it was acknowledged at
+/// `acked_ns`: the one open then, else the first to start after it (the crash
+/// that took an unsynced write), else the last before it. `None` without faults.
+pub(crate) fn nearest_window(windows: &[Window], acked_ns: u64) -> Option<Value> {
+    let during = windows.iter().find(|w| w.0 <= acked_ns && w.1.is_none_or(|end| acked_ns <= end));
+    let after = windows.iter().filter(|w| w.0 > acked_ns).min_by_key(|w| w.0);
+    let before = windows.iter().filter(|w| w.1.is_some_and(|end| end < acked_ns)).max_by_key(|w| w.1);
+    let (w, relation) = match (during, after, before) {
+        (Some(w), _, _) => (w, "during"),
+        (None, Some(w), _) => (w, "after"),
+        (None, None, Some(w)) => (w, "before"),
+        (None, None, None) => return None,
+    };
+    let gap_ms = match relation {
+        "after" => (w.0 - acked_ns) as f64 / 1e6,
+        "before" => w.1.map_or(0.0, |end| (acked_ns - end) as f64 / 1e6),
+        _ => 0.0,
+    };
+    Some(serde_json::json!({
+        "fault": w.2,
+        "target": w.3,
+        "start_ns": w.0,
+        "end_ns": w.1,
+        "relation": relation,
+        "gap_ms": gap_ms,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,49 +254,4 @@ mod tests {
         assert!(el(json!([2])) > el(json!([1, 0])));
         assert!(el(json!({"a": 1})) < el(json!({"a": 1, "b": 0})));
     }
-}
-
-/// A fault window as (start, end, fault, target); `end` is `None` when it
-/// never healed.
-pub(crate) type Window = (u64, Option<u64>, String, String);
-
-/// The history's fault windows, in order.
-pub(crate) fn windows(history: &shakedown_history::History) -> Vec<Window> {
-    use shakedown_history::EventKind;
-    history
-        .fault_windows()
-        .into_iter()
-        .filter_map(|(start, end)| match &start.kind {
-            EventKind::Fault(f) => Some((start.time_ns, end.map(|e| e.time_ns), f.fault.clone(), f.target.clone())),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The fault window nearest to an element lost after it was acknowledged at
-/// `acked_ns`: the one open then, else the first to start after it (the crash
-/// that took an unsynced write), else the last before it. `None` without faults.
-pub(crate) fn nearest_window(windows: &[Window], acked_ns: u64) -> Option<Value> {
-    let during = windows.iter().find(|w| w.0 <= acked_ns && w.1.is_none_or(|end| acked_ns <= end));
-    let after = windows.iter().filter(|w| w.0 > acked_ns).min_by_key(|w| w.0);
-    let before = windows.iter().filter(|w| w.1.is_some_and(|end| end < acked_ns)).max_by_key(|w| w.1);
-    let (w, relation) = match (during, after, before) {
-        (Some(w), _, _) => (w, "during"),
-        (None, Some(w), _) => (w, "after"),
-        (None, None, Some(w)) => (w, "before"),
-        (None, None, None) => return None,
-    };
-    let gap_ms = match relation {
-        "after" => (w.0 - acked_ns) as f64 / 1e6,
-        "before" => w.1.map_or(0.0, |end| (acked_ns - end) as f64 / 1e6),
-        _ => 0.0,
-    };
-    Some(serde_json::json!({
-        "fault": w.2,
-        "target": w.3,
-        "start_ns": w.0,
-        "end_ns": w.1,
-        "relation": relation,
-        "gap_ms": gap_ms,
-    }))
 }

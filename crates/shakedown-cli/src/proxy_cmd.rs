@@ -14,7 +14,7 @@ pub fn proxy_command(listen: SocketAddr, config: Option<PathBuf>, seed: Option<u
         eprintln!("shakedown proxy: --listen {listen} is not a loopback address; the control API only listens on loopback (127.0.0.0/8 or ::1)");
         return ExitCode::Usage;
     }
-    let specs: Vec<ProxySpec> = match config.as_ref().map(read_config).transpose() {
+    let specs: Vec<ProxySpec> = match config.as_deref().map(read_config).transpose() {
         Ok(specs) => specs.unwrap_or_default(),
         Err(e) => {
             eprintln!("shakedown proxy: {e}");
@@ -58,7 +58,7 @@ pub fn proxy_command(listen: SocketAddr, config: Option<PathBuf>, seed: Option<u
     })
 }
 
-fn read_config(path: &PathBuf) -> Result<Vec<ProxySpec>, String> {
+fn read_config(path: &std::path::Path) -> Result<Vec<ProxySpec>, String> {
     let text = crate::input::read_small(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| {
         format!(

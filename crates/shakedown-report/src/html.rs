@@ -388,16 +388,16 @@ mod tests {
         let mut next = n_workers;
         let mut t = 0;
         for i in 0..per_worker {
-            for w in 0..n_workers as usize {
+            for p in &process {
                 t += 1000;
-                b.invoke(t, ProcessId(process[w]), "a", "add", json!(i));
+                b.invoke(t, ProcessId(*p), "a", "add", json!(i));
             }
-            for w in 0..n_workers as usize {
+            for (w, p) in process.iter_mut().enumerate() {
                 t += 1000;
-                let ty = if (i + w as u64) % 50 == 0 { OpType::Info } else { OpType::Ok };
-                b.complete(t, ProcessId(process[w]), ty, json!(i), None);
+                let ty = if (i + w as u64).is_multiple_of(50) { OpType::Info } else { OpType::Ok };
+                b.complete(t, ProcessId(*p), ty, json!(i), None);
                 if ty == OpType::Info {
-                    process[w] = next;
+                    *p = next;
                     next += 1;
                 }
             }

@@ -454,7 +454,7 @@ fn shakedown_killed_at_random_moments_leaves_nothing_and_a_readable_prefix() {
     eprintln!("{} trials, seed {seed}", kill_trials());
     for i in 0..kill_trials() {
         let subject = &SUBJECTS[i % SUBJECTS.len()];
-        let mechanism = if (i / SUBJECTS.len()) % 2 == 0 { "cgroup" } else { "subreaper" };
+        let mechanism = if (i / SUBJECTS.len()).is_multiple_of(2) { "cgroup" } else { "subreaper" };
         let delay = Duration::from_millis(rng.gen_range(300..=u64::try_from(subject.latest_kill.as_millis()).unwrap()));
         killed_trial(subject, delay, mechanism);
     }
